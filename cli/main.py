@@ -1,0 +1,63 @@
+"""The one console command, ``meshfit``, that fronts every offline and serving entry point.
+
+Each sub-command lives in its own module ``cli/<name>_cmd.py`` exposing
+``register(subparsers)``; the module is imported only when it exists, so a
+command's heavy imports (aiohttp, kubernetes) are paid only by the commands
+that need them and ``meshfit inject`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from cli.errors import CommandError
+
+#: Sub-command modules, in the order ``meshfit --help`` lists them.
+COMMANDS: tuple[str, ...] = (
+    "inject",
+    "explain",
+    "policy",
+    "certs",
+    "webhook",
+    "extender",
+    "leak",
+    "demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshfit",
+        description="Mesh sidecars overcommitted from the pod's own budget.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"cli.{name}_cmd")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"cli.{name}_cmd":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, dispatch, and turn a user's mistake into one line on stderr and exit 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"meshfit {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
