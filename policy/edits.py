@@ -1,0 +1,109 @@
+"""Copy-on-write edits of a pod that record themselves as an RFC 6902 JSONPatch.
+
+The admission webhook must answer with a patch. Diffing the whole pod before
+and after (``jsonpatch.make_patch``) costs tens of milliseconds on a pod with
+1,500 environment variables; emitting each operation as the edit is made costs
+nothing extra and yields a patch exactly as large as the change.
+
+Copy-on-write keeps the caller's pod untouched (the webhook compares against
+it, the CLI prints both) while copying only the containers on an edited path:
+a 64 KB pod is not deep-copied to add two annotations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Path = tuple[str | int, ...]
+
+
+def pointer(path: Path) -> str:
+    """A JSON Pointer (RFC 6901) for ``path``: ``~`` and ``/`` in keys are escaped."""
+    return "".join("/" + (str(p).replace("~", "~0").replace("/", "~1")) for p in path)
+
+
+class PodEditor:
+    """Edits on a copy of ``original``; ``ops`` replays them on the original.
+
+    A value handed to an edit is never marked as owned, so a later edit below it
+    copies it first and the value recorded in an earlier operation stays as it
+    was when that operation was made.
+    """
+
+    def __init__(self, original: dict[str, Any]) -> None:
+        self.original = original
+        self.pod: dict[str, Any] = dict(original)
+        self.ops: list[dict[str, Any]] = []
+        # id -> object: holding the object keeps its id from being reused by a new value.
+        self._copied: dict[int, Any] = {id(self.pod): self.pod}
+
+    # -- reading ------------------------------------------------------------
+    def get(self, path: Path, default: Any = None) -> Any:
+        node: Any = self.pod
+        for key in path:
+            try:
+                node = node[key]
+            except (KeyError, IndexError, TypeError):
+                return default
+            if node is None:
+                return default
+        return node
+
+    # -- copy-on-write descent ------------------------------------------------
+    def _owned(self, parent: Any, key: str | int) -> Any:
+        child = parent[key]
+        if id(child) not in self._copied:
+            child = list(child) if isinstance(child, list) else dict(child)
+            parent[key] = child
+            self._copied[id(child)] = child
+        return child
+
+    def _parent(self, path: Path) -> tuple[Any, Path]:
+        """The deepest existing container on ``path`` (owned), and the part of path left."""
+        node: Any = self.pod
+        for i, key in enumerate(path[:-1]):
+            try:
+                exists = node[key] is not None
+            except (KeyError, IndexError, TypeError):
+                exists = False
+            if not exists:
+                return node, path[i:]
+            node = self._owned(node, key)
+        return node, path[-1:]
+
+    # -- edits --------------------------------------------------------------
+    def set(self, path: Path, value: Any) -> None:
+        """Set ``path`` to ``value``, creating missing parents (one ``add`` for the lot)."""
+        parent, rest = self._parent(path)
+        key = rest[0]
+        if len(rest) > 1:
+            for inner in reversed(rest[1:]):
+                value = {inner: value}
+        existed = isinstance(parent, list) or key in parent
+        parent[key] = value
+        done = path[: len(path) - len(rest) + 1]
+        self.ops.append({"op": "replace" if existed else "add", "path": pointer(done), "value": value})
+
+    def remove(self, path: Path) -> None:
+        parent, rest = self._parent(path)
+        if len(rest) != 1:
+            return
+        key = rest[0]
+        if isinstance(parent, dict) and key not in parent:
+            return
+        del parent[key]
+        self.ops.append({"op": "remove", "path": pointer(path)})
+
+    def insert(self, path: Path, index: int | None, value: Any) -> None:
+        """Insert into the list at ``path`` (``None`` appends), creating the list if missing."""
+        current = self.get(path)
+        if current is None:
+            self.set(path, [value])
+            return
+        parent, _ = self._parent(path + (0,))
+        if index is None or index >= len(parent):
+            parent.append(value)
+            self.ops.append({"op": "add", "path": pointer(path) + "/-", "value": value})
+        else:
+            parent.insert(index, value)
+            self.ops.append({"op": "add", "path": pointer(path + (index,)), "value": value})

@@ -1,0 +1,400 @@
+"""Parse and validate policy documents (``meshfit.io/v1alpha1``) into :mod:`policy.model`.
+
+Every problem is reported with its path and the parse goes on, so one edit of
+a broken ConfigMap fixes all of it. Accepts the policy YAML itself, or a
+ConfigMap manifest carrying it under ``data["policy.yaml"]``, so the same file
+works for ``kubectl apply`` and ``meshfit inject --policy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from policy.fields import FieldError, Fields, PolicyError
+from policy.model import (
+    API_VERSION,
+    NAMESPACE_POLICY_KIND,
+    POLICY_KEY,
+    POLICY_KIND,
+    RULE_PRECEDENCE,
+    Emergency,
+    InjectionPolicy,
+    NamespacePolicy,
+    Policy,
+    ResourcePolicy,
+    Scheduling,
+    SidecarOverride,
+    SidecarSpec,
+    SidecarVersions,
+    Sizing,
+    VersionPolicy,
+    VersionRule,
+)
+from policy.quantity import Quantity
+from policy.resources import RESOURCES
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+# -- entry points ----------------------------------------------------------
+def load_policy_file(path: str | Path) -> Policy:
+    text = Path(path).read_text(encoding="utf-8")
+    return parse_policy_text(text, source=str(path))
+
+
+def parse_policy_text(text: str, source: str = "policy") -> Policy:
+    """A policy from YAML text: the document itself or a ConfigMap holding it."""
+    document = _yaml(text, source)
+    if isinstance(document, Mapping) and document.get("kind") == "ConfigMap":
+        return policy_from_configmap(document, source=source)
+    return parse_policy(document, source=source)
+
+
+def policy_from_configmap(configmap: Mapping[str, Any], source: str | None = None) -> Policy:
+    meta = configmap.get("metadata") or {}
+    source = source or f"ConfigMap {meta.get('namespace', '')}/{meta.get('name', '')}"
+    text = (configmap.get("data") or {}).get(POLICY_KEY)
+    if not isinstance(text, str):
+        raise PolicyError([FieldError(f"data.{POLICY_KEY}", "is required")], source)
+    return parse_policy(_yaml(text, source), source=source)
+
+
+def namespace_policy_from_configmap(configmap: Mapping[str, Any], policy: Policy) -> NamespacePolicy:
+    meta = configmap.get("metadata") or {}
+    namespace = str(meta.get("namespace", ""))
+    source = f"ConfigMap {namespace}/{meta.get('name', '')}"
+    text = (configmap.get("data") or {}).get(POLICY_KEY)
+    if not isinstance(text, str):
+        raise PolicyError([FieldError(f"data.{POLICY_KEY}", "is required")], source)
+    return parse_namespace_policy(_yaml(text, source), policy, namespace, source=source)
+
+
+def _yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError([FieldError("", f"not valid YAML: {where}{problem}")], source) from None
+
+
+def revision_of(document: Any) -> str:
+    """A stable content hash: two replicas that read the same policy report the same revision."""
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:12]
+
+
+# -- the global policy -----------------------------------------------------
+def parse_policy(document: Any, source: str = "policy") -> Policy:
+    errors: list[FieldError] = []
+    top = Fields(document, "", errors)
+    _header(top, POLICY_KIND)
+    revision = top.string("revision") or revision_of(document)
+    sidecars = tuple(_sidecar(f) for _, f in top.each("sidecars", required=True))
+    names = [s.name for s in sidecars]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            errors.append(FieldError(f"sidecars[{i}].name", f"duplicate sidecar name {name!r}"))
+    policy = Policy(
+        revision=revision,
+        sidecars=sidecars,
+        injection=_injection(top.mapping("injection")),
+        resources=_resources(top.mapping("resources")),
+        versions=_versions(top.mapping("versions"), sidecars),
+        emergency=_emergency(top.mapping("emergency")),
+        scheduling=_scheduling(top.mapping("scheduling")),
+    )
+    top.done()
+    if errors:
+        raise PolicyError(errors, source)
+    return policy
+
+
+def _header(top: Fields, kind: str) -> None:
+    if top.string("apiVersion") != API_VERSION:
+        top.error("apiVersion", f"must be {API_VERSION}, got {top.data.get('apiVersion')!r}")
+    if top.string("kind") != kind:
+        top.error("kind", f"must be {kind}, got {top.data.get('kind')!r}")
+
+
+def _resource_quantities(f: Fields, *, positive: bool = False) -> dict[str, Quantity]:
+    out: dict[str, Quantity] = {}
+    for name in RESOURCES:
+        value = f.quantity(name, positive=positive)
+        if value is not None:
+            out[name] = value
+    f.done()
+    return out
+
+
+def _sizing(f: Fields, base: Sizing | None = None) -> Sizing:
+    base = base or Sizing()
+    mode = f.choice("mode", base.mode, ("ratio", "fixed"))
+    rf = f.mapping("ratio")
+    ratio = {name: rf.ratio(name, base.ratio[name]) for name in RESOURCES}
+    rf.done()
+    minimum = {**base.min, **_resource_quantities(f.mapping("min"))}
+    maximum = {**base.max, **_resource_quantities(f.mapping("max"))}
+    fixed = {**base.fixed, **_resource_quantities(f.mapping("fixed"), positive=True)}
+    for name in RESOURCES:
+        if name in minimum and name in maximum and minimum[name] > maximum[name]:
+            f.error(f"min.{name}", f"must not exceed max.{name} ({maximum[name]}), got {minimum[name]}")
+    if mode == "fixed":
+        for name in RESOURCES:
+            if name not in fixed:
+                f.error(f"fixed.{name}", "is required when mode is fixed")
+    f.done()
+    return Sizing(mode=mode, ratio=ratio, min=minimum, max=maximum, fixed=fixed)  # type: ignore[arg-type]
+
+
+def _sidecar(f: Fields) -> SidecarSpec:
+    name = f.string("name", required=True)
+    if name and not _DNS_LABEL.match(name):
+        f.error("name", f"must be a DNS label (lowercase letters, digits, '-'), got {name!r}")
+    image = f.string("image", required=True)
+    if ":" in image.rsplit("/", 1)[-1] or "@" in image:
+        f.error("image", f"is the repository only; versions choose the tag, got {image!r}")
+    sizing = _sizing(f.mapping("sizing"))
+    floor = f.quantity("cpuRequestFloor", Quantity.parse("50m"), positive=True) or Quantity.parse("50m")
+    for i, port in enumerate(f.objects("ports")):
+        if not isinstance(port.get("containerPort"), int):
+            f.error(f"ports[{i}].containerPort", "is required and must be an integer")
+    spec = SidecarSpec(
+        name=name,
+        image=image,
+        placement=f.choice("placement", "native", ("native", "legacy")),  # type: ignore[arg-type]
+        position=f.choice("position", "first", ("first", "last")),  # type: ignore[arg-type]
+        sizing=sizing,
+        cpu_request_floor=floor,
+        ports=tuple(f.objects("ports")),
+        env=tuple(_env_list(f, "env")),
+        volume_mounts=tuple(f.objects("volumeMounts")),
+        volumes=tuple(f.objects("volumes")),
+        command=f.strings("command"),
+        args=f.strings("args"),
+        startup_probe=f.object("startupProbe"),
+        readiness_probe=f.object("readinessProbe"),
+        liveness_probe=f.object("livenessProbe"),
+        security_context=f.object("securityContext"),
+        image_pull_policy=f.choice("imagePullPolicy", "IfNotPresent", ("Always", "IfNotPresent", "Never")),
+        app_env=tuple(_env_list(f, "appEnv")),
+    )
+    if sizing.mode == "fixed" and "cpu" in sizing.fixed and sizing.fixed["cpu"] < floor:
+        f.error("sizing.fixed.cpu", f"must be at least cpuRequestFloor ({floor}), got {sizing.fixed['cpu']}")
+    f.done()
+    return spec
+
+
+def _env_list(f: Fields, key: str) -> list[dict[str, Any]]:
+    items = f.objects(key)
+    for i, item in enumerate(items):
+        if not isinstance(item.get("name"), str) or not item["name"]:
+            f.error(f"{key}[{i}].name", "is required")
+    return items
+
+
+def _injection(f: Fields) -> InjectionPolicy:
+    d = InjectionPolicy()
+    policy = InjectionPolicy(
+        namespace_label=f.string("namespaceLabel", d.namespace_label),
+        namespace_label_value=f.string("namespaceLabelValue", d.namespace_label_value),
+        pod_override_key=f.string("podOverrideKey", d.pod_override_key),
+        excluded_namespaces=f.strings("excludedNamespaces", d.excluded_namespaces),
+        host_network=f.choice("hostNetwork", d.host_network, ("skip", "inject")),  # type: ignore[arg-type]
+        fail_closed=f.boolean("failClosed", d.fail_closed),
+        scheduler_name=f.string("schedulerName", d.scheduler_name),
+    )
+    f.done()
+    return policy
+
+
+def _resources(f: Fields) -> ResourcePolicy:
+    d = ResourcePolicy()
+    gf = f.mapping("guaranteed")
+    guaranteed = {name: gf.ratio(name, d.guaranteed[name]) for name in RESOURCES}
+    gf.done()
+    policy = ResourcePolicy(
+        mode=f.choice("mode", d.mode, ("overcommit", "additive", "carve")),  # type: ignore[arg-type]
+        variant=f.choice("overcommitVariant", d.variant, ("auto", "pod-level", "swap")),  # type: ignore[arg-type]
+        pod_level_resources=f.boolean("podLevelResources", d.pod_level_resources),
+        guaranteed=guaranteed,
+        best_effort=f.choice("bestEffort", d.best_effort, ("requests", "besteffort", "skip")),  # type: ignore[arg-type]
+    )
+    if policy.variant == "pod-level" and not policy.pod_level_resources:
+        f.error("overcommitVariant", "pod-level needs podLevelResources: true")
+    f.done()
+    return policy
+
+
+def _timestamp(f: Fields, key: str) -> datetime | None:
+    value = f.raw(key)
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    f.error(key, f"must be an RFC 3339 time such as 2026-12-31T00:00:00Z, got {value!r}")
+    return None
+
+
+def _versions(f: Fields, sidecars: tuple[SidecarSpec, ...]) -> VersionPolicy:
+    d = VersionPolicy()
+    known = {s.name for s in sidecars}
+
+    def read_sidecar(name: str, sf: Fields) -> SidecarVersions:
+        if name not in known:
+            sf.error("", f"names no sidecar (known: {', '.join(sorted(known)) or 'none'})")
+        baseline = sf.string("baseline", required=True)
+        allowed = sf.strings("allowed") or (baseline,)
+        if baseline and baseline not in allowed:
+            sf.error("baseline", f"{baseline!r} is not in allowed {list(allowed)}")
+        images = sf.string_map("images")
+        for version in images:
+            if version not in allowed:
+                sf.error(f"images.{version}", f"version {version!r} is not in allowed {list(allowed)}")
+        sf.done()
+        return SidecarVersions(baseline=baseline, allowed=allowed, images=images)
+
+    per_sidecar = f.map_each("sidecars", read_sidecar)
+    for name in sorted(known - set(per_sidecar)):
+        f.error(f"sidecars.{name}", "is required: every sidecar needs a baseline version")
+    rules: list[VersionRule] = []
+    for i, rf in f.each("rules"):
+        rule = _rule(rf, per_sidecar)
+        if rule is not None:
+            rules.append(rule)
+    policy = VersionPolicy(
+        sidecars=per_sidecar,
+        rules=tuple(rules),
+        allow_pod_pin=f.boolean("allowPodPin", d.allow_pod_pin),
+        app_label=f.string("appLabel", d.app_label),
+        zone_label=f.string("zoneLabel", d.zone_label),
+    )
+    f.done()
+    return policy
+
+
+def _rule(f: Fields, per_sidecar: dict[str, SidecarVersions]) -> VersionRule | None:
+    name = f.string("name", required=True)
+    kind = f.choice("type", "app", RULE_PRECEDENCE)
+    version = f.string("version", required=True)
+    sidecar = f.string("sidecar") or None
+    targets = [sidecar] if sidecar else list(per_sidecar)
+    if sidecar and sidecar not in per_sidecar:
+        f.error("sidecar", f"names no sidecar with versions, got {sidecar!r}")
+    elif version and not any(version in per_sidecar[t].allowed for t in targets):
+        f.error("version", f"{version!r} is not an allowed version of {', '.join(targets)}")
+    rule = VersionRule(
+        name=name,
+        type=kind,  # type: ignore[arg-type]
+        version=version,
+        sidecar=sidecar,
+        apps=f.strings("apps"),
+        namespaces=f.strings("namespaces"),
+        zones=f.strings("zones"),
+        percent=f.ratio("percent", Fraction(0), high=Fraction(100), low_open=False),
+        expires=_timestamp(f, "expires"),
+        reason=f.string("reason"),
+    )
+    if kind == "experiment" and not f.has("percent"):
+        f.error("percent", "is required for an experiment")
+    if kind == "app" and not rule.apps:
+        f.error("apps", "is required for an app rule")
+    if kind == "zone" and not rule.zones:
+        f.error("zones", "is required for a zone rule")
+    f.done()
+    return rule
+
+
+def _emergency(f: Fields) -> Emergency:
+    policy = Emergency(
+        stop_injection=f.boolean("stopInjection"),
+        extender_observe_only=f.boolean("extenderObserveOnly"),
+        reason=f.string("reason"),
+    )
+    f.done()
+    return policy
+
+
+def _scheduling(f: Fields) -> Scheduling:
+    d = Scheduling()
+    cf = f.mapping("exposureCeiling")
+    ceiling = {name: cf.ratio(name, d.exposure_ceiling[name], low_open=False, high=Fraction(10)) for name in RESOURCES}
+    cf.done()
+    wf = f.mapping("weights")
+    weights = {name: wf.integer(name, d.weights[name], low=0, high=100) for name in RESOURCES}
+    wf.done()
+    if not any(weights.values()):
+        f.error("weights", "at least one resource weight must be positive")
+    policy = Scheduling(
+        exposure_ceiling=ceiling,
+        weights=weights,
+        exposure_weight=f.ratio("exposureWeight", d.exposure_weight, low_open=False, high=Fraction(100)),
+    )
+    f.done()
+    return policy
+
+
+# -- namespace policy ----------------------------------------------------------
+def parse_namespace_policy(document: Any, policy: Policy, namespace: str, source: str = "namespace policy") -> NamespacePolicy:
+    """Read a namespace's overrides, accepting only the whitelisted subset.
+
+    A namespace may disable a sidecar, resize it within the global ``min``/``max``,
+    and pin a version from the global ``allowed`` list. Anything else (mode,
+    emergency switches, images, other namespaces) is an error: those belong to
+    the platform team's global policy.
+    """
+    errors: list[FieldError] = []
+    top = Fields(document, "", errors)
+    _header(top, NAMESPACE_POLICY_KIND)
+
+    def read_override(name: str, f: Fields) -> SidecarOverride:
+        spec = policy.sidecar(name)
+        if spec is None:
+            f.error("", f"names no sidecar of the global policy (known: {', '.join(s.name for s in policy.sidecars)})")
+            f.done(allowed_extra=tuple(f.data))
+            return SidecarOverride()
+        enabled = f.boolean("enabled", True)
+        sizing = _sizing(f.mapping("sizing"), spec.sizing) if f.has("sizing") else None
+        if sizing is not None:
+            _within_bounds(f, sizing, spec.sizing)
+        version = f.string("version") or None
+        versions = policy.versions.sidecars.get(name)
+        if version and versions and version not in versions.allowed:
+            f.error("version", f"{version!r} is not allowed (allowed: {', '.join(versions.allowed)})")
+        f.done()
+        return SidecarOverride(enabled=enabled, sizing=sizing, version=version)
+
+    overrides = top.map_each("sidecars", read_override)
+    top.string("revision")
+    top.done()
+    if errors:
+        raise PolicyError(errors, source)
+    return NamespacePolicy(namespace=namespace, revision=revision_of(document), sidecars=overrides)
+
+
+def _within_bounds(f: Fields, sizing: Sizing, bounds: Sizing) -> None:
+    for name in RESOURCES:
+        low, high = bounds.min.get(name), bounds.max.get(name)
+        for key, value in (("min", sizing.min.get(name)), ("max", sizing.max.get(name)), ("fixed", sizing.fixed.get(name))):
+            if value is None:
+                continue
+            if low is not None and value < low:
+                f.error(f"sizing.{key}.{name}", f"must be within the global bounds {low}..{high or 'unbounded'}, got {value}")
+            if high is not None and value > high:
+                f.error(f"sizing.{key}.{name}", f"must be within the global bounds {low or 0}..{high}, got {value}")

@@ -1,0 +1,174 @@
+"""The policy, as frozen dataclasses: what the webhook, the extender and the CLI obey.
+
+A ``Policy`` is built only by :mod:`policy.load`, which validates every field,
+so code holding one never re-checks it. Frozen, because one policy object is
+shared by every in-flight admission request while a watch may swap in the next.
+Kubernetes fragments a sidecar carries verbatim (ports, env, probes, volumes)
+are stored as tuples of dicts and deep-copied by the injector before use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from fractions import Fraction
+from typing import Any, Literal
+
+from policy.quantity import Quantity
+
+Mode = Literal["overcommit", "additive", "carve"]
+Variant = Literal["auto", "pod-level", "swap"]
+BestEffort = Literal["requests", "besteffort", "skip"]
+RuleType = Literal["bugfix", "experiment", "app", "zone"]
+
+API_VERSION = "meshfit.io/v1alpha1"
+POLICY_KIND = "MeshPolicy"
+NAMESPACE_POLICY_KIND = "NamespacePolicy"
+POLICY_KEY = "policy.yaml"
+NAMESPACE_POLICY_CONFIGMAP = "meshfit-policy"
+
+#: Version rules win in this order, whatever their order in the file; within one
+#: type the first matching rule wins. Pod pins, when allowed, beat them all.
+RULE_PRECEDENCE: tuple[RuleType, ...] = ("bugfix", "experiment", "app", "zone")
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    """How big a sidecar is (its limit ``S``), from the app's allocation or fixed."""
+
+    mode: Literal["ratio", "fixed"] = "ratio"
+    ratio: dict[str, Fraction] = field(default_factory=lambda: {"cpu": Fraction(1, 4), "memory": Fraction(1, 16)})
+    min: dict[str, Quantity] = field(default_factory=dict)
+    max: dict[str, Quantity] = field(default_factory=dict)
+    fixed: dict[str, Quantity] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarSpec:
+    name: str
+    image: str
+    placement: Literal["native", "legacy"] = "native"
+    position: Literal["first", "last"] = "first"
+    sizing: Sizing = field(default_factory=Sizing)
+    cpu_request_floor: Quantity = field(default_factory=lambda: Quantity.parse("50m"))
+    ports: tuple[dict[str, Any], ...] = ()
+    env: tuple[dict[str, Any], ...] = ()
+    volume_mounts: tuple[dict[str, Any], ...] = ()
+    volumes: tuple[dict[str, Any], ...] = ()
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    startup_probe: dict[str, Any] | None = None
+    readiness_probe: dict[str, Any] | None = None
+    liveness_probe: dict[str, Any] | None = None
+    security_context: dict[str, Any] | None = None
+    image_pull_policy: str = "IfNotPresent"
+    app_env: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InjectionPolicy:
+    namespace_label: str = "meshfit.io/inject"
+    namespace_label_value: str = "enabled"
+    pod_override_key: str = "meshfit.io/inject"
+    excluded_namespaces: tuple[str, ...] = ("kube-system", "kube-public", "kube-node-lease", "meshfit-system")
+    host_network: Literal["skip", "inject"] = "skip"
+    fail_closed: bool = False
+    scheduler_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcePolicy:
+    mode: Mode = "overcommit"
+    variant: Variant = "auto"
+    #: Whether the cluster has PodLevelResources (on by default since 1.34); ``auto`` follows it.
+    pod_level_resources: bool = True
+    #: The fraction of a sidecar's size ``S`` that becomes its request ``s``.
+    guaranteed: dict[str, Fraction] = field(default_factory=lambda: {"cpu": Fraction(1, 2), "memory": Fraction(1)})
+    best_effort: BestEffort = "requests"
+
+    def effective_variant(self) -> Literal["pod-level", "swap"]:
+        if self.variant == "auto":
+            return "pod-level" if self.pod_level_resources else "swap"
+        return self.variant
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRule:
+    name: str
+    type: RuleType
+    version: str
+    sidecar: str | None = None
+    apps: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+    percent: Fraction = Fraction(0)
+    expires: datetime | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarVersions:
+    baseline: str
+    allowed: tuple[str, ...]
+    images: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionPolicy:
+    sidecars: dict[str, SidecarVersions] = field(default_factory=dict)
+    rules: tuple[VersionRule, ...] = ()
+    allow_pod_pin: bool = True
+    app_label: str = "app.kubernetes.io/name"
+    zone_label: str = "topology.kubernetes.io/zone"
+
+
+@dataclass(frozen=True, slots=True)
+class Emergency:
+    stop_injection: bool = False
+    extender_observe_only: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduling:
+    """Bounds and weights for the extender (see docs/scheduling.md)."""
+
+    #: Node-level exposure may reach at most this fraction of allocatable.
+    exposure_ceiling: dict[str, Fraction] = field(default_factory=lambda: {"cpu": Fraction(1, 4), "memory": Fraction(1, 10)})
+    #: How much each resource's headroom counts in the score.
+    weights: dict[str, int] = field(default_factory=lambda: {"cpu": 1, "memory": 1})
+    #: How heavily exposure counts against headroom, relative to requests.
+    exposure_weight: Fraction = Fraction(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    revision: str
+    sidecars: tuple[SidecarSpec, ...]
+    injection: InjectionPolicy = field(default_factory=InjectionPolicy)
+    resources: ResourcePolicy = field(default_factory=ResourcePolicy)
+    versions: VersionPolicy = field(default_factory=VersionPolicy)
+    emergency: Emergency = field(default_factory=Emergency)
+    scheduling: Scheduling = field(default_factory=Scheduling)
+
+    def sidecar(self, name: str) -> SidecarSpec | None:
+        for spec in self.sidecars:
+            if spec.name == name:
+                return spec
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarOverride:
+    """What a namespace may change about one sidecar, nothing more."""
+
+    enabled: bool = True
+    sizing: Sizing | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NamespacePolicy:
+    namespace: str
+    revision: str
+    sidecars: dict[str, SidecarOverride] = field(default_factory=dict)

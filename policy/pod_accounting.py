@@ -1,0 +1,223 @@
+"""What one pod costs its node and its namespace's quota, from the pod dict alone.
+
+The extender sums these figures per node and ``meshfit leak`` sums them per
+namespace; both must agree, so both call :func:`account_pod`. It is a pure
+function of the pod as the API serves it:
+
+* ``requests`` is ``R(pod)`` (:func:`policy.resources.pod_requests`), what the
+  scheduler charges the node and ResourceQuota charges the namespace;
+* ``exposure`` is the node-level exposure recorded in ``meshfit.io/accounting``
+  (the swap variant's ``Σ S_i``), zero for pods that carry no record: a pod
+  meshfit did not inject put nothing beyond its limits on the node on
+  meshfit's account;
+* ``leak`` is what sidecars added on top of what the app asked for. For
+  meshfit pods it is the recorded leak (additive mode, BestEffort pods given a
+  sidecar request). For pods injected by other meshes (Istio, Linkerd) there
+  is no record, so it is derived from the spec: ``R(pod)`` minus ``R`` of the
+  same pod without the mesh's containers. That marginal is exactly the
+  "sidecar requests added on top" for a sidecar in ``containers``, and it is
+  right in the cases a plain sum would get wrong: a mesh's *init* container
+  (``istio-init``) adds nothing unless it is the heaviest init phase, and a
+  pod with pod-level requests pays nothing extra whatever its containers ask.
+
+A record that does not parse is treated as absent and reported in
+``record_error``: a pod edited by hand must not make its node unschedulable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+import orjson
+
+from policy.annotations import ACCOUNTING
+from policy.quantity import ZERO, Quantity
+from policy.record import AccountingRecord, parse_record
+from policy.resources import RESOURCES, Resources, pod_requests
+
+Pod = Mapping[str, Any]
+Mesh = Literal["meshfit", "istio", "linkerd"]
+
+#: Phases after which a pod holds nothing on its node (the kubelet released it).
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+ISTIO_STATUS = "sidecar.istio.io/status"
+LINKERD_VERSION = "linkerd.io/proxy-version"
+
+#: Containers other meshes inject, by mesh. Their names are fixed by the
+#: injectors (``istio-proxy`` and ``linkerd-proxy`` run beside the app, the
+#: ``-init`` and validator containers set up iptables before it).
+FOREIGN_CONTAINERS: dict[str, Mesh] = {
+    "istio-proxy": "istio",
+    "istio-init": "istio",
+    "istio-validation": "istio",
+    "linkerd-proxy": "linkerd",
+    "linkerd-init": "linkerd",
+    "linkerd-network-validator": "linkerd",
+}
+#: The names that alone identify a pod as injected by another mesh.
+FOREIGN_PROXIES = frozenset({"istio-proxy", "linkerd-proxy"})
+
+
+def zero_resources() -> Resources:
+    return {name: ZERO for name in RESOURCES}
+
+
+@dataclass(frozen=True, slots=True)
+class PodAccounting:
+    """A pod's figures; every resource map has all of :data:`RESOURCES`."""
+
+    uid: str
+    namespace: str
+    name: str
+    node: str | None
+    phase: str
+    requests: Resources
+    exposure: Resources
+    leak: Resources
+    #: Who injected sidecars into it, ``None`` for a pod without a mesh.
+    mesh: Mesh | None = None
+    #: Why the ``meshfit.io/accounting`` annotation was ignored, if it was.
+    record_error: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    @property
+    def holds_node(self) -> bool:
+        """Bound and not finished: the pod counts against its node."""
+        return self.node is not None and self.phase not in TERMINAL_PHASES
+
+    @property
+    def has_exposure(self) -> bool:
+        return any(v.nanos for v in self.exposure.values())
+
+    @property
+    def has_leak(self) -> bool:
+        return any(v.nanos for v in self.leak.values())
+
+
+@lru_cache(maxsize=16384)
+def _cached_record(text: str) -> AccountingRecord | str:
+    """Records repeat across a workload's replicas; parse each distinct text once.
+
+    Returns the error message instead of raising so a bad record is cached too.
+    """
+    try:
+        return parse_record(text)
+    except ValueError as exc:
+        return str(exc)
+
+
+def read_record(pod: Pod) -> tuple[AccountingRecord | None, str | None]:
+    """The pod's accounting record, or ``(None, reason)`` when it has a bad one."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(ACCOUNTING)
+    if text is None:
+        return None, None
+    if not isinstance(text, str):
+        return None, "accounting record is not a string"
+    parsed = _cached_record(text)
+    if isinstance(parsed, str):
+        return None, parsed
+    return parsed, None
+
+
+def _full(values: Mapping[str, Quantity]) -> Resources:
+    return {name: values.get(name, ZERO) for name in RESOURCES}
+
+
+def _istio_status_names(text: object) -> set[str]:
+    """Container names Istio lists in its status annotation (its injector's own record)."""
+    if not isinstance(text, str):
+        return set()
+    try:
+        status = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return set()
+    names: set[str] = set()
+    if isinstance(status, Mapping):
+        for key in ("containers", "initContainers"):
+            listed = status.get(key)
+            if isinstance(listed, list):
+                names.update(n for n in listed if isinstance(n, str))
+    return names
+
+
+def foreign_mesh(pod: Pod) -> tuple[Mesh | None, frozenset[str]]:
+    """Which other mesh injected this pod, and the names of its containers in it."""
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    spec = pod.get("spec") or {}
+    present = {
+        c.get("name")
+        for part in ("containers", "initContainers")
+        for c in (spec.get(part) or ())
+        if isinstance(c, Mapping)
+    }
+    mesh: Mesh | None = None
+    if ISTIO_STATUS in annotations:
+        mesh = "istio"
+    elif LINKERD_VERSION in annotations:
+        mesh = "linkerd"
+    else:
+        for name in FOREIGN_PROXIES & present:
+            mesh = FOREIGN_CONTAINERS[name]
+            break
+    if mesh is None:
+        return None, frozenset()
+    names = {n for n, m in FOREIGN_CONTAINERS.items() if m == mesh}
+    if mesh == "istio":
+        names |= _istio_status_names(annotations.get(ISTIO_STATUS))
+    return mesh, frozenset(names & present)
+
+
+def foreign_leak(pod: Pod, containers: frozenset[str], requests: Resources | None = None) -> Resources:
+    """``R(pod) − R(pod without the mesh's containers)``: what the mesh added on top."""
+    spec = pod.get("spec") or {}
+    stripped_spec = dict(spec)
+    for part in ("containers", "initContainers"):
+        if part in spec:
+            stripped_spec[part] = [c for c in spec.get(part) or () if c.get("name") not in containers]
+    with_mesh = requests if requests is not None else pod_requests(dict(pod))
+    without = pod_requests({"spec": stripped_spec})
+    return {name: with_mesh[name] - without[name] for name in RESOURCES}
+
+
+def account_pod(pod: Pod) -> PodAccounting:
+    """The accounting of one pod dict as the API serves it (or as a manifest writes it)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    requests = pod_requests(pod)  # type: ignore[arg-type]
+    record, record_error = read_record(pod)
+    mesh: Mesh | None = None
+    if record is not None:
+        mesh = "meshfit"
+        exposure = _full(record.node_exposure())
+        leak = _full(record.leak)
+    else:
+        exposure = zero_resources()
+        leak = zero_resources()
+        foreign, containers = foreign_mesh(pod)
+        if foreign is not None:
+            mesh = foreign
+            leak = foreign_leak(pod, containers, requests)
+    name = str(meta.get("name") or meta.get("generateName") or "")
+    namespace = str(meta.get("namespace") or "default")
+    return PodAccounting(
+        uid=str(meta.get("uid") or f"{namespace}/{name}"),
+        namespace=namespace,
+        name=name,
+        node=spec.get("nodeName") or None,
+        phase=str(status.get("phase") or "Pending"),
+        requests=requests,
+        exposure=exposure,
+        leak=leak,
+        mesh=mesh,
+        record_error=record_error,
+    )

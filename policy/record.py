@@ -1,0 +1,124 @@
+"""The accounting record written on every injected pod (``meshfit.io/accounting``).
+
+Lesson 7 of the field: 250,000 containers had to be re-accounted in place when
+the model changed. So each pod carries, in compact JSON, the mode it was
+injected under, what its owner's quota paid for (``A``), what each sidecar got,
+the resulting effective requests and limits, and the overcommit with where its
+exposure lands (``pod``: inside the pod cgroup; ``node``: beyond the pod's
+original limit, so the node carries it). The extender sums ``node`` exposure
+per node; ``meshfit leak`` sums ``leak`` per namespace.
+
+Quantities are canonical Kubernetes strings, so the record is exact and
+readable with ``kubectl get pod -o yaml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from policy.quantity import Quantity, QuantityError
+from policy.resources import RESOURCES
+
+RECORD_VERSION = 1
+Exposure = Literal["pod", "node", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarRecord:
+    name: str
+    version: str
+    requests: dict[str, Quantity]
+    limits: dict[str, Quantity]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingRecord:
+    mode: str
+    variant: str
+    original: dict[str, Quantity]
+    sidecars: tuple[SidecarRecord, ...]
+    requests: dict[str, Quantity]
+    limits: dict[str, Quantity | None]
+    overcommit: dict[str, Quantity]
+    exposure: Exposure
+    leak: dict[str, Quantity] = field(default_factory=dict)
+    drift: dict[str, Quantity] = field(default_factory=dict)
+
+    def node_exposure(self) -> dict[str, Quantity]:
+        """What this pod may use beyond its quota on its node (zero unless exposure is ``node``)."""
+        if self.exposure != "node":
+            return {}
+        return self.overcommit
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.to_dict()).decode()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "v": RECORD_VERSION,
+            "mode": self.mode,
+            "variant": self.variant,
+            "original": _fmt(self.original),
+            "sidecars": [
+                {"name": s.name, "version": s.version, "requests": _fmt(s.requests), "limits": _fmt(s.limits)}
+                for s in self.sidecars
+            ],
+            "requests": _fmt(self.requests),
+            "limits": _fmt(self.limits),
+            "overcommit": _fmt(self.overcommit),
+            "exposure": self.exposure,
+        }
+        if any(self.leak.values()):
+            out["leak"] = _fmt(self.leak)
+        if any(self.drift.values()):
+            out["drift"] = _fmt(self.drift)
+        return out
+
+
+def _fmt(values: Mapping[str, Quantity | None]) -> dict[str, str]:
+    return {name: values[name].format() for name in RESOURCES if values.get(name) is not None}  # type: ignore[union-attr]
+
+
+def _parse(values: Any) -> dict[str, Quantity]:
+    if not isinstance(values, Mapping):
+        raise ValueError("expected a mapping of quantities")
+    return {name: Quantity.parse(values[name]) for name in RESOURCES if name in values}
+
+
+def parse_record(text: str) -> AccountingRecord:
+    """Read a record back; raises ``ValueError`` naming what is wrong.
+
+    The extender treats a bad record as absent (and counts it): a pod edited by
+    hand must not make a node unschedulable.
+    """
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"accounting record is not JSON: {exc}") from None
+    if not isinstance(data, Mapping) or data.get("v") != RECORD_VERSION:
+        raise ValueError(f"accounting record must be an object with v={RECORD_VERSION}")
+    try:
+        exposure = data.get("exposure", "none")
+        if exposure not in ("pod", "node", "none"):
+            raise ValueError(f"unknown exposure {exposure!r}")
+        return AccountingRecord(
+            mode=str(data["mode"]),
+            variant=str(data.get("variant", "")),
+            original=_parse(data["original"]),
+            sidecars=tuple(
+                SidecarRecord(str(s["name"]), str(s.get("version", "")), _parse(s["requests"]), _parse(s["limits"]))
+                for s in data.get("sidecars", ())
+            ),
+            requests=_parse(data["requests"]),
+            limits=dict(_parse(data.get("limits", {}))),
+            overcommit=_parse(data.get("overcommit", {})),
+            exposure=exposure,
+            leak=_parse(data.get("leak", {})),
+            drift=_parse(data.get("drift", {})),
+        )
+    except (KeyError, TypeError, QuantityError) as exc:
+        raise ValueError(f"accounting record is incomplete or invalid: {exc}") from None

@@ -1,0 +1,199 @@
+"""A pod's effective requests ``R(pod)`` and limits ``L(pod)``, as Kubernetes computes them.
+
+This is the one definition both the webhook (to keep ``R(new) == A``) and the
+extender (to sum a node's pods) use, so it follows
+``k8s.io/component-helpers/resource.PodRequests`` with its current (1.33+)
+semantics, field for field:
+
+* native sidecars (init containers with ``restartPolicy: Always``) run beside
+  the app and add to the main sum, and to every regular init container
+  declared after them;
+* the pod needs the larger of the main sum and the heaviest init phase;
+* pod-level ``spec.resources`` replaces the container aggregate for the
+  resources it sets;
+* ``spec.overhead`` is added on top;
+* a container with a limit and no request is given request = limit, as API
+  defaulting does, so offline manifests are accounted like stored ones.
+
+Limits follow the same shape, except that one container without a limit
+makes the pod unbounded for that resource (``None``): the kubelet then sets
+no pod cgroup limit either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from policy.quantity import ZERO, Quantity
+
+RESOURCES: tuple[str, str] = ("cpu", "memory")
+
+Pod = dict[str, Any]
+Resources = dict[str, Quantity]
+Limits = dict[str, Quantity | None]
+
+
+@lru_cache(maxsize=4096)
+def q(text: str | int) -> Quantity:
+    """Parse a quantity, cached: a fleet repeats the same few hundred strings."""
+    return Quantity.parse(text)
+
+
+def container_requests(container: Mapping[str, Any]) -> Resources:
+    """A container's cpu/memory requests after API defaulting (missing request = limit)."""
+    res = container.get("resources") or {}
+    req = res.get("requests") or {}
+    lim = res.get("limits") or {}
+    out: Resources = {}
+    for name in RESOURCES:
+        value = req.get(name)
+        if value is None:
+            value = lim.get(name)
+        out[name] = q(value) if value is not None else ZERO
+    return out
+
+
+def container_limits(container: Mapping[str, Any]) -> Limits:
+    res = container.get("resources") or {}
+    lim = res.get("limits") or {}
+    return {name: (q(lim[name]) if lim.get(name) is not None else None) for name in RESOURCES}
+
+
+def is_native_sidecar(container: Mapping[str, Any]) -> bool:
+    return container.get("restartPolicy") == "Always"
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """The parts of the formula, kept so a person (and ``explain``) can see why."""
+
+    sum_main: Resources
+    max_init: Resources
+    aggregate: Resources
+    pod_level: Resources
+    overhead: Resources
+    effective: Resources
+
+
+def _add(a: Resources, b: Resources) -> Resources:
+    return {name: a[name] + b[name] for name in RESOURCES}
+
+
+def _max(a: Resources, b: Resources) -> Resources:
+    return {name: (a[name] if a[name] >= b[name] else b[name]) for name in RESOURCES}
+
+
+def _zero() -> Resources:
+    return {name: ZERO for name in RESOURCES}
+
+
+def aggregate_container_requests(spec: Mapping[str, Any]) -> tuple[Resources, Resources]:
+    """``(sum_main, max_i init_use(i))`` for a pod spec."""
+    sum_main = _zero()
+    for c in spec.get("containers") or ():
+        sum_main = _add(sum_main, container_requests(c))
+    sidecars_so_far = _zero()
+    max_init = _zero()
+    for c in spec.get("initContainers") or ():
+        req = container_requests(c)
+        if is_native_sidecar(c):
+            sidecars_so_far = _add(sidecars_so_far, req)
+            sum_main = _add(sum_main, req)
+        else:
+            max_init = _max(max_init, _add(req, sidecars_so_far))
+    return sum_main, max_init
+
+
+def _resource_map(source: Mapping[str, Any] | None) -> dict[str, Quantity]:
+    source = source or {}
+    return {name: q(source[name]) for name in RESOURCES if source.get(name) is not None}
+
+
+def pod_level_requests(spec: Mapping[str, Any]) -> dict[str, Quantity]:
+    """Pod-level requests after defaulting (a pod-level limit alone implies the request)."""
+    res = spec.get("resources") or {}
+    out = _resource_map(res.get("limits"))
+    out.update(_resource_map(res.get("requests")))
+    return out
+
+
+def pod_level_limits(spec: Mapping[str, Any]) -> dict[str, Quantity]:
+    return _resource_map((spec.get("resources") or {}).get("limits"))
+
+
+def explain_requests(pod: Pod) -> Aggregate:
+    """``R(pod)`` with every intermediate value."""
+    spec = pod.get("spec") or {}
+    sum_main, max_init = aggregate_container_requests(spec)
+    aggregate = _max(sum_main, max_init)
+    pod_level = pod_level_requests(spec)
+    overhead = _resource_map(spec.get("overhead"))
+    effective = {
+        name: pod_level.get(name, aggregate[name]) + overhead.get(name, ZERO) for name in RESOURCES
+    }
+    return Aggregate(sum_main, max_init, aggregate, pod_level, overhead, effective)
+
+
+def pod_requests(pod: Pod) -> Resources:
+    """``R(pod)``: what the scheduler and ResourceQuota charge for this pod."""
+    return explain_requests(pod).effective
+
+
+def _add_limit(a: Quantity | None, b: Quantity | None) -> Quantity | None:
+    return None if a is None or b is None else a + b
+
+
+def _max_limit(a: Quantity | None, b: Quantity | None) -> Quantity | None:
+    if a is None or b is None:
+        return None
+    return a if a >= b else b
+
+
+def pod_limits(pod: Pod) -> Limits:
+    """``L(pod)``: the pod's effective limit; ``None`` where it is unbounded."""
+    spec = pod.get("spec") or {}
+    pod_level = pod_level_limits(spec)
+    overhead = _resource_map(spec.get("overhead"))
+    containers: Iterable[Mapping[str, Any]] = spec.get("containers") or ()
+    out: Limits = {}
+    for name in RESOURCES:
+        if name in pod_level:
+            total: Quantity | None = pod_level[name]
+        else:
+            sum_main: Quantity | None = ZERO
+            for c in containers:
+                sum_main = _add_limit(sum_main, container_limits(c)[name])
+            sidecars: Quantity | None = ZERO
+            max_init: Quantity | None = ZERO
+            for c in spec.get("initContainers") or ():
+                lim = container_limits(c)[name]
+                if is_native_sidecar(c):
+                    sidecars = _add_limit(sidecars, lim)
+                    sum_main = _add_limit(sum_main, lim)
+                else:
+                    max_init = _max_limit(max_init, _add_limit(lim, sidecars))
+            total = _max_limit(sum_main, max_init)
+        out[name] = None if total is None else total + overhead.get(name, ZERO)
+    return out
+
+
+def is_best_effort(pod: Pod) -> bool:
+    """No container (or pod-level field) requests or limits cpu or memory."""
+    spec = pod.get("spec") or {}
+    if pod_level_requests(spec) or pod_level_limits(spec):
+        return False
+    for c in list(spec.get("containers") or ()) + list(spec.get("initContainers") or ()):
+        res = c.get("resources") or {}
+        for part in ("requests", "limits"):
+            values = res.get(part) or {}
+            if any(values.get(name) is not None and q(values[name]) for name in RESOURCES):
+                return False
+    return True
+
+
+def format_resources(values: Mapping[str, Quantity | None]) -> dict[str, str]:
+    """``{"cpu": "500m", "memory": "1Gi"}``, skipping unbounded entries."""
+    return {name: v.format() for name, v in values.items() if v is not None}
