@@ -1,0 +1,78 @@
+"""The files the components read: static tokens, kubeconfigs, scheduler config.
+
+All are written as JSON, which every Kubernetes config loader accepts (YAML is
+a superset), so caller-supplied pieces such as an ``extenders:`` list are copied
+byte-for-byte in meaning, with no YAML re-typing of strings like ``on`` or ``1e3``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StaticUser:
+    """One line of kube-apiserver's ``--token-auth-file``."""
+
+    token: str
+    name: str
+    uid: str
+    groups: tuple[str, ...] = ()
+
+
+def write_token_file(path: Path, users: list[StaticUser]) -> Path:
+    """CSV: token,user,uid,"group1,group2" (the format kube-apiserver parses)."""
+    lines = []
+    for u in users:
+        line = f"{u.token},{u.name},{u.uid}"
+        if u.groups:
+            line += ',"' + ",".join(u.groups) + '"'
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def write_kubeconfig(path: Path, *, server: str, ca_path: Path, user: str, token: str) -> Path:
+    """A one-cluster, one-user kubeconfig with a token (usable by kubectl too)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "meshfit-local",
+                "cluster": {"server": server, "certificate-authority": str(ca_path)},
+            }
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {"name": "meshfit-local", "context": {"cluster": "meshfit-local", "user": user}}
+        ],
+        "current-context": "meshfit-local",
+    }
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def write_scheduler_config(
+    path: Path, *, kubeconfig: Path, extenders: list[dict[str, Any]] | None = None
+) -> Path:
+    """A ``KubeSchedulerConfiguration`` (v1): no leader election, optional extenders.
+
+    Leader election is off because there is exactly one scheduler and waiting
+    for a lease would only slow startup and restarts.
+    """
+    config: dict[str, Any] = {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "leaderElection": {"leaderElect": False},
+    }
+    if extenders:
+        config["extenders"] = [dict(e) for e in extenders]
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
