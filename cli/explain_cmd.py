@@ -1,0 +1,106 @@
+"""``meshfit explain``: for each pod, what the engine would do and why, for a person to read.
+
+Answers the questions on-call asks: is this pod meshed, which version did it
+get and which rule decided, what did each rule say, and what happened to its
+resources (before → after, with the accounting that quota and the extender see).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from cli.documents import pods_of, read_documents
+from cli.errors import CommandError
+from cli.inject_cmd import inject_template
+from cli.options import add_namespace_options, add_policy_option, load_policy
+from policy.inject import InjectionError, InjectionResult
+from policy.quantity import Quantity
+from policy.resources import RESOURCES, container_requests, container_limits
+
+_VARIANT = {
+    "pod-level": "pod-level (the pod cgroup stays at the original limit; the overcommit lives inside it)",
+    "swap": "swap (no pod-level resources: the pod limit grows by the sidecars' sizes; the node carries it)",
+    "none": "none",
+    "besteffort": "BestEffort pod (nothing to donate)",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("explain", help="say, per pod, whether and how it would be injected, and why")
+    p.add_argument("-f", "--filename", required=True, metavar="FILE", help="file, directory or - for stdin")
+    add_policy_option(p)
+    add_namespace_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    policy = load_policy(args)
+    out: list[str] = [f"policy revision {policy.revision}, mode {policy.resources.mode}"]
+    for doc in read_documents(args.filename):
+        for pod, ns, owner in pods_of(doc.body, args.namespace):
+            meta = pod.get("metadata") or {}
+            title = f"{owner[0]} {ns}/{owner[1]} (pod template)" if owner else \
+                f"Pod {ns}/{meta.get('name') or meta.get('generateName') or '<unnamed>'}"
+            try:
+                result, _ = inject_template(pod, ns or "", owner, policy, args)
+            except InjectionError as exc:
+                raise CommandError(f"{doc.label}: {exc}") from None
+            out.append("")
+            out.extend(explain(title, pod, result))
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def _res(values: Mapping[str, Quantity | None]) -> str:
+    parts = [f"{name} {values[name]}" for name in RESOURCES if values.get(name) is not None]
+    return ", ".join(parts) or "-"
+
+
+def explain(title: str, pod: dict[str, Any], result: InjectionResult) -> list[str]:
+    lines = [title]
+    verdict = "inject" if result.injected else "skip"
+    lines.append(f"  decision: {verdict} — {result.reason}")
+    for warning in result.warnings:
+        lines.append(f"  warning:  {warning}")
+    if not result.injected or result.record is None:
+        return lines
+    record = result.record
+    lines.append(f"  mode:     {record.mode}, variant {_VARIANT.get(record.variant, record.variant)}")
+    lines.append("  versions:")
+    for choice in result.versions.values():
+        rule = f" rule {choice.rule}" if choice.rule and choice.source != "pin" else ""
+        lines.append(f"    {choice.sidecar} {choice.version} ({choice.source}{rule}) → {choice.image}")
+        for v in choice.verdicts:
+            if v.outcome != "other-sidecar":
+                lines.append(f"      {v.type:<10} {v.rule:<28} {v.outcome}: {v.detail}")
+        if choice.source == "baseline":
+            lines.append(f"      {'baseline':<10} {'':<28} won: no rule above it applies")
+    lines.append("  sidecars:")
+    for name, size in result.sizes.items():
+        lines.append(f"    {name:<12} requests {_res(size.requests):<28} limits {_res(size.limits)}")
+    for note in result.notes:
+        lines.append(f"    note: {note}")
+    lines.append("  containers (requests / limits):")
+    before = {c["name"]: c for k in ("initContainers", "containers") for c in (pod.get("spec") or {}).get(k) or ()}
+    for kind in ("initContainers", "containers"):
+        for c in result.pod["spec"].get(kind) or ():
+            old = before.get(c["name"])
+            now = f"{_res(container_requests(c))} / {_res(container_limits(c))}"
+            was = f"{_res(container_requests(old))} / {_res(container_limits(old))}" if old else "(new)"
+            mark = "   ← changed" if old and was != now else ""
+            tag = " [sidecar]" if c.get("restartPolicy") == "Always" else " [init]" if kind == "initContainers" else ""
+            lines.append(f"    {c['name'] + tag:<24} {was:<44} → {now}{mark}")
+    limits_before = result.before_limits or {}
+    lines.append(f"  pod R:    {_res(record.original)} → {_res(record.requests)}"
+                 f"{'   (unchanged: quota and the scheduler see nothing new)' if record.original == record.requests else ''}")
+    lines.append(f"  pod L:    {_res(limits_before) if limits_before else '-'} → {_res(record.limits)}")
+    if record.overcommit:
+        where = "inside the pod's limit" if record.exposure == "pod" else "on the node, beyond the pod's limit"
+        lines.append(f"  overcommit: {_res(record.overcommit)} ({where})")
+    lines.append(f"  leak:     {_res(record.leak) if record.leak else 'none'}")
+    if record.drift:
+        lines.append(f"  drift:    {_res(record.drift)} taken from the app containers")
+    return lines
