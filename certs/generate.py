@@ -15,6 +15,7 @@ fsync, rename) so a reader polling the directory never sees half a file.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -116,9 +117,7 @@ def build_ca(
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(ca=True, key_type=key_type), critical=True)
         .add_extension(ski, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
     )
 
@@ -154,9 +153,7 @@ def build_serving_cert(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -176,10 +173,8 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -244,7 +239,7 @@ def generate(
     ip_list = _parse_ips(ips)
     names = _dedupe([*service_dns_names(service, namespace, cluster_domain), *dns_names])
 
-    issued = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    issued = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     issued = issued.replace(microsecond=0)
     not_before = issued - CLOCK_SKEW
     not_after = issued + dt.timedelta(days=days)

@@ -68,8 +68,7 @@ class CertReport:
         elif self.seconds_until_expiry < min_days * 86400:
             days_left = self.seconds_until_expiry / 86400
             found.append(
-                f"certificate expires in {days_left:.1f} days "
-                f"(at {self.not_after.isoformat()}), less than {min_days:g}"
+                f"certificate expires in {days_left:.1f} days (at {self.not_after.isoformat()}), less than {min_days:g}"
             )
         if self.not_yet_valid:
             found.append(f"certificate not valid before {self.not_before.isoformat()}")
@@ -164,7 +163,7 @@ def inspect_dir(
     base = Path(directory)
     cert = load_cert(base / CERT_FILE)
     key = load_key(base / KEY_FILE)
-    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
 
     required_names: list[str] = []
     if service and namespace:

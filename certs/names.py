@@ -20,9 +20,7 @@ def _check_label(kind: str, value: str) -> None:
         raise ValueError(f"{kind} {value!r} is not a DNS-1123 label (lower case, digits, '-')")
 
 
-def service_dns_names(
-    service: str, namespace: str, cluster_domain: str = "cluster.local"
-) -> list[str]:
+def service_dns_names(service: str, namespace: str, cluster_domain: str = "cluster.local") -> list[str]:
     """``svc``, ``svc.ns``, ``svc.ns.svc``, ``svc.ns.svc.<cluster domain>``."""
     _check_label("service", service)
     _check_label("namespace", namespace)
@@ -39,9 +37,8 @@ def dns_name_covered(name: str, sans: Iterable[str]) -> bool:
         san = san.rstrip(".").lower()
         if san == name:
             return True
-        if san.startswith("*.") and "." in name:
-            if name.split(".", 1)[1] == san[2:]:
-                return True
+        if san.startswith("*.") and "." in name and name.split(".", 1)[1] == san[2:]:
+            return True
     return False
 
 

@@ -129,14 +129,14 @@ class CertReloader:
         """For readiness: a pair is loaded and it is inside its validity window right now."""
         if self.not_after is None or self.not_before is None:
             return False
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         return self.not_before <= now < self.not_after
 
     def seconds_until_expiry(self, now: dt.datetime | None = None) -> float | None:
         """Seconds until the served certificate expires (negative after); ``None`` before any load."""
         if self.not_after is None:
             return None
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         return (self.not_after - now).total_seconds()
 
     def check_now(self) -> bool:
@@ -151,9 +151,7 @@ class CertReloader:
         except OSError as exc:
             return self._reject(b"unreadable:" + str(exc).encode(), f"cannot read pair: {exc}")
 
-        digest = hashlib.sha256(
-            len(cert_pem).to_bytes(8, "big") + cert_pem + key_pem
-        ).digest()
+        digest = hashlib.sha256(len(cert_pem).to_bytes(8, "big") + cert_pem + key_pem).digest()
         if digest == self._seen_digest:
             return False
         if digest == self._loaded_digest:

@@ -36,8 +36,24 @@ def run(argv: list[str]) -> int:
 def test_generate_prints_the_ca_bundle_alone_on_stdout(tmp_path: Path, capsys) -> None:
     out = tmp_path / "c"
     code = run(
-        ["certs", "generate", "--service", "wh", "--namespace", "mesh", "--out", str(out),
-         "--ip", "127.0.0.1", "--dns", "localhost", "--days", "10", "--key-type", "rsa"]
+        [
+            "certs",
+            "generate",
+            "--service",
+            "wh",
+            "--namespace",
+            "mesh",
+            "--out",
+            str(out),
+            "--ip",
+            "127.0.0.1",
+            "--dns",
+            "localhost",
+            "--days",
+            "10",
+            "--key-type",
+            "rsa",
+        ]
     )
     captured = capsys.readouterr()
     assert code == 0
@@ -49,8 +65,21 @@ def test_generate_prints_the_ca_bundle_alone_on_stdout(tmp_path: Path, capsys) -
 
 def test_check_passes_a_good_directory(tmp_path: Path, capsys) -> None:
     generate(tmp_path, service="wh", namespace="mesh", ips=["127.0.0.1"], days=90)
-    code = run(["certs", "check", str(tmp_path), "--service", "wh", "--namespace", "mesh",
-                "--ip", "127.0.0.1", "--min-days", "30"])
+    code = run(
+        [
+            "certs",
+            "check",
+            str(tmp_path),
+            "--service",
+            "wh",
+            "--namespace",
+            "mesh",
+            "--ip",
+            "127.0.0.1",
+            "--min-days",
+            "30",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "all covered" in captured.out
@@ -59,8 +88,7 @@ def test_check_passes_a_good_directory(tmp_path: Path, capsys) -> None:
 
 
 def test_check_fails_an_expired_certificate(tmp_path: Path, capsys) -> None:
-    generate(tmp_path, service="wh", namespace="mesh", days=1,
-             now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2))
+    generate(tmp_path, service="wh", namespace="mesh", days=1, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
     assert run(["certs", "check", str(tmp_path)]) == 1
     assert "expired" in capsys.readouterr().err
 
@@ -127,15 +155,46 @@ def test_console_entry_point(tmp_path: Path) -> None:
     """The real ``meshfit`` parser finds the command (all sub-commands registered)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", "certs", "generate", "--service", "wh",
-         "--namespace", "mesh", "--out", str(tmp_path / "c")],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "certs",
+            "generate",
+            "--service",
+            "wh",
+            "--namespace",
+            "mesh",
+            "--out",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert base64.b64decode(proc.stdout.strip()) == (tmp_path / "c" / "ca.crt").read_bytes()
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", "certs", "check", str(tmp_path / "c"),
-         "--service", "wh", "--namespace", "mesh"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "certs",
+            "check",
+            str(tmp_path / "c"),
+            "--service",
+            "wh",
+            "--namespace",
+            "mesh",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr

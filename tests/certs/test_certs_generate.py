@@ -117,7 +117,7 @@ def test_existing_dir_keeps_its_mode_and_files_are_replaced(tmp_path: Path) -> N
 
 
 def test_backdated_certificate_is_already_expired(tmp_path: Path) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     result = generate(tmp_path / "old", service="svc", namespace="ns", days=1, now=now - dt.timedelta(days=3))
     assert result.not_after < now
     assert inspect_dir(tmp_path / "old").expired
@@ -125,13 +125,11 @@ def test_backdated_certificate_is_already_expired(tmp_path: Path) -> None:
 
 def test_days_zero_expires_at_issue(tmp_path: Path) -> None:
     result = generate(tmp_path / "z", service="svc", namespace="ns", days=0)
-    assert result.not_after <= dt.datetime.now(dt.timezone.utc)
+    assert result.not_after <= dt.datetime.now(dt.UTC)
 
 
 def test_extra_names_are_deduplicated_and_normalised(tmp_path: Path) -> None:
-    result = generate(
-        tmp_path / "d", service="svc", namespace="ns", dns_names=["SVC.ns.svc.", "extra.example"]
-    )
+    result = generate(tmp_path / "d", service="svc", namespace="ns", dns_names=["SVC.ns.svc.", "extra.example"])
     assert result.dns_names == (*service_dns_names("svc", "ns"), "extra.example")
 
 

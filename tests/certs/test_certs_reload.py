@@ -9,6 +9,7 @@ tests rotate exactly like that, under a server that keeps running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import ssl
@@ -36,9 +37,7 @@ class SecretVolume:
     def rotate(self, **kwargs) -> GeneratedCerts:
         self.generation += 1
         version = f"..2025_01_01_00_00_{self.generation:02d}"
-        result = generate(
-            self.root / version, service=SERVICE, namespace=NAMESPACE, ips=["127.0.0.1"], **kwargs
-        )
+        result = generate(self.root / version, service=SERVICE, namespace=NAMESPACE, ips=["127.0.0.1"], **kwargs)
         tmp_link = self.root / "..data_tmp"
         tmp_link.symlink_to(version)
         os.replace(tmp_link, self.root / "..data")
@@ -92,17 +91,13 @@ class Connection:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
             await self.writer.wait_closed()
-        except (ConnectionError, ssl.SSLError):
-            pass
 
 
 async def connect(port: int, ca: GeneratedCerts, server_hostname: str | None = SERVER_NAME) -> Connection:
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_context(ca), server_hostname=server_hostname
-        ),
+        asyncio.open_connection("127.0.0.1", port, ssl=client_context(ca), server_hostname=server_hostname),
         5,
     )
     return Connection(reader, writer)
@@ -255,7 +250,7 @@ def test_missing_pair_raises_unless_not_required(tmp_path: Path) -> None:
 
 
 def test_expired_certificate_loads_but_is_not_valid(tmp_path: Path) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     generate(tmp_path, service=SERVICE, namespace=NAMESPACE, days=1, now=now - dt.timedelta(days=2))
     reloader = CertReloader(tmp_path)
     assert reloader.loaded and not reloader.valid
