@@ -1,0 +1,142 @@
+"""One admission decision: a parsed review in, the answer's bytes and what to count out.
+
+This is the whole of the webhook's judgement, kept free of HTTP and of the
+cluster so it is tested with plain dicts: the server hands it the policy and
+namespace knowledge it holds *now* and writes the bytes back. The engine
+(:func:`policy.inject.inject`) is the same one ``meshfit inject`` runs, and
+the patch is the list of edits it made (``result.patch``), never a diff of
+whole pods, which for a pod with thousands of env vars costs more than
+everything else on the request path together.
+
+A pod the engine cannot handle is the pod's problem, not the cluster's: the
+policy's ``injection.failClosed`` decides whether it is denied or admitted
+unchanged with a warning. Either way it is counted and logged by the caller.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from policy.inject import InjectionError, InjectionResult, Namespace, inject
+from policy.model import Policy
+from webhook.review import Review, allow, deny
+
+NamespaceResolver = Callable[[str], Namespace]
+
+# Results, as counted by ``meshfit_webhook_requests_total{result=...}``.
+INJECTED = "injected"
+SKIPPED = "skipped"
+#: Not a pod CREATE: passed through untouched.
+PASSED = "passed"
+#: The engine failed and the policy fails open: admitted unchanged, with a warning.
+ADMITTED_ON_ERROR = "admitted_on_error"
+#: The engine failed and the policy fails closed.
+DENIED = "denied"
+#: No policy loaded yet: nothing to inject with (the replica is not ready either).
+NO_POLICY = "no_policy"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The answer to send and the facts the server counts and logs."""
+
+    result: str
+    body: bytes
+    result_detail: InjectionResult | None = None
+    #: Short, bounded label for ``skips_total{reason=...}``.
+    skip_label: str = ""
+    skip_reason: str = ""
+    #: The engine's failure, for the log line (``namespace/name: error``).
+    error: str = ""
+    #: The failure was a bug (not an ``InjectionError``): log with its traceback.
+    unexpected: BaseException | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def pod_name(review: Review) -> str:
+    """``namespace/name`` for logs; pods made by controllers have only ``generateName`` at CREATE."""
+    obj = review.object or {}
+    meta = obj.get("metadata") or {}
+    name = review.name or meta.get("name") or ""
+    if not name and meta.get("generateName"):
+        name = f"{meta['generateName']}*"
+    return f"{review.namespace or meta.get('namespace') or '?'}/{name or '?'}"
+
+
+def admit(review: Review, policy: Policy | None, resolve: NamespaceResolver) -> Outcome:
+    """Answer one review with the policy and namespace knowledge in force now."""
+    if not review.is_pod_create:
+        return Outcome(PASSED, allow(review))
+    if policy is None:
+        warning = "meshfit did not inject this pod: the webhook has no policy loaded yet"
+        return Outcome(NO_POLICY, allow(review, warnings=(warning,)), warnings=[warning])
+    pod = review.object
+    assert pod is not None  # parse_review guarantees an object for a Pod CREATE
+    namespace_name = review.namespace or str((pod.get("metadata") or {}).get("namespace") or "default")
+    unexpected: BaseException | None = None
+    try:
+        result = inject(pod, resolve(namespace_name), policy)
+    except InjectionError as exc:
+        error = str(exc) or type(exc).__name__
+    except Exception as exc:  # a bug in the engine must not become a 500 for every pod
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        unexpected = exc
+    else:
+        warnings = list(result.warnings)
+        if result.injected:
+            return Outcome(INJECTED, allow(review, result.patch, warnings), result, warnings=warnings)
+        reason = result.skip_reason or ""
+        return Outcome(
+            SKIPPED,
+            allow(review, None, warnings),
+            result,
+            skip_label=skip_label(result),
+            skip_reason=reason,
+            warnings=warnings,
+        )
+    if policy.injection.fail_closed:
+        message = f"meshfit cannot inject this pod and the policy fails closed: {error}"
+        return Outcome(DENIED, deny(review, message), error=error, unexpected=unexpected)
+    warning = f"meshfit did not inject this pod: {error}"
+    return Outcome(
+        ADMITTED_ON_ERROR, allow(review, warnings=(warning,)), error=error, unexpected=unexpected, warnings=[warning]
+    )
+
+
+#: Skip sentences (see ``policy.decision``) to bounded metric labels, first match wins.
+_SKIP_LABELS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), label)
+    for pattern, label in (
+        (r"never injected", "excluded_namespace"),
+        (r"opts out", "pod_opt_out"),
+        (r"not opted in", "namespace_not_opted_in"),
+        (r"emergency", "emergency_stop"),
+        (r"already injected", "already_injected"),
+        (r"host network", "host_network"),
+        (r"disabled", "sidecars_disabled"),
+        (r"container name", "container_name_conflict"),
+        (r"port \d+", "port_conflict"),
+        (r"volume", "volume_conflict"),
+        (r"BestEffort|best.?effort", "best_effort"),
+    )
+)
+
+
+def skip_label(result: InjectionResult) -> str:
+    """A short, bounded reason for metrics: the engine's code when it gives one, else a category."""
+    code = getattr(result, "skip_code", None)
+    if isinstance(code, str) and code:
+        return code
+    reason = result.skip_reason or ""
+    for pattern, label in _SKIP_LABELS:
+        if pattern.search(reason):
+            return label
+    return "other"
+
+
+def injected_sidecars(result: InjectionResult, policy: Policy) -> list[tuple[str, str, str]]:
+    """``(sidecar, version, mode)`` per injected sidecar, for ``injections_total``."""
+    mode = result.record.mode if result.record is not None else policy.resources.mode
+    return [(name, choice.version, mode) for name, choice in result.versions.items()]
