@@ -1,0 +1,157 @@
+"""The webhook's metrics: what an operator pages on and what explains the page.
+
+Counters that the request path bumps live here; everything else (policy
+reloads, the revision in force, certificate expiry, cache and watch health)
+is read from the live objects at scrape time, so there is one source of
+truth and nothing to keep in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from webhook.exposition import Labels, Registry
+from webhook.policy_source import LivePolicy
+
+PREFIX = "meshfit_webhook_"
+
+
+class CertSource(Protocol):
+    reloads: int
+    failures: int
+
+    def seconds_until_expiry(self) -> float | None: ...
+
+
+class WatchSource(Protocol):
+    """What a list/watch exposes (``kube.watch.ListWatch``)."""
+
+    name: str
+
+    @property
+    def has_synced(self) -> bool: ...
+
+    @property
+    def stats(self) -> object: ...
+
+
+class WebhookMetrics:
+    """Every series ``/metrics`` shows, in one registry."""
+
+    def __init__(self) -> None:
+        self.registry = Registry()
+        r = self.registry
+        self.requests = r.counter(
+            PREFIX + "requests_total",
+            "Admission requests by result (injected, skipped, passed, denied, admitted_on_error, no_policy, "
+            "bad_request, unsupported_media_type, too_large).",
+            ("result",),
+        )
+        self.injections = r.counter(
+            PREFIX + "injections_total", "Sidecars injected, by sidecar, version and accounting mode.",
+            ("sidecar", "version", "mode"),
+        )
+        self.skips = r.counter(PREFIX + "skips_total", "Pod CREATEs admitted without injection, by reason.", ("reason",))
+        self.errors = r.counter(
+            PREFIX + "errors_total",
+            "Failures: engine (the engine could not handle a pod), internal (a bug), client (a bad request).",
+            ("kind",),
+        )
+        self.latency = r.histogram(
+            PREFIX + "request_duration_seconds", "Time from reading the request to the answer being built, /mutate only."
+        )
+        self.in_flight = 0
+        r.callback(PREFIX + "requests_in_flight", "Admission requests being answered now.", lambda: [((), self.in_flight)])
+
+    def observe_policy(self, live: LivePolicy) -> None:
+        r = self.registry
+        r.callback(
+            PREFIX + "policy_reloads_total",
+            "Policy updates offered, by result (success includes the first load).",
+            lambda: [(("success",), live.loads), (("invalid",), live.rejections)],
+            ("result",),
+            kind="counter",
+        )
+        r.callback(
+            PREFIX + "policy_last_update_invalid",
+            "1 while the most recent policy update was refused (the last good policy still serves).",
+            lambda: [((), 1 if live.rejected is not None else 0)],
+        )
+        r.callback(
+            PREFIX + "policy_info",
+            "The policy revision in force (value 1).",
+            lambda: [((live.revision,), 1)] if live.revision else [],
+            ("revision",),
+        )
+        r.callback(
+            PREFIX + "policy_loaded_timestamp_seconds",
+            "When the policy in force was loaded (Unix time).",
+            lambda: [((), live.loaded_at)] if live.loaded_at else [],
+        )
+        r.callback(
+            PREFIX + "namespace_policies",
+            "Namespace policies in force.",
+            lambda: [((), len(live.namespace_policies))],
+        )
+        r.callback(
+            PREFIX + "namespace_policy_reloads_total",
+            "Namespace policy updates, by result.",
+            lambda: [(("success",), live.namespace_loads), (("invalid",), live.namespace_rejection_count)],
+            ("result",),
+            kind="counter",
+        )
+        r.callback(
+            PREFIX + "namespace_policies_invalid",
+            "Namespaces whose latest policy ConfigMap was refused.",
+            lambda: [((), len(live.namespace_rejections))],
+        )
+
+    def observe_certs(self, certs: CertSource) -> None:
+        def expiry() -> Iterable[tuple[Labels, float]]:
+            seconds = certs.seconds_until_expiry()
+            return [((), seconds)] if seconds is not None else []
+
+        r = self.registry
+        r.callback(
+            PREFIX + "certificate_expiry_seconds",
+            "Seconds until the serving certificate expires (negative once expired).",
+            expiry,
+        )
+        r.callback(
+            PREFIX + "certificate_reloads_total",
+            "Serving certificate rotations, by result.",
+            lambda: [(("success",), certs.reloads), (("invalid",), certs.failures)],
+            ("result",),
+            kind="counter",
+        )
+
+    def observe_namespaces(self, misses: Callable[[], int], size: Callable[[], int]) -> None:
+        r = self.registry
+        r.callback(
+            PREFIX + "namespace_cache_misses_total",
+            "Pod CREATEs in a namespace the cache did not know yet (treated as not opted in).",
+            lambda: [((), misses())],
+            kind="counter",
+        )
+        r.callback(PREFIX + "namespace_cache_size", "Namespaces in the label cache.", lambda: [((), size())])
+
+    def observe_watches(self, watches: list[WatchSource]) -> None:
+        def synced() -> Iterable[tuple[Labels, float]]:
+            return [((w.name,), 1 if w.has_synced else 0) for w in watches]
+
+        def counter(attr: str) -> Callable[[], Iterable[tuple[Labels, float]]]:
+            return lambda: [((w.name,), getattr(w.stats, attr, 0)) for w in watches]
+
+        r = self.registry
+        r.callback(PREFIX + "watch_synced", "1 once a watch has completed its first list.", synced, ("watch",))
+        for attr, help in (
+            ("relists", "Relists after the first list (resourceVersion gone)."),
+            ("restarts", "Watch streams resumed from a resourceVersion."),
+            ("errors", "Failed list/watch requests and broken streams."),
+            ("events", "Watch events applied."),
+        ):
+            r.callback(PREFIX + f"watch_{attr}_total", help, counter(attr), ("watch",), kind="counter")
+
+    def render(self) -> bytes:
+        return self.registry.render()
