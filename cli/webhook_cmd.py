@@ -1,0 +1,146 @@
+"""``meshfit webhook serve``: the mutating admission webhook.
+
+Everything a mistake at start can be (a broken policy file, a missing
+certificate, an unusable kubeconfig, a taken port) is reported as one line
+and a non-zero exit, so a bad rollout fails its first pod instead of
+serving nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from cli.errors import CommandError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _configmap(text: str) -> tuple[str, str]:
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
+    return namespace, name
+
+
+def _size(text: str) -> int:
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "k": 1000, "M": 1000**2}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            number, multiplier = text[: -len(suffix)], factor
+            break
+    else:
+        number, multiplier = text, 1
+    try:
+        value = int(number) * multiplier
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a byte count such as 7340032 or 7Mi, got {text!r}") from None
+    if value < 1024:
+        raise argparse.ArgumentTypeError(f"must be at least 1024 bytes, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "webhook",
+        help="run the mutating admission webhook",
+        description="The mutating admission webhook that injects sidecars on pod CREATE.",
+    )
+    actions = parser.add_subparsers(dest="webhook_command", metavar="ACTION")
+    actions.required = True
+    serve = actions.add_parser(
+        "serve",
+        help="serve /mutate over HTTPS",
+        description=(
+            "Serve POST /mutate (AdmissionReview v1 and v1beta1), GET /healthz, /readyz and /metrics over HTTPS. "
+            "Rotated certificate files and policy changes are picked up without a restart."
+        ),
+    )
+    serve.add_argument("--cert-dir", required=True, metavar="DIR", help="directory holding tls.crt and tls.key")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
+    serve.add_argument("--port", type=int, default=9443, help="port to listen on (default 9443)")
+    source = serve.add_mutually_exclusive_group(required=True)
+    source.add_argument("--policy", metavar="FILE", help="a policy file (YAML or ConfigMap manifest), reloaded on change")
+    source.add_argument(
+        "--policy-configmap",
+        metavar="NS/NAME",
+        type=_configmap,
+        help="watch the global policy ConfigMap NS/NAME (e.g. meshfit-system/meshfit-policy)",
+    )
+    serve.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="cluster to watch (default: in-cluster, else ~/.kube/config); implies namespace label and "
+        "namespace policy watches",
+    )
+    serve.add_argument(
+        "--cluster",
+        action="store_true",
+        help="watch namespaces and namespace policies even with --policy FILE and no --kubeconfig "
+        "(without a cluster every namespace counts as opted in)",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=_size,
+        default=7 * 1024 * 1024,
+        metavar="BYTES",
+        help="largest AdmissionReview accepted, e.g. 7Mi (default 7Mi); larger gets 413",
+    )
+    serve.add_argument("--policy-interval", type=_seconds, default=2.0, metavar="SECONDS",
+                       help="how often to poll the policy file (default 2)")
+    serve.add_argument("--cert-interval", type=_seconds, default=2.0, metavar="SECONDS",
+                       help="how often to poll the certificate files (default 2)")
+    serve.add_argument(
+        "--shutdown-delay",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="after SIGTERM, report not ready and keep serving this long before closing the listener "
+        "(default 0; a few seconds in a cluster)",
+    )
+    serve.add_argument("--shutdown-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                       help="longest wait for in-flight requests at shutdown (default 30)")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
+    serve.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)
+    # Imported here so `meshfit --help` and the offline commands never pay for aiohttp.
+    from webhook.server import ServeOptions, StartError, serve
+
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port must be 0..65535, got {args.port}")
+    options = ServeOptions(
+        cert_dir=Path(args.cert_dir),
+        host=args.host,
+        port=args.port,
+        policy_file=Path(args.policy) if args.policy else None,
+        policy_configmap=args.policy_configmap,
+        kubeconfig=args.kubeconfig,
+        cluster=bool(args.cluster),
+        max_body_bytes=args.max_body_bytes,
+        policy_interval=args.policy_interval or 2.0,
+        cert_interval=args.cert_interval or 2.0,
+        shutdown_delay=args.shutdown_delay,
+        shutdown_timeout=args.shutdown_timeout,
+        access_log=bool(args.access_log),
+    )
+    try:
+        return asyncio.run(serve(options))
+    except StartError as exc:
+        raise CommandError(str(exc).replace("\n", " ")) from None

@@ -1,0 +1,218 @@
+"""The webhook's HTTP face: ``/mutate``, ``/healthz``, ``/readyz``, ``/metrics``.
+
+Handlers only move bytes: check the envelope (content type, size), hand the
+body to :func:`webhook.review.parse_review` and :func:`webhook.mutate.admit`,
+count, and write the answer. Everything a request needs (policy, namespace
+labels) is already in memory, so the request path makes no API call.
+
+Status codes follow whose fault a failure is. The client's (wrong content
+type 415, too large 413, not an AdmissionReview 400) is answered with a
+message and never logged above debug, since a scanner could otherwise fill
+the logs. The pod's (the engine cannot handle it) is a normal 200 answer
+whose content the policy decides. Only a bug in this process may surface as
+a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from time import perf_counter
+from typing import Protocol
+
+from aiohttp import web
+
+from policy.inject import Namespace
+from webhook.exposition import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from webhook.metrics import WebhookMetrics
+from webhook.mutate import (
+    ADMITTED_ON_ERROR,
+    DENIED,
+    INJECTED,
+    SKIPPED,
+    admit,
+    injected_sidecars,
+    pod_name,
+)
+from webhook.namespaces import NamespaceLabels
+from webhook.policy_source import LivePolicy
+from webhook.review import ReviewError, parse_review
+
+log = logging.getLogger(__name__)
+
+#: Like controller-runtime: big enough for any pod the apiserver accepts (its own limit is 3 MiB
+#: per object in etcd, and a review carries the object, possibly twice).
+DEFAULT_MAX_BODY_BYTES = 7 * 1024 * 1024
+
+MUTATE_PATH = "/mutate"
+
+
+class CertState(Protocol):
+    @property
+    def valid(self) -> bool: ...
+
+    last_error: str
+
+    def seconds_until_expiry(self) -> float | None: ...
+
+
+class Synced(Protocol):
+    name: str
+
+    @property
+    def has_synced(self) -> bool: ...
+
+
+class Webhook:
+    """Holds the live state the handlers read; ``app()`` wires them into aiohttp."""
+
+    def __init__(
+        self,
+        live: LivePolicy,
+        namespaces: NamespaceLabels,
+        metrics: WebhookMetrics,
+        *,
+        certs: CertState | None = None,
+        watches: Sequence[Synced] = (),
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.live = live
+        self.namespaces = namespaces
+        self.metrics = metrics
+        self.certs = certs
+        self.watches = tuple(watches)
+        self.max_body_bytes = max_body_bytes
+        #: Set when shutdown begins: readiness goes false so endpoints drop this replica first.
+        self.draining = False
+        self._debug = log.isEnabledFor(logging.DEBUG)
+
+    def resolve(self, name: str) -> Namespace:
+        return Namespace(name, self.namespaces.labels(name), self.live.namespace_policy(name))
+
+    def app(self) -> web.Application:
+        # client_max_size bounds request.read() as it streams: an oversize body is never buffered whole.
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_post(MUTATE_PATH, self.mutate)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics_handler)
+        return app
+
+    # -- /mutate -------------------------------------------------------------
+    def _client_error(self, status: int, result: str, message: str, *, close: bool = False) -> web.Response:
+        self.metrics.requests.inc(result)
+        self.metrics.errors.inc("client")
+        if self._debug:
+            log.debug("%d %s", status, message)
+        response = web.Response(status=status, text=message + "\n")
+        if close:
+            # The rest of an oversize body is still on the wire: do not read it to reuse the connection.
+            response.force_close()
+        return response
+
+    async def mutate(self, request: web.Request) -> web.Response:
+        started = perf_counter()
+        if request.content_type != "application/json":
+            return self._client_error(
+                415, "unsupported_media_type", f"Content-Type must be application/json, got {request.content_type}"
+            )
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            return self._client_error(
+                413, "too_large", f"body of {length} bytes exceeds the limit of {self.max_body_bytes}", close=True
+            )
+        metrics = self.metrics
+        metrics.in_flight += 1
+        try:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return self._client_error(
+                    413, "too_large", f"body exceeds the limit of {self.max_body_bytes} bytes", close=True
+                )
+            try:
+                review = parse_review(body)
+            except ReviewError as exc:
+                return self._client_error(400, "bad_request", f"invalid AdmissionReview: {exc}")
+
+            policy = self.live.policy
+            outcome = admit(review, policy, self.resolve)
+            result = outcome.result
+            metrics.requests.inc(result)
+            if result == INJECTED:
+                assert outcome.result_detail is not None and policy is not None
+                for sidecar, version, mode in injected_sidecars(outcome.result_detail, policy):
+                    metrics.injections.inc(sidecar, version, mode)
+                if self._debug:
+                    log.debug("%s: injected (%s)", pod_name(review), "dry run" if review.dry_run else review.uid)
+            elif result == SKIPPED:
+                metrics.skips.inc(outcome.skip_label)
+                if outcome.warnings:
+                    log.info("%s: not injected: %s", pod_name(review), outcome.skip_reason)
+                elif self._debug:
+                    log.debug("%s: not injected: %s", pod_name(review), outcome.skip_reason)
+            elif result in (DENIED, ADMITTED_ON_ERROR):
+                metrics.errors.inc("internal" if outcome.unexpected is not None else "engine")
+                verdict = "denied (failClosed)" if result == DENIED else "admitted without sidecars (failClosed: false)"
+                log.warning(
+                    "%s: %s: %s",
+                    pod_name(review),
+                    verdict,
+                    outcome.error,
+                    exc_info=outcome.unexpected,
+                )
+            metrics.latency.observe(perf_counter() - started)
+            return web.Response(body=outcome.body, content_type="application/json")
+        finally:
+            metrics.in_flight -= 1
+
+    # -- probes and metrics ----------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        """Alive: the event loop answers. Nothing else, or a slow apiserver would restart every replica."""
+        return web.Response(text="ok\n")
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Whether to take traffic, and one line per check for the body."""
+        ready = True
+        lines: list[str] = []
+        live = self.live
+        if live.policy is None:
+            ready = False
+            why = f": {live.rejected.message}" if live.rejected else ""
+            lines.append(f"[-] policy: none loaded yet{why}")
+        else:
+            lines.append(f"[+] policy: revision {live.policy.revision} from {live.source}")
+            if live.rejected is not None:
+                lines.append(
+                    f"[!] policy: last update refused, still serving revision {live.policy.revision}: "
+                    f"{live.rejected.message}"
+                )
+        for namespace, rejection in sorted(live.namespace_rejections.items()):
+            lines.append(f"[!] namespace policy {namespace}: last update refused: {rejection.message}")
+        if self.certs is not None:
+            if self.certs.valid:
+                seconds = self.certs.seconds_until_expiry() or 0.0
+                lines.append(f"[+] certificate: valid, expires in {seconds / 86400:.1f} days")
+            else:
+                ready = False
+                why = self.certs.last_error or "expired or not yet valid"
+                lines.append(f"[-] certificate: not valid: {why}")
+        if not self.namespaces.synced:
+            ready = False
+            lines.append("[-] namespaces: initial list not synced yet")
+        for watch in self.watches:
+            if not watch.has_synced:
+                ready = False
+                lines.append(f"[-] watch {watch.name}: initial list not synced yet")
+        if self.draining:
+            ready = False
+            lines.append("[-] shutting down")
+        lines.append("ready" if ready else "not ready")
+        return ready, lines
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        ready, lines = self.readiness()
+        return web.Response(status=200 if ready else 503, text="\n".join(lines) + "\n")
+
+    async def metrics_handler(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})

@@ -1,0 +1,259 @@
+"""The webhook process: TLS listener, background reloads and watches, graceful stop.
+
+What runs besides the handlers, all on one event loop:
+
+* :class:`certs.reload.CertReloader` polls the certificate directory and
+  loads a rotated pair into the listening context (open connections keep
+  theirs);
+* the policy source: :class:`webhook.policy_source.PolicyFile` polling a file,
+  or a ConfigMap list/watch;
+* in cluster mode, list/watches of Namespaces (labels) and of the
+  namespaces' ``meshfit-policy`` ConfigMaps.
+
+On SIGTERM the replica first reports not ready and waits ``shutdown_delay``
+(endpoints controllers and kube-proxy need a moment to stop sending it
+traffic), then stops accepting, lets in-flight reviews finish (up to
+``shutdown_timeout``) and exits 0. An admission request cut off mid-way is a
+failed pod CREATE somewhere in the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from certs.inspect import CertLoadError
+from certs.reload import CertReloader
+from policy.model import NAMESPACE_POLICY_CONFIGMAP
+from webhook.handlers import DEFAULT_MAX_BODY_BYTES, Webhook
+from webhook.metrics import WebhookMetrics
+from webhook.namespaces import NamespaceCache, NoCluster
+from webhook.policy_source import (
+    LivePolicy,
+    PolicyFile,
+    global_configmap_handlers,
+    namespace_configmap_handlers,
+)
+
+log = logging.getLogger(__name__)
+
+
+class StartError(Exception):
+    """The webhook cannot start as configured (bad policy file, no certificate, no cluster)."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    cert_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 9443
+    policy_file: Path | None = None
+    #: ``(namespace, name)`` of the global policy ConfigMap.
+    policy_configmap: tuple[str, str] | None = None
+    kubeconfig: str | None = None
+    #: Watch Namespaces and namespace policies; implied by ``policy_configmap`` or ``kubeconfig``.
+    cluster: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    policy_interval: float = 2.0
+    cert_interval: float = 2.0
+    shutdown_delay: float = 0.0
+    shutdown_timeout: float = 30.0
+    access_log: bool = False
+
+
+@dataclass
+class Running:
+    """What a started server exposes to its caller (tests read ``port``)."""
+
+    webhook: Webhook
+    port: int
+    certs: CertReloader
+
+
+async def _cluster_sources(
+    options: ServeOptions, live: LivePolicy, namespaces: NamespaceCache
+) -> tuple[Any, list[Any]]:
+    """An API client and the list/watches cluster mode needs."""
+    from kube.client import ApiClient
+    from kube.config import ConfigError, load_config
+    from kube.watch import ListWatch
+
+    try:
+        config = await asyncio.to_thread(load_config, options.kubeconfig)
+    except ConfigError as exc:
+        raise StartError(f"no cluster configuration: {exc}") from exc
+    client = ApiClient(config)
+    watches = [
+        ListWatch(
+            client,
+            "/api/v1/namespaces",
+            on_sync=namespaces.on_sync,
+            on_event=namespaces.on_event,
+            name="namespaces",
+        )
+    ]
+    global_key = options.policy_configmap
+    if global_key is not None:
+        namespace, name = global_key
+        handlers = global_configmap_handlers(live, namespace, name)
+        watches.append(
+            ListWatch(
+                client,
+                f"/api/v1/namespaces/{namespace}/configmaps",
+                field_selector=f"metadata.name={name}",
+                on_sync=handlers.on_sync,
+                on_event=handlers.on_event,
+                name="policy",
+            )
+        )
+    handlers = namespace_configmap_handlers(live, skip=global_key)
+    watches.append(
+        ListWatch(
+            client,
+            "/api/v1/configmaps",
+            field_selector=f"metadata.name={NAMESPACE_POLICY_CONFIGMAP}",
+            on_sync=handlers.on_sync,
+            on_event=handlers.on_event,
+            name="namespace-policies",
+        )
+    )
+    return client, watches
+
+
+async def serve(
+    options: ServeOptions,
+    stop: asyncio.Event | None = None,
+    *,
+    on_started: Callable[[Running], Awaitable[None] | None] | None = None,
+    install_signal_handlers: bool = True,
+) -> int:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT); return the exit code.
+
+    Raises :class:`StartError` for a configuration that cannot start.
+    """
+    stop = stop or asyncio.Event()
+    metrics = WebhookMetrics()
+
+    # Policy: a file must be good at start (a typo should fail the rollout, not
+    # serve nothing); a ConfigMap may arrive later, readiness waits for it.
+    live = LivePolicy()
+    policy_file: PolicyFile | None = None
+    if options.policy_file is not None:
+        policy_file = PolicyFile(live, options.policy_file, interval=options.policy_interval)
+        policy_file.check_now()
+        if live.policy is None:
+            reason = live.rejected.message if live.rejected else "no policy"
+            raise StartError(reason)
+    metrics.observe_policy(live)
+
+    try:
+        certs = await asyncio.to_thread(CertReloader, options.cert_dir, interval=options.cert_interval)
+    except CertLoadError as exc:
+        raise StartError(f"no serving certificate in {options.cert_dir}: {exc}") from exc
+    metrics.observe_certs(certs)
+
+    cluster = options.cluster or options.policy_configmap is not None or options.kubeconfig is not None
+    client: Any = None
+    watches: list[Any] = []
+    if cluster:
+        namespace_cache = NamespaceCache()
+        client, watches = await _cluster_sources(options, live, namespace_cache)
+        namespaces: NamespaceCache | NoCluster = namespace_cache
+        metrics.observe_namespaces(lambda: namespace_cache.misses, lambda: namespace_cache.size)
+        metrics.observe_watches(watches)
+    else:
+        namespaces = NoCluster()
+
+    webhook = Webhook(
+        live,
+        namespaces,
+        metrics,
+        certs=certs,
+        watches=[w for w in watches if w.name != "namespaces"],
+        max_body_bytes=options.max_body_bytes,
+    )
+    runner = web.AppRunner(
+        webhook.app(),
+        access_log=log if options.access_log else None,
+        shutdown_timeout=options.shutdown_timeout,
+    )
+    background = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    loop = asyncio.get_running_loop()
+    signals: list[signal.Signals] = []
+    cleaned = False
+    try:
+        await runner.setup()
+        site = web.TCPSite(
+            runner, options.host, options.port, ssl_context=certs.context, shutdown_timeout=options.shutdown_timeout
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from exc
+        port = _bound_port(site, options.port)
+
+        tasks.append(asyncio.create_task(certs.run(background), name="cert reload"))
+        if policy_file is not None:
+            tasks.append(asyncio.create_task(policy_file.run(background), name="policy file"))
+        for watch in watches:
+            tasks.append(asyncio.create_task(watch.run(background), name=f"watch {watch.name}"))
+
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, stop.set)
+                    signals.append(sig)
+        log.info(
+            "meshfit webhook serving https://%s:%d%s (policy %s, %s)",
+            options.host,
+            port,
+            "/mutate",
+            live.source or f"ConfigMap {'/'.join(options.policy_configmap or ('?', '?'))}",
+            "cluster mode" if cluster else "no cluster: namespaces count as opted in",
+        )
+        if on_started is not None:
+            result = on_started(Running(webhook, port, certs))
+            if asyncio.iscoroutine(result):
+                await result
+
+        await stop.wait()
+        log.info("stopping: not ready now, draining in %.1fs", options.shutdown_delay)
+        webhook.draining = True
+        if options.shutdown_delay > 0:
+            await asyncio.sleep(options.shutdown_delay)
+        in_flight = webhook.metrics.in_flight
+        cleaned = True
+        await runner.cleanup()  # stop listening, finish in-flight requests, close connections
+        log.info("stopped (%d request(s) were in flight at the stop)", in_flight)
+        return 0
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        background.set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if not cleaned:
+            await runner.cleanup()
+        if client is not None:
+            await client.close()
+
+
+def _bound_port(site: web.TCPSite, requested: int) -> int:
+    """The real port (tests ask for port 0)."""
+    server = site._server  # aiohttp keeps the asyncio.Server here; no public accessor
+    sockets = getattr(server, "sockets", None) or ()
+    for sock in sockets:
+        return int(sock.getsockname()[1])
+    return requested
