@@ -105,7 +105,10 @@ class ListWatch:
 
     ``on_sync(items, resource_version)`` replaces the caller's store after each
     (re)list; ``on_event(type, obj)`` applies one ADDED/MODIFIED/DELETED.
-    Either may be a coroutine function. An exception from ``on_event`` is
+    BOOKMARK and ERROR events are the watch's own business and never reach
+    ``on_event``. Either handler may be a coroutine function; each is awaited
+    before the next event is read, so a handler sees events in order and the
+    stream is paced by it. An exception from ``on_event`` is
     logged and counted and the stream goes on (one bad object must not stall
     the rest); one from ``on_sync`` fails the list, which is retried.
     """
@@ -263,13 +266,13 @@ class ListWatch:
                 break
             params["continue"] = str(token)
 
-        if self.stats.lists:
-            self.stats.relists += 1
         try:
             await _call(self.on_sync, items, resource_version)
         except Exception as exc:
             self.stats.handler_errors += 1
             raise _StreamError(f"on_sync failed: {exc!r}") from exc
+        if self.stats.lists:
+            self.stats.relists += 1
         self.stats.lists += 1
         self.resource_version = resource_version
         self._watched_since_list = False

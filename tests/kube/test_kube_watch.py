@@ -276,3 +276,21 @@ def test_backoff_is_capped_and_jittered() -> None:
         delays = {backoff.delay(attempt) for _ in range(50)}
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(delays) > 1
+
+
+async def test_failed_sync_is_retried_with_a_fresh_list(api: RecordedApiServer) -> None:
+    api.lists.extend([api.json(recording("list-page-2.json")), api.json(recording("relist-1.json"))])
+    synced: list[str] = []
+
+    def on_sync(items: list[dict[str, Any]], resource_version: str) -> None:
+        if not synced and resource_version == "1000":
+            synced.append("failed")
+            raise RuntimeError("store not ready")
+        synced.append(resource_version)
+
+    async with ApiClient(ClusterConfig(server=api.url)) as client:
+        watch = ListWatch(client, PATH, on_sync=on_sync, on_event=lambda k, o: None, backoff=FAST)
+        await run_until(watch, api, lambda: len(api.queries("watch")) >= 1)
+    assert synced == ["failed", "1500"]
+    assert (watch.stats.lists, watch.stats.relists, watch.stats.handler_errors) == (1, 0, 1)
+    assert api.queries("watch")[0]["resourceVersion"] == "1500"
