@@ -28,7 +28,18 @@ from policy.edits import PodEditor
 from policy.model import Policy, SidecarSpec
 from policy.quantity import ZERO, Quantity, QuantityError
 from policy.record import AccountingRecord, SidecarRecord
-from policy.resources import RESOURCES, Aggregate, Limits, Resources, explain_requests, is_best_effort, pod_limits
+from policy.resources import (
+    RESOURCES,
+    Aggregate,
+    Limits,
+    Resources,
+    container_requests,
+    explain_requests,
+    is_best_effort,
+    pod_level_limits,
+    pod_limits,
+    q,
+)
 from policy.sizing import SidecarSize, app_allocation, size_sidecar
 from policy.versions import VersionChoice, resolve_version
 
@@ -93,15 +104,37 @@ def _check_shape(pod: Any) -> None:
         for i, c in enumerate(items):
             if not isinstance(c, dict) or not isinstance(c.get("name"), str):
                 raise InjectionError(f"spec.{kind}[{i}] must be an object with a name")
-            res = c.get("resources")
-            if res is not None and (not isinstance(res, dict) or any(
-                    not isinstance(res.get(p) or {}, dict) for p in ("requests", "limits"))):
-                raise InjectionError(f"spec.{kind}[{i}].resources must hold requests/limits objects")
+            _check_resources(c.get("resources"), f"spec.{kind}[{i}].resources")
     if not spec.get("containers"):
         raise InjectionError("spec.containers must not be empty")
+    _check_resources(spec.get("resources"), "spec.resources")
+    _check_quantities(spec.get("overhead"), "spec.overhead")
     meta = pod.get("metadata")
     if meta is not None and not isinstance(meta, dict):
         raise InjectionError("pod.metadata must be an object")
+
+
+def _check_resources(res: Any, path: str) -> None:
+    if res is None:
+        return
+    if not isinstance(res, dict):
+        raise InjectionError(f"{path} must be an object")
+    for part in ("requests", "limits"):
+        _check_quantities(res.get(part), f"{path}.{part}")
+
+
+def _check_quantities(values: Any, path: str) -> None:
+    """Name the exact field of a bad quantity: ``spec.containers[0].resources.limits.cpu``."""
+    if values is None:
+        return
+    if not isinstance(values, dict):
+        raise InjectionError(f"{path} must be an object")
+    for name in RESOURCES:
+        if values.get(name) is not None:
+            try:
+                q(values[name])
+            except QuantityError as exc:
+                raise InjectionError(f"{path}.{name}: {exc}") from None
 
 
 def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision: Decision,
@@ -134,51 +167,44 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
     A = before.effective
     overhead = before.overhead
     target = {r: before.pod_level.get(r, before.aggregate[r]).nanos for r in RESOURCES}
-    pod_cap: dict[str, Quantity | None] = {
-        r: (before_limits[r] - overhead.get(r, ZERO)) if variant == "pod-level" and before_limits[r] is not None else None
-        for r in RESOURCES
-    }
-    base = app_allocation(A, before_limits)
     overrides = namespace.policy.sidecars if namespace.policy else {}
-
     versions: dict[str, VersionChoice] = {}
-    sizes: dict[str, SidecarSize] = {}
     for sidecar in decision.sidecars:
         override = overrides.get(sidecar.name)
         choice = resolve_version(pod, namespace.name, sidecar, policy.versions,
                                  override.version if override else None, now)
         versions[sidecar.name] = choice
         warnings.extend(choice.warnings)
-        sizing = override.sizing if override and override.sizing else sidecar.sizing
-        size = size_sidecar(sidecar, sizing, base, rp.guaranteed, annotations, pod_cap)
-        if mode in ("additive", "carve"):
-            size = SidecarSize(limits=size.limits, requests=dict(size.limits), notes=size.notes)
-        elif variant == "besteffort" and rp.best_effort == "besteffort":
-            size = SidecarSize(limits={}, requests={}, notes=size.notes + ("BestEffort pod: the sidecar gets no requests or limits",))
-        sizes[sidecar.name] = size
-        notes.extend(f"{sidecar.name}: {n}" for n in size.notes)
 
-    editor = PodEditor(pod)
-    _add_app_env(editor, decision.sidecars)
-    injected_names = _place_sidecars(editor, decision.sidecars, versions, sizes)
-    _add_volumes(editor, decision.sidecars)
+    sizes = _size_all(decision.sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)
+    starved = [s.name for s in decision.sidecars
+               if variant == "pod-level" and sizes[s.name].limits.get("cpu", ZERO) < s.cpu_request_floor]
+    if starved:
+        # Inside a pod whose CPU limit is below the floor the mesh would starve
+        # (lesson 4); outside it, the node carries the exposure, bounded by the extender.
+        floor_note = f"the pod's CPU limit cannot hold {', '.join(starved)} at the request floor"
+        if has_pod_level:
+            reason = f"{floor_note}, and the pod sets its own pod-level limit"
+            warnings.append(f"meshfit did not inject this pod: {reason}")
+            return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits)
+        variant = "swap"
+        notes.append(f"{floor_note}: the swap variant applies to this pod")
+        sizes = _size_all(decision.sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)
+    for name, size in sizes.items():
+        notes.extend(f"{name}: {n}" for n in size.notes)
 
-    drift: dict[str, Quantity] = {}
-    if mode in ("overcommit", "carve") and variant != "besteffort":
-        donations = plan(editor.pod["spec"], target, injected_names)
-        drift = _apply_donations(editor, donations, carve=mode == "carve")
-    if variant == "pod-level":
-        _set_pod_level(editor, target, before_limits, overhead)
-
-    after = explain_requests(editor.pod)
-    after_limits = pod_limits(editor.pod)
-    if variant == "pod-level":
-        # Validation demands container aggregate <= pod-level request; where a donor
-        # could not give enough, the pod-level request grows and the leak shows it.
-        for r in RESOURCES:
-            if after.aggregate[r].nanos > target[r]:
-                editor.set(("spec", "resources", "requests", r), after.aggregate[r].format())
-        after = explain_requests(editor.pod)
+    built = _build(pod, decision.sidecars, versions, sizes, mode, variant, target, before_limits, overhead)
+    if not built.fits:
+        crowded = "the sidecars' requests do not fit under the pod's limit"
+        if has_pod_level:
+            reason = f"{crowded}, and the pod sets its own pod-level limit"
+            warnings.append(f"meshfit did not inject this pod: {reason}")
+            return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits)
+        variant = "swap"
+        notes.append(f"{crowded}: the swap variant applies to this pod")
+        sizes = _size_all(decision.sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)
+        built = _build(pod, decision.sidecars, versions, sizes, mode, variant, target, before_limits, overhead)
+    editor, after, after_limits, drift = built.editor, built.after, built.after_limits, built.drift
     leak = {r: after.effective[r] - A[r] for r in RESOURCES if after.effective[r] > A[r]}
     if mode == "overcommit" and leak:
         notes.append(
@@ -227,6 +253,66 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
         before_limits=before_limits,
         after=after,
     )
+
+
+@dataclass(slots=True)
+class _Built:
+    editor: PodEditor
+    after: Aggregate
+    after_limits: Limits
+    drift: dict[str, Quantity]
+    fits: bool
+
+
+def _build(pod: dict[str, Any], sidecars: tuple[SidecarSpec, ...], versions: dict[str, VersionChoice],
+           sizes: dict[str, SidecarSize], mode: str, variant: str, target: Mapping[str, int],
+           before_limits: Limits, overhead: Resources) -> _Built:
+    """All container edits for one variant; ``fits`` is false where Kubernetes would refuse the pod-level fields."""
+    editor = PodEditor(pod)
+    _add_app_env(editor, sidecars)
+    injected_names = _place_sidecars(editor, sidecars, versions, sizes)
+    _add_volumes(editor, sidecars)
+    drift: dict[str, Quantity] = {}
+    if mode in ("overcommit", "carve") and variant != "besteffort":
+        donations = plan(editor.pod["spec"], target, injected_names)
+        drift = _apply_donations(editor, donations, carve=mode == "carve")
+    fits = True
+    if variant == "pod-level":
+        _set_pod_level(editor, target, before_limits, overhead)
+        # Validation demands container aggregate <= pod-level request; where a donor
+        # could not give enough, the pod-level request grows and the leak shows it,
+        # as long as it stays within the pod-level limit.
+        aggregate = explain_requests(editor.pod).aggregate
+        limits = pod_level_limits(editor.pod["spec"])
+        for r in RESOURCES:
+            if aggregate[r].nanos > target[r]:
+                editor.set(("spec", "resources", "requests", r), aggregate[r].format())
+            if r in limits and aggregate[r] > limits[r]:
+                fits = False
+    return _Built(editor, explain_requests(editor.pod), pod_limits(editor.pod), drift, fits)
+
+
+def _size_all(sidecars: tuple[SidecarSpec, ...], overrides: Mapping[str, Any], A: Resources, before_limits: Limits,
+              overhead: Resources, variant: str, policy: Policy, annotations: Mapping[str, str]) -> dict[str, SidecarSize]:
+    """Each sidecar's size; in the pod-level variant no sidecar may exceed the pod's own limit."""
+    rp = policy.resources
+    cap: dict[str, Quantity | None] = {
+        r: (before_limits[r] - overhead.get(r, ZERO)) if variant == "pod-level" and before_limits[r] is not None else None
+        for r in RESOURCES
+    }
+    base = app_allocation(A, before_limits)
+    sizes: dict[str, SidecarSize] = {}
+    for sidecar in sidecars:
+        override = overrides.get(sidecar.name)
+        sizing = override.sizing if override and override.sizing else sidecar.sizing
+        size = size_sidecar(sidecar, sizing, base, rp.guaranteed, annotations, cap)
+        if rp.mode in ("additive", "carve"):
+            size = SidecarSize(limits=size.limits, requests=dict(size.limits), notes=size.notes)
+        elif variant == "besteffort" and rp.best_effort == "besteffort":
+            size = SidecarSize(limits={}, requests={},
+                               notes=size.notes + ("BestEffort pod: the sidecar gets no requests or limits",))
+        sizes[sidecar.name] = size
+    return sizes
 
 
 def _add_app_env(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:
@@ -290,8 +376,6 @@ def _add_volumes(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:
 
 def _apply_donations(editor: PodEditor, donations: list[Donation], *, carve: bool) -> dict[str, Quantity]:
     """Lower donors' requests (and, when carving, their limits by the same amount)."""
-    from policy.resources import container_requests, q
-
     drift: dict[str, Quantity] = {}
     for d in donations:
         path = ("spec", d.field, d.index, "resources")

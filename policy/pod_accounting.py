@@ -188,6 +188,15 @@ def foreign_leak(pod: Pod, containers: frozenset[str], requests: Resources | Non
     return {name: with_mesh[name] - without[name] for name in RESOURCES}
 
 
+def pod_uid(pod: Pod) -> str:
+    """The pod's uid; ``namespace/name`` for a manifest that has none yet (offline use)."""
+    meta = pod.get("metadata") or {}
+    uid = meta.get("uid")
+    if isinstance(uid, str) and uid:
+        return uid
+    return f"{meta.get('namespace') or 'default'}/{meta.get('name') or meta.get('generateName') or ''}"
+
+
 def account_pod(pod: Pod) -> PodAccounting:
     """The accounting of one pod dict as the API serves it (or as a manifest writes it)."""
     meta = pod.get("metadata") or {}
@@ -210,7 +219,7 @@ def account_pod(pod: Pod) -> PodAccounting:
     name = str(meta.get("name") or meta.get("generateName") or "")
     namespace = str(meta.get("namespace") or "default")
     return PodAccounting(
-        uid=str(meta.get("uid") or f"{namespace}/{name}"),
+        uid=pod_uid(pod),
         namespace=namespace,
         name=name,
         node=spec.get("nodeName") or None,

@@ -62,8 +62,8 @@ class Quantity:
             raise QuantityError(f"quantities must be strings, not floats: {text!r} (quote it)")
         if not isinstance(text, str):
             raise QuantityError(f"quantities must be strings, got {type(text).__name__}")
-        match = _QUANTITY_RE.match(text.strip())
-        if match is None or text.strip() in {"+", "-", "."}:
+        match = _QUANTITY_RE.match(text)
+        if match is None:
             raise QuantityError(f"invalid quantity {text!r}")
         num = match["num"]
         try:
@@ -189,8 +189,9 @@ ZERO = Quantity(0)
 #: Whole Mi keep generated sizes readable (``96Mi``, not ``100663296``).
 CPU_GRANULE = NANO // 1000
 MEMORY_GRANULE = NANO * 2**20
-#: The finest step a donated request is split in: a milli-core, a byte.
-SPLIT_GRANULE = {"cpu": NANO // 1000, "memory": NANO}
+#: The step a donated request is split in (a milli-core, a mebibyte); a remainder
+#: finer than that goes to the largest donor, so the split stays exact.
+SPLIT_GRANULE = {"cpu": CPU_GRANULE, "memory": MEMORY_GRANULE}
 SIZE_GRANULE = {"cpu": CPU_GRANULE, "memory": MEMORY_GRANULE}
 
 

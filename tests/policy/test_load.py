@@ -1,0 +1,130 @@
+"""Policy validation: every error named by its path, never a stack trace."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+import yaml
+from policies import DEFAULT_POLICY_FILE, default_policy
+
+from policy.fields import PolicyError
+from policy.load import namespace_policy_from_configmap, parse_policy, parse_policy_text, policy_from_configmap
+
+
+def _document() -> dict:
+    cm = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
+    return yaml.safe_load(cm["data"]["policy.yaml"])
+
+
+def test_the_shipped_default_is_valid_and_complete() -> None:
+    policy = default_policy()
+    assert [s.name for s in policy.sidecars] == ["rpc-mesh", "msg-mesh"]
+    assert policy.resources.mode == "overcommit"
+    assert policy.sidecars[0].sizing.ratio == {"cpu": Fraction(1, 4), "memory": Fraction(1, 16)}
+    assert policy.injection.excluded_namespaces == ("kube-system", "kube-public", "kube-node-lease", "meshfit-system")
+    assert policy.versions.sidecars["rpc-mesh"].baseline == "1.8.0"
+
+
+def test_revision_is_a_stable_content_hash() -> None:
+    a, b = parse_policy(_document()), parse_policy(_document())
+    assert a.revision == b.revision and len(a.revision) == 12
+    doc = _document()
+    doc["emergency"]["stopInjection"] = True
+    assert parse_policy(doc).revision != a.revision
+
+
+def test_every_error_is_reported_with_its_path() -> None:
+    doc = _document()
+    doc["sidecars"][1]["sizing"]["ratio"] = {"cpu": "1.5"}
+    doc["sidecars"][0]["sizing"]["min"]["memory"] = "lots"
+    doc["resources"]["mode"] = "squeeze"
+    doc["emergency"]["stopInjecton"] = True
+    doc["versions"]["rules"][0]["version"] = "9.9.9"
+    with pytest.raises(PolicyError) as info:
+        parse_policy(doc)
+    messages = [str(e) for e in info.value.errors]
+    assert "sidecars[1].sizing.ratio.cpu: must be between 0 and 1, got 1.5" in messages
+    assert "sidecars[0].sizing.min.memory: invalid quantity 'lots'" in messages
+    assert "resources.mode: must be one of overcommit, additive, carve, got 'squeeze'" in messages
+    assert "emergency.stopInjecton: unknown field" in messages
+    assert any(m.startswith("versions.rules[0].version: '9.9.9' is not an allowed version") for m in messages)
+    assert len(messages) == 5
+
+
+def test_structural_mistakes_do_not_raise_anything_but_policy_error() -> None:
+    for doc in (None, [], "text", {"apiVersion": "meshfit.io/v1alpha1", "kind": "MeshPolicy", "sidecars": "x"},
+                {"apiVersion": "meshfit.io/v1alpha1", "kind": "MeshPolicy", "sidecars": [None, 3]}):
+        with pytest.raises(PolicyError):
+            parse_policy(doc)
+
+
+def test_fixed_sizing_needs_both_resources_and_respects_the_floor() -> None:
+    doc = _document()
+    doc["sidecars"][1]["sizing"] = {"mode": "fixed", "fixed": {"cpu": "10m"}}
+    with pytest.raises(PolicyError) as info:
+        parse_policy(doc)
+    messages = [str(e) for e in info.value.errors]
+    assert "sidecars[1].sizing.fixed.memory: is required when mode is fixed" in messages
+    assert "sidecars[1].sizing.fixed.cpu: must be at least cpuRequestFloor (50m), got 10m" in messages
+
+
+def test_image_must_be_a_repository_and_names_unique() -> None:
+    doc = _document()
+    doc["sidecars"][0]["image"] = "mosn:1.0"
+    doc["sidecars"][1]["name"] = "rpc-mesh"
+    with pytest.raises(PolicyError) as info:
+        parse_policy(doc)
+    text = str(info.value)
+    assert "sidecars[0].image: is the repository only" in text
+    assert "sidecars[1].name: duplicate sidecar name 'rpc-mesh'" in text
+
+
+def test_yaml_errors_name_the_line() -> None:
+    with pytest.raises(PolicyError, match="line 2"):
+        parse_policy_text("a: b\n  c: : d\n")
+
+
+def test_configmap_without_the_key() -> None:
+    with pytest.raises(PolicyError, match="data.policy.yaml: is required"):
+        policy_from_configmap({"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {}})
+
+
+def _ns_cm(body: str) -> dict:
+    return {"kind": "ConfigMap", "metadata": {"name": "meshfit-policy", "namespace": "shop"}, "data": {"policy.yaml": body}}
+
+
+def test_namespace_policy_whitelist() -> None:
+    ns = namespace_policy_from_configmap(_ns_cm("""
+apiVersion: meshfit.io/v1alpha1
+kind: NamespacePolicy
+sidecars:
+  msg-mesh: {enabled: false}
+  rpc-mesh:
+    version: "1.8.1"
+    sizing: {ratio: {cpu: "1/2"}, max: {cpu: "1"}}
+"""), default_policy())
+    assert ns.sidecars["msg-mesh"].enabled is False
+    assert ns.sidecars["rpc-mesh"].version == "1.8.1"
+    assert ns.sidecars["rpc-mesh"].sizing.ratio["cpu"] == Fraction(1, 2)
+
+
+def test_namespace_policy_rejects_anything_outside_the_whitelist() -> None:
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap(_ns_cm("""
+apiVersion: meshfit.io/v1alpha1
+kind: NamespacePolicy
+emergency: {stopInjection: true}
+sidecars:
+  rpc-mesh:
+    version: "2.0.0"
+    image: evil/mosn
+    sizing: {max: {memory: 8Gi}}
+  nope: {enabled: false}
+"""), default_policy())
+    text = str(info.value)
+    assert "emergency: unknown field" in text
+    assert "sidecars.rpc-mesh.version: '2.0.0' is not allowed" in text
+    assert "sidecars.rpc-mesh.image: unknown field" in text
+    assert "sidecars.rpc-mesh.sizing.max.memory: must be within the global bounds 64Mi..1Gi, got 8Gi" in text
+    assert "sidecars.nope: names no sidecar of the global policy" in text

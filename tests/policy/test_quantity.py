@@ -1,0 +1,112 @@
+"""Quantities: parsing, exact arithmetic and the API server's canonical strings."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from policy.quantity import Quantity, QuantityError, format_ratio, parse_ratio, percent
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("0", "0"),
+        ("1", "1"),
+        ("1000m", "1"),
+        ("1500m", "1500m"),
+        ("1.5", "1500m"),
+        ("0.5Gi", "512Mi"),
+        ("1.5Gi", "1536Mi"),
+        ("1024", "1024"),
+        ("1Ki", "1Ki"),
+        ("1023Ki", "1023Ki"),
+        ("0.5Ki", "512"),  # under 1Ki binary falls back to decimal, as CanonicalizeBytes does
+        ("1000k", "1M"),
+        ("1500000", "1500k"),
+        ("1e3", "1e3"),
+        ("12e6", "12e6"),
+        ("0.1m", "100u"),
+        ("1n", "1n"),
+        ("0.1n", "1n"),  # finer than nano rounds up
+        ("2E", "2E"),
+        ("-1", "-1"),
+        ("100Mi", "100Mi"),
+        ("1073741824", "1073741824"),  # decimal input stays decimal
+        (".5", "500m"),
+        ("5.", "5"),
+    ],
+)
+def test_canonical_form_matches_kubernetes(text: str, canonical: str) -> None:
+    assert Quantity.parse(text).format() == canonical
+
+
+@pytest.mark.parametrize("text", ["", "1.2.3", "Gi", "1GB", " 1Gi", "1 Gi", "abc", "1e", "--1", "0x10", "1Ki1"])
+def test_invalid_quantities_are_refused(text: str) -> None:
+    with pytest.raises(QuantityError, match="invalid quantity"):
+        Quantity.parse(text)
+
+
+def test_floats_and_booleans_are_refused_with_a_hint() -> None:
+    with pytest.raises(QuantityError, match="quote it"):
+        Quantity.parse(0.5)  # type: ignore[arg-type]
+    with pytest.raises(QuantityError):
+        Quantity.parse(True)  # type: ignore[arg-type]
+
+
+def test_integers_from_yaml_are_whole_units() -> None:
+    assert Quantity.parse(2) == Quantity.parse("2000m")
+
+
+def test_equality_is_by_value_across_families() -> None:
+    assert Quantity.parse("1Gi") == Quantity.parse("1024Mi") == Quantity.parse("1073741824")
+    assert Quantity.parse("1G") != Quantity.parse("1Gi")
+
+
+def test_zero_takes_the_other_operands_family_like_kubernetes_add() -> None:
+    assert (Quantity(0) + Quantity.parse("1Gi")).format() == "1Gi"
+    assert (Quantity.parse("1") + Quantity.parse("1Gi")).fmt == "DecimalSI"
+
+
+def test_scale_is_exact_and_rounds_up_to_the_granule() -> None:
+    mi = 2**20 * 10**9
+    assert Quantity.parse("4Gi").scale(Fraction(1, 16), mi).format() == "256Mi"
+    assert Quantity.parse("1").scale(Fraction(1, 3), 10**6).format() == "334m"
+    assert Quantity.parse("100Mi").scale(Fraction(1, 3), mi).format() == "34Mi"
+
+
+def test_ratios_parse_exactly() -> None:
+    assert parse_ratio("1/16") == Fraction(1, 16)
+    assert parse_ratio("0.1") == Fraction(1, 10)
+    assert parse_ratio("10%") == Fraction(1, 10)
+    assert parse_ratio(0.25) == Fraction(1, 4)
+    assert format_ratio(Fraction(1, 16)) == "0.0625"
+    assert format_ratio(Fraction(1, 3)) == "1/3"
+    with pytest.raises(ValueError):
+        parse_ratio("1/0")
+
+
+def test_percent_rounds_half_up_for_messages() -> None:
+    assert percent(Quantity.parse("131"), Quantity.parse("1000")) == "13.1%"
+    assert percent(Quantity.parse("1"), Quantity.parse("3")) == "33.3%"
+
+
+_SUFFIXES = ["", "m", "k", "M", "G", "Ki", "Mi", "Gi", "Ti", "n", "u", "e3", "e-3"]
+
+
+@given(st.integers(min_value=0, max_value=10**7), st.integers(min_value=0, max_value=999), st.sampled_from(_SUFFIXES))
+def test_format_round_trips(whole: int, frac: int, suffix: str) -> None:
+    text = f"{whole}.{frac:03d}{suffix}" if frac else f"{whole}{suffix}"
+    value = Quantity.parse(text)
+    again = Quantity.parse(value.format())
+    assert again == value
+    assert again.format() == value.format()  # canonical is a fixed point
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**15), min_size=1, max_size=20))
+def test_sums_are_exact(values: list[int]) -> None:
+    total = sum((Quantity.from_units(Fraction(v, 1000)) for v in values), Quantity(0))
+    assert total.units == Fraction(sum(values), 1000)

@@ -1,0 +1,93 @@
+"""R(pod) and L(pod) against the edge cases of Kubernetes' own PodRequests/PodLimits."""
+
+from __future__ import annotations
+
+from podshapes import container, pod
+
+from policy.quantity import Quantity
+from policy.resources import is_best_effort, pod_limits, pod_requests
+
+
+def R(p: dict) -> dict[str, str]:
+    return {k: v.format() for k, v in pod_requests(p).items()}
+
+
+def L(p: dict) -> dict[str, str | None]:
+    return {k: (v.format() if v is not None else None) for k, v in pod_limits(p).items()}
+
+
+def test_sum_of_containers() -> None:
+    p = pod([container("a", {"cpu": "1", "memory": "1Gi"}), container("b", {"cpu": "500m", "memory": "512Mi"})])
+    assert R(p) == {"cpu": "1500m", "memory": "1536Mi"}
+
+
+def test_request_defaults_to_limit() -> None:
+    p = pod([container("a", lim={"cpu": "2", "memory": "1Gi"}), container("b", {"cpu": "100m"}, {"memory": "1Gi"})])
+    assert R(p) == {"cpu": "2100m", "memory": "2Gi"}
+
+
+def test_regular_init_container_larger_than_app_dominates() -> None:
+    p = pod([container("a", {"cpu": "1", "memory": "1Gi"})], [container("init", {"cpu": "3", "memory": "512Mi"})])
+    assert R(p) == {"cpu": "3", "memory": "1Gi"}
+
+
+def test_native_sidecar_adds_to_main_and_to_later_init_containers() -> None:
+    # upstream: "restartable init container should be counted in the main phase and for init after it"
+    p = pod([container("a", {"cpu": "1"})],
+            [container("side", {"cpu": "500m"}, restart="Always"), container("init", {"cpu": "2"})])
+    assert R(p)["cpu"] == "2500m"  # init 2 + sidecar before it 0.5 > main 1.5
+
+
+def test_native_sidecar_declared_after_an_init_container_does_not_count_for_it() -> None:
+    p = pod([container("a", {"cpu": "1"})],
+            [container("init", {"cpu": "2"}), container("side", {"cpu": "500m"}, restart="Always")])
+    assert R(p)["cpu"] == "2"
+
+
+def test_many_sidecars_and_inits_interleaved() -> None:
+    p = pod([container("a", {"cpu": "1"})], [
+        container("s1", {"cpu": "1"}, restart="Always"),
+        container("i1", {"cpu": "1"}),
+        container("s2", {"cpu": "1"}, restart="Always"),
+        container("i2", {"cpu": "2"}),
+    ])
+    # main: 1 + 1 + 1 = 3; i1: 1 + 1 = 2; i2: 2 + 2 = 4
+    assert R(p)["cpu"] == "4"
+
+
+def test_overhead_is_added() -> None:
+    p = pod([container("a", {"cpu": "1", "memory": "1Gi"})], overhead={"cpu": "250m", "memory": "120Mi"})
+    assert R(p) == {"cpu": "1250m", "memory": "1144Mi"}
+    assert L(p) == {"cpu": None, "memory": None}
+
+
+def test_pod_level_requests_replace_the_aggregate_per_resource() -> None:
+    p = pod([container("a", {"cpu": "1", "memory": "1Gi"})], pod_requests={"cpu": "2"}, overhead={"cpu": "100m"})
+    assert R(p) == {"cpu": "2100m", "memory": "1Gi"}
+
+
+def test_pod_level_limit_alone_defaults_the_pod_level_request() -> None:
+    p = pod([container("a", {"cpu": "100m"})], pod_limits={"cpu": "1", "memory": "2Gi"})
+    assert R(p) == {"cpu": "1", "memory": "2Gi"}
+    assert L(p) == {"cpu": "1", "memory": "2Gi"}
+
+
+def test_limits_are_unbounded_when_any_container_lacks_one() -> None:
+    p = pod([container("a", lim={"cpu": "1", "memory": "1Gi"}), container("b", {"cpu": "1"})])
+    assert L(p) == {"cpu": None, "memory": None}
+
+
+def test_limits_follow_the_same_shape_with_sidecars_and_overhead() -> None:
+    p = pod([container("a", lim={"cpu": "1", "memory": "1Gi"})],
+            [container("s", lim={"cpu": "500m", "memory": "256Mi"}, restart="Always"),
+             container("i", lim={"cpu": "3", "memory": "1Gi"})],
+            overhead={"cpu": "100m", "memory": "10Mi"})
+    assert L(p) == {"cpu": "3600m", "memory": "1290Mi"}
+
+
+def test_best_effort() -> None:
+    assert is_best_effort(pod([container("a")]))
+    assert is_best_effort(pod([container("a", {"cpu": "0"})]))
+    assert not is_best_effort(pod([container("a", {"cpu": "1m"})]))
+    assert not is_best_effort(pod([container("a")], pod_limits={"memory": "1Gi"}))
+    assert pod_requests(pod([container("a")]))["cpu"] == Quantity(0)
