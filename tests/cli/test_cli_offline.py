@@ -1,0 +1,111 @@
+"""The offline commands as a user runs them: inject, explain, policy validate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from cli.main import main
+from policy.decision import Namespace
+from policy.inject import inject
+from policy.load import load_policy_file
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "manifests" / "examples"
+POLICY = ROOT / "manifests" / "policy.yaml"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_inject_a_deployment_matches_the_engine_on_its_template(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "inject", "-f", str(EXAMPLES / "payments.yaml"))
+    assert code == 0
+    (deployment,) = list(yaml.safe_load_all(out))
+    template = deployment["spec"]["template"]
+    assert [c["name"] for c in template["spec"]["initContainers"]] == ["rpc-mesh", "msg-mesh"]
+    assert "ownerReferences" not in template["metadata"]
+    assert deployment["spec"]["replicas"] == 3  # the workload around it is untouched
+    # the same engine on a pod of that Deployment gives the same spec
+    original = yaml.safe_load((EXAMPLES / "payments.yaml").read_text())["spec"]["template"]
+    pod = {"metadata": {**original["metadata"], "ownerReferences": [
+        {"kind": "ReplicaSet", "name": "payments-7f9c", "controller": True}],
+        "labels": {**original["metadata"]["labels"], "pod-template-hash": "7f9c"}}, "spec": original["spec"]}
+    result = inject(pod, Namespace("shop", None), load_policy_file(POLICY))
+    assert result.pod["spec"] == template["spec"]
+
+
+def test_inject_passes_other_objects_through_in_order_and_handles_lists(capsys: pytest.CaptureFixture[str],
+                                                                        tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "inject", "-f", str(EXAMPLES / "batch.yaml"), "-o", "json")
+    assert code == 0
+    body = orjson.loads(out)
+    assert body["kind"] == "List"
+    cron, cm = body["items"]
+    assert cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"][0]["name"] == "rpc-mesh"
+    assert cm == list(yaml.safe_load_all((EXAMPLES / "batch.yaml").read_text()))[1]  # passed through as is
+    listed = tmp_path / "list.json"
+    listed.write_text(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+         "spec": {"containers": [{"name": "app", "resources": {"requests": {"cpu": "1"}}}]}}]}).decode())
+    code, out, _ = run(capsys, "inject", "-f", str(listed), "-o", "json")
+    assert orjson.loads(out)["items"][0]["spec"]["initContainers"][0]["name"] == "rpc-mesh"
+
+
+def test_namespace_labels_gate_injection(capsys: pytest.CaptureFixture[str]) -> None:
+    pods = str(EXAMPLES / "pods.yaml")
+    _, out, _ = run(capsys, "inject", "-f", pods, "--namespace", "shop")
+    assert list(yaml.safe_load_all(out)) == list(yaml.safe_load_all((EXAMPLES / "pods.yaml").read_text()))
+    _, out, _ = run(capsys, "inject", "-f", pods, "--namespace", "shop", "--namespace-labels", "meshfit.io/inject=enabled")
+    assert "rpc-mesh" in out
+
+
+def test_errors_are_one_line_and_name_document_and_field(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: ok}\nspec: {containers: [{name: a}]}\n---\n"
+                   "apiVersion: v1\nkind: Pod\nmetadata: {name: broken}\n"
+                   "spec: {containers: [{name: a, resources: {limits: {memory: 1GB}}}]}\n")
+    code, out, err = run(capsys, "inject", "-f", str(bad))
+    assert code == 1 and out == ""
+    assert err.strip() == (f"meshfit inject: {bad} document 2 (Pod broken): "
+                           "spec.containers[0].resources.limits.memory: invalid quantity '1GB'")
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "inject", "-f", str(tmp_path / "missing.yaml"))
+    assert code == 1 and "no such file" in err
+
+
+def test_invalid_policy_is_reported_by_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: meshfit.io/v1alpha1\nkind: MeshPolicy\nsidecars:\n"
+                      "  - {name: rpc, image: x/y, sizing: {ratio: {cpu: '1.5'}}}\nversions: {sidecars: {rpc: {baseline: '1'}}}\n")
+    code, _, err = run(capsys, "inject", "-f", str(EXAMPLES / "pods.yaml"), "--policy", str(policy))
+    assert code == 1 and "sidecars[0].sizing.ratio.cpu: must be between 0 and 1, got 1.5" in err
+    code, out, _ = run(capsys, "policy", "validate", str(policy), str(POLICY))
+    assert code == 1
+    assert "sidecars[0].sizing.ratio.cpu" in out and "valid MeshPolicy" in out
+
+
+def test_explain_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "explain", "-f", str(EXAMPLES))
+    assert code == 0
+    assert "Deployment shop/payments (pod template)" in out
+    assert "rpc-mesh 1.8.1 (bugfix rule mosn-1.8.1-conn-leak-fix)" in out
+    assert "experiment mosn-1.9-canary" in out and "no-match" in out
+    assert "decision: skip — the pod opts out (meshfit.io/inject=false)" in out
+    assert "(unchanged: quota and the scheduler see nothing new)" in out
+
+
+def test_the_console_script_runs_from_stdin() -> None:
+    pod = b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"containers":[{"name":"a"}]}}'
+    proc = subprocess.run([sys.executable, "-m", "cli", "inject", "-f", "-", "-o", "json"], input=pod,
+                          capture_output=True, cwd=ROOT, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert orjson.loads(proc.stdout)["metadata"]["annotations"]["meshfit.io/status"]
