@@ -26,8 +26,8 @@ A record that does not parse is treated as absent and reported in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -230,3 +230,52 @@ def account_pod(pod: Pod) -> PodAccounting:
         mesh=mesh,
         record_error=record_error,
     )
+
+
+@dataclass(slots=True)
+class NamespaceLeak:
+    """What sidecars add on top of the apps' requests in one namespace (``meshfit leak``)."""
+
+    namespace: str
+    pods: int = 0
+    #: Pods whose sidecars add requests on top, by who injected them.
+    leaking: dict[str, int] = field(default_factory=dict)
+    leak: Resources = field(default_factory=zero_resources)
+    #: ``Σ R(pod)``: what the namespace's quota is charged, leak included.
+    requests: Resources = field(default_factory=zero_resources)
+
+    def add(self, pod: PodAccounting) -> None:
+        self.pods += 1
+        for name in RESOURCES:
+            self.requests[name] = self.requests[name] + pod.requests[name]
+        if pod.has_leak:
+            mesh = pod.mesh or "unknown"
+            self.leaking[mesh] = self.leaking.get(mesh, 0) + 1
+            for name in RESOURCES:
+                self.leak[name] = self.leak[name] + pod.leak[name]
+
+    def merge(self, other: NamespaceLeak) -> None:
+        self.pods += other.pods
+        for mesh, count in other.leaking.items():
+            self.leaking[mesh] = self.leaking.get(mesh, 0) + count
+        for name in RESOURCES:
+            self.leak[name] = self.leak[name] + other.leak[name]
+            self.requests[name] = self.requests[name] + other.requests[name]
+
+
+def leak_by_namespace(pods: Iterable[Pod]) -> tuple[list[NamespaceLeak], NamespaceLeak]:
+    """Per-namespace leak over the pods quota still charges (not finished), sorted; and the total."""
+    by_ns: dict[str, NamespaceLeak] = {}
+    for pod in pods:
+        acc = account_pod(pod)
+        if acc.terminal:
+            continue
+        entry = by_ns.get(acc.namespace)
+        if entry is None:
+            entry = by_ns[acc.namespace] = NamespaceLeak(acc.namespace)
+        entry.add(acc)
+    rows = [by_ns[ns] for ns in sorted(by_ns)]
+    total = NamespaceLeak("TOTAL")
+    for row in rows:
+        total.merge(row)
+    return rows, total
