@@ -15,6 +15,8 @@ a 500.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from time import perf_counter
@@ -84,6 +86,7 @@ class Webhook:
         self.max_body_bytes = max_body_bytes
         #: Set when shutdown begins: readiness goes false so endpoints drop this replica first.
         self.draining = False
+        self._idle = asyncio.Event()
         self._debug = log.isEnabledFor(logging.DEBUG)
 
     def resolve(self, name: str) -> Namespace:
@@ -162,9 +165,28 @@ class Webhook:
                     exc_info=outcome.unexpected,
                 )
             metrics.latency.observe(perf_counter() - started)
-            return web.Response(body=outcome.body, content_type="application/json")
+            response = web.Response(body=outcome.body, content_type="application/json")
+            if self.draining:
+                response.force_close()  # tell the client to take its next review to another replica
+            return response
         finally:
             metrics.in_flight -= 1
+            if self.draining and metrics.in_flight == 0:
+                self._idle.set()
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no review is being answered (bodies still arriving included); False on timeout.
+
+        aiohttp's own shutdown stops reading from every connection at once,
+        which would strand a review whose body is still on the wire; so the
+        server waits here, with the listener already closed, before it.
+        """
+        if self.metrics.in_flight == 0:
+            return True
+        self._idle.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        return self.metrics.in_flight == 0
 
     # -- probes and metrics ----------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:

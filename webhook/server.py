@@ -192,9 +192,7 @@ async def serve(
     cleaned = False
     try:
         await runner.setup()
-        site = web.TCPSite(
-            runner, options.host, options.port, ssl_context=certs.context, shutdown_timeout=options.shutdown_timeout
-        )
+        site = web.TCPSite(runner, options.host, options.port, ssl_context=certs.context)
         try:
             await site.start()
         except OSError as exc:
@@ -231,8 +229,12 @@ async def serve(
         if options.shutdown_delay > 0:
             await asyncio.sleep(options.shutdown_delay)
         in_flight = webhook.metrics.in_flight
+        await site.stop()  # no new connections; open ones keep being served
+        if not await webhook.drained(options.shutdown_timeout):
+            log.warning("%d request(s) still in flight after %.0fs: closing anyway",
+                        webhook.metrics.in_flight, options.shutdown_timeout)
         cleaned = True
-        await runner.cleanup()  # stop listening, finish in-flight requests, close connections
+        await runner.cleanup()  # close the remaining (idle) connections
         log.info("stopped (%d request(s) were in flight at the stop)", in_flight)
         return 0
     finally:
