@@ -87,7 +87,7 @@ def require(directory: Path | None = None) -> Path:
         hint = (
             f"{BIN_ENV} is set, so nothing is built"
             if os.environ.get(BIN_ENV)
-            else "run `make controlplane` (needs Go; a cold build takes 15-30 minutes)"
+            else "run `make controlplane` (needs Go; a cold build takes a few minutes)"
         )
         raise BinariesMissing(f"missing in {d}: {', '.join(absent)}; {hint}")
     return d

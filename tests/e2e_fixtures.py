@@ -39,7 +39,7 @@ __all__ = [
 
 _NO_GO = (
     "e2e: no control-plane binaries and no `go` on PATH: install Go >= 1.26 "
-    "(https://go.dev/dl/) and run `make controlplane` (10-30 min once, cached); "
+    "(https://go.dev/dl/) and run `make controlplane` (a few minutes once, then cached); "
     "under CI=true this is a failure"
 )
 _LOG_LINES = 40

@@ -106,7 +106,7 @@ declare -A ldflags_of=(
 )
 
 log "building kubernetes $k8s_version and etcd $etcd_version with $go_version into $bin_dir"
-log "a cold build takes 15-30 minutes on 2 cores; later runs reuse the Go build cache"
+log "a cold build takes about 4 minutes on 2 fast cores (longer on slower ones); later runs reuse the Go build cache"
 staging="$(mktemp -d "$out_dir/.staging.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 
