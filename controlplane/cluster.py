@@ -367,6 +367,29 @@ class LocalCluster:
             _expect(status, node, f"untaint node {name}")
         return node
 
+    def create_resource_quota(self, namespace: str, name: str, hard: Mapping[str, str]) -> JSON:
+        """A ResourceQuota that admission enforces at once.
+
+        The ResourceQuota admission plugin refuses every pod in a namespace
+        whose quota has no ``status.hard`` yet, and the controller that would
+        fill it is not running; so this writes ``status`` itself (hard = spec,
+        used = 0). Admission then raises ``status.used`` on each admitted pod;
+        nothing lowers it again when pods are deleted.
+        """
+        body: JSON = {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": name},
+            "spec": {"hard": dict(hard)},
+        }
+        base = f"/api/v1/namespaces/{namespace}/resourcequotas"
+        status, quota = self.request("POST", base, body)
+        _expect(status, quota, f"create ResourceQuota {namespace}/{name}")
+        quota_status = {"status": {"hard": dict(hard), "used": {k: "0" for k in hard}}}
+        status, quota = self.request("PATCH", f"{base}/{name}/status", quota_status)
+        _expect(status, quota, f"set status of ResourceQuota {namespace}/{name}")
+        return quota
+
     def log_tail(self, component: str, lines: int = 40) -> str:
         """The last ``lines`` lines of a component's log (etcd, kube-apiserver, kube-scheduler)."""
         if component not in COMPONENTS:

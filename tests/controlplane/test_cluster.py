@@ -9,6 +9,8 @@ those tests would pass or fail for the wrong reason; these catch it first.
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
 import subprocess
 import uuid
@@ -171,3 +173,86 @@ def test_scheduler_restarts_with_extenders_and_restores_its_config(
     assert (
         json.loads(local_cluster.scheduler_config_path.read_text()).get("extenders", []) == before
     )
+
+
+def test_resource_quota_charges_pod_level_requests(
+    local_cluster: LocalCluster, e2e_namespace: str
+) -> None:
+    # Each pod's containers ask 600m CPU, its pod-level request 1 CPU. Under a
+    # 1500m quota a second pod fits only if quota counted the containers: the
+    # rejection proves quota charges R(pod), the number meshfit keeps constant.
+    local_cluster.create_resource_quota(
+        e2e_namespace, "compute", {"requests.cpu": "1500m", "requests.memory": "4Gi"}
+    )
+    pods = f"/api/v1/namespaces/{e2e_namespace}/pods"
+
+    status, first = local_cluster.request("POST", pods, _pod("first", "nowhere"))
+    assert status == 201, first
+    status, second = local_cluster.request("POST", pods, _pod("second", "nowhere"))
+
+    assert status == 403, second
+    assert "exceeded quota" in second["message"]
+    status, quota = local_cluster.request(
+        "GET", f"/api/v1/namespaces/{e2e_namespace}/resourcequotas/compute"
+    )
+    assert status == 200, quota
+    assert quota["status"]["used"]["requests.cpu"] == "1"
+
+
+def test_mutating_admission_webhooks_are_called(
+    local_cluster: LocalCluster, e2e_namespace: str
+) -> None:
+    # A webhook nobody serves, with failurePolicy Fail, scoped to this test's
+    # namespace: the pod is refused only if the apiserver really calls it.
+    label = {"meshfit.io/e2e-webhook": e2e_namespace}
+    local_cluster.request(
+        "PATCH", f"/api/v1/namespaces/{e2e_namespace}", {"metadata": {"labels": label}}
+    )
+    name = f"unreachable-{e2e_namespace}"
+    config = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "unreachable.e2e.meshfit.io",
+                "clientConfig": {
+                    "url": f"https://127.0.0.1:{free_port()}/mutate",
+                    "caBundle": base64.b64encode(local_cluster.ca_path.read_bytes()).decode(),
+                },
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": label},
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 2,
+            }
+        ],
+    }
+    path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+    status, body = local_cluster.request("POST", path, config)
+    assert status == 201, body
+    try:
+        # The apiserver picks up new webhook configurations asynchronously.
+        attempts = itertools.count()
+
+        def refused() -> str:
+            # A fresh name per attempt: an early attempt may still be admitted.
+            pod_name = f"guarded-{next(attempts)}"
+            status, pod = local_cluster.request(
+                "POST", f"/api/v1/namespaces/{e2e_namespace}/pods", _pod(pod_name, "nowhere")
+            )
+            assert status != 201, "admitted without calling the webhook"
+            return str(pod.get("message", ""))
+
+        message = local_cluster.wait_for(refused, timeout=15, what="the webhook to be called")
+        assert "failed calling webhook" in message
+    finally:
+        local_cluster.request("DELETE", f"{path}/{name}")
