@@ -1,0 +1,195 @@
+"""Filter verdicts and scores: pure functions of a pod's figures, a node's sums and the policy.
+
+Filter, for a pod meshfit injected (one with a record) or any pod with node-level exposure:
+
+* **exposure**: for each resource the pod exposes, fail the node if
+  ``exposure(node) + exposure(pod) > ceiling × allocatable``. Such a failure
+  is *unresolvable*: evicting pods (preemption) cannot be shown to help,
+  because the scheduler's preemption simulation knows nothing of exposure.
+* **fit**: ``R(pod)`` against ``allocatable − Σ R``, with the pod-level
+  requests the scheduler may not apply itself (an older or differently
+  configured scheduler) and the pods this extender bound a moment ago that
+  the scheduler's own cache already knows but its watch may not yet show.
+  A fit failure is ordinary: preemption can free requests.
+
+Any other pod (no meshfit record, no exposure) passes untouched: the extender
+has nothing to add to the stock scheduler's judgement of it.
+
+Score, for every pod alike, is the weighted mean headroom after placement,
+scaled to ``0..MAX_PRIORITY`` and rounded down::
+
+    used_r     = Σ R_r(node) + R_r(pod) + w_e × (exposure_r(node) + exposure_r(pod))
+    headroom_r = max(0, allocatable_r − used_r) / allocatable_r
+    score      = floor(MAX_PRIORITY × Σ_r w_r × headroom_r / Σ_r w_r)
+
+computed exactly in integers (``w_e`` is a ``Fraction``; the two resources are
+cross-multiplied instead of divided). A pod with no exposure still gets a
+score that ranks nodes by their requests and their existing exposure, so it
+is comparable with the scores of pods that have some. docs/scheduling.md has
+a worked example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from extender.accounting import NodeState, PodEntry
+from policy.model import Scheduling
+from policy.quantity import Quantity, format_ratio
+
+#: ``k8s.io/kube-scheduler/extender/v1.MaxExtenderPriority``.
+MAX_PRIORITY = 10
+#: What a node the extender cannot judge (not in its cache yet) gets: the middle.
+NEUTRAL_SCORE = MAX_PRIORITY // 2
+
+#: Failure reasons, the label of the ``nodes failed`` metric.
+REASON_EXPOSURE = "exposure"
+REASON_FIT = "fit"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    reason: str
+    message: str
+    #: True when preemption cannot help (``FailedAndUnresolvableNodes``).
+    unresolvable: bool
+
+
+def _cpu(nanos: int) -> str:
+    return Quantity(nanos).format()
+
+
+def _memory(nanos: int) -> str:
+    # Whole bytes print in binary SI (``1536Mi``), as kubectl shows memory.
+    return Quantity(nanos, "BinarySI").format()
+
+
+_FORMAT = {"cpu": _cpu, "memory": _memory}
+
+
+def percent_text(part: int, whole: int) -> str:
+    """``part / whole`` with one decimal, rounded half up, in integers (cheap on a failing fleet)."""
+    if whole <= 0:
+        return "inf%"
+    tenths = (part * 2000 + whole) // (2 * whole)
+    return f"{tenths // 10}.{tenths % 10}%"
+
+
+def _ceiling_percent(ceiling: Fraction) -> str:
+    """The policy's ceiling as a person wrote it: ``10%``, ``12.5%``, else one decimal."""
+    pct = ceiling * 100
+    if pct.denominator == 1:
+        return f"{pct.numerator}%"
+    text = format_ratio(pct)
+    if "/" not in text:
+        return f"{text}%"
+    return percent_text(ceiling.numerator, ceiling.denominator)
+
+
+class Scorer:
+    """The policy's scheduling section, turned into integers once per policy."""
+
+    __slots__ = (
+        "scheduling", "ceil_cpu_num", "ceil_cpu_den", "ceil_mem_num", "ceil_mem_den",
+        "ceil_cpu_text", "ceil_mem_text", "w_cpu", "w_mem", "w_sum", "ew_num", "ew_den",
+    )
+
+    def __init__(self, scheduling: Scheduling) -> None:
+        self.scheduling = scheduling
+        c, m = scheduling.exposure_ceiling["cpu"], scheduling.exposure_ceiling["memory"]
+        self.ceil_cpu_num, self.ceil_cpu_den = c.numerator, c.denominator
+        self.ceil_mem_num, self.ceil_mem_den = m.numerator, m.denominator
+        self.ceil_cpu_text = _ceiling_percent(c)
+        self.ceil_mem_text = _ceiling_percent(m)
+        self.w_cpu = scheduling.weights["cpu"]
+        self.w_mem = scheduling.weights["memory"]
+        self.w_sum = self.w_cpu + self.w_mem
+        ew = scheduling.exposure_weight
+        self.ew_num, self.ew_den = ew.numerator, ew.denominator
+
+    # -- filter --------------------------------------------------------------
+    def judged(self, pod: PodEntry, meshfit: bool) -> bool:
+        """Whether filter looks at this pod at all (see the module docstring)."""
+        return meshfit or bool(pod.exp_cpu or pod.exp_memory)
+
+    def check(self, pod: PodEntry, node: NodeState) -> Failure | None:
+        """Why ``node`` cannot take ``pod``, or ``None``. The node must be ``known``."""
+        if pod.exp_cpu:
+            after = node.exp_cpu + pod.exp_cpu
+            if after * self.ceil_cpu_den > node.alloc_cpu * self.ceil_cpu_num:
+                return self._exposure_failure("cpu", node.exp_cpu, pod.exp_cpu, node.alloc_cpu, self.ceil_cpu_text)
+        if pod.exp_memory:
+            after = node.exp_memory + pod.exp_memory
+            if after * self.ceil_mem_den > node.alloc_memory * self.ceil_mem_num:
+                return self._exposure_failure(
+                    "memory", node.exp_memory, pod.exp_memory, node.alloc_memory, self.ceil_mem_text
+                )
+        if pod.cpu and node.req_cpu + pod.cpu > node.alloc_cpu:
+            return self._fit_failure("cpu", node.req_cpu, pod.cpu, node.alloc_cpu)
+        if pod.memory and node.req_memory + pod.memory > node.alloc_memory:
+            return self._fit_failure("memory", node.req_memory, pod.memory, node.alloc_memory)
+        return None
+
+    @staticmethod
+    def _exposure_failure(resource: str, exposed: int, adds: int, alloc: int, ceiling: str) -> Failure:
+        fmt = _FORMAT[resource]
+        return Failure(
+            REASON_EXPOSURE,
+            f"{resource} exposure would reach {percent_text(exposed + adds, alloc)} of allocatable "
+            f"(ceiling {ceiling}): {fmt(exposed)} already exposed + {fmt(adds)} for this pod, "
+            f"of {fmt(alloc)} allocatable",
+            True,
+        )
+
+    @staticmethod
+    def _fit_failure(resource: str, requested: int, needs: int, alloc: int) -> Failure:
+        fmt = _FORMAT[resource]
+        free = alloc - requested
+        free_text = f"{fmt(free)} free" if free > 0 else "nothing free"
+        return Failure(
+            REASON_FIT,
+            f"pod does not fit: {resource} requests {fmt(requested)} of {fmt(alloc)} allocatable already "
+            f"requested, this pod needs {fmt(needs)} ({free_text})",
+            False,
+        )
+
+    # -- score ---------------------------------------------------------------
+    def score(self, pod: PodEntry, node: NodeState) -> int:
+        """``0..MAX_PRIORITY``; the node must be ``known``."""
+        q, p = self.ew_den, self.ew_num
+        ac, am = node.alloc_cpu, node.alloc_memory
+        # Headroom numerators scaled by q (the exposure weight's denominator).
+        nc = (ac - node.req_cpu - pod.cpu) * q - p * (node.exp_cpu + pod.exp_cpu)
+        nm = (am - node.req_memory - pod.memory) * q - p * (node.exp_memory + pod.exp_memory)
+        if nc < 0:
+            nc = 0
+        if nm < 0:
+            nm = 0
+        wc, wm = self.w_cpu, self.w_mem
+        if ac > 0 and am > 0:
+            # Σ w_r n_r / (q a_r) = (wc nc am + wm nm ac) / (q ac am)
+            return (MAX_PRIORITY * (wc * nc * am + wm * nm * ac)) // (self.w_sum * q * ac * am)
+        # A node with nothing allocatable of a resource has no headroom in it.
+        total = Fraction(0)
+        if ac > 0:
+            total += Fraction(wc * nc, q * ac)
+        if am > 0:
+            total += Fraction(wm * nm, q * am)
+        return int(MAX_PRIORITY * total / self.w_sum)
+
+
+def headroom_fractions(scorer: Scorer, pod: PodEntry, node: NodeState) -> dict[str, Fraction]:
+    """Per-resource headroom after placement, for people (``simulate``, docs); not the hot path."""
+    q, p = scorer.ew_den, scorer.ew_num
+    out: dict[str, Fraction] = {}
+    for name, alloc, req, exp, preq, pexp in (
+        ("cpu", node.alloc_cpu, node.req_cpu, node.exp_cpu, pod.cpu, pod.exp_cpu),
+        ("memory", node.alloc_memory, node.req_memory, node.exp_memory, pod.memory, pod.exp_memory),
+    ):
+        if alloc <= 0:
+            out[name] = Fraction(0)
+            continue
+        n = (alloc - req - preq) * q - p * (exp + pexp)
+        out[name] = Fraction(max(0, n), q * alloc)
+    return out

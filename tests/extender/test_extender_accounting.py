@@ -1,0 +1,131 @@
+"""Per-node sums: incremental updates agree with a recount from scratch, whatever the event order."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from extender.accounting import Accounting, PodEntry
+
+GI = 2**30 * 10**9
+CORE = 10**9
+
+
+def entry(node: str | None, cpu: int = CORE, memory: int = GI, exp: tuple[int, int] = (0, 0),
+          leak: tuple[int, int] = (0, 0), namespace: str = "shop") -> PodEntry:
+    return PodEntry(node, namespace, cpu, memory, exp[0], exp[1], leak[0], leak[1])
+
+
+def test_add_modify_delete() -> None:
+    acc = Accounting()
+    acc.set_node("a", 8 * CORE, 16 * GI)
+    acc.put("p1", entry("a", exp=(CORE // 2, GI // 4)))
+    acc.put("p2", entry("a", cpu=2 * CORE))
+    a = acc.nodes["a"]
+    assert (a.req_cpu, a.req_memory, a.exp_cpu, a.exp_memory, a.pods) == (3 * CORE, 2 * GI, CORE // 2, GI // 4, 2)
+    # MODIFIED: the old entry goes, the new one comes.
+    acc.put("p1", entry("a", cpu=CORE, exp=(0, 0)))
+    assert (a.req_cpu, a.exp_cpu, a.exp_memory, a.pods) == (3 * CORE, 0, 0, 2)
+    acc.put("p2", None)
+    assert (a.req_cpu, a.pods) == (CORE, 1)
+    assert acc.totals.placed == 1
+
+
+def test_pending_pods_are_known_but_hold_no_node() -> None:
+    acc = Accounting()
+    acc.put("p", entry(None))
+    assert acc.get("p") is not None
+    assert acc.nodes == {}
+    assert acc.totals.placed == 0
+
+
+def test_pods_before_their_node_and_after_it() -> None:
+    acc = Accounting()
+    acc.put("p", entry("late"))
+    assert not acc.nodes["late"].known
+    acc.set_node("late", 4 * CORE, 8 * GI)
+    assert acc.nodes["late"].known and acc.nodes["late"].req_cpu == CORE
+    acc.drop_node("late")
+    # Its pod still holds it until the pod goes too.
+    assert not acc.nodes["late"].known and acc.nodes["late"].pods == 1
+    acc.put("p", None)
+    assert "late" not in acc.nodes
+
+
+def test_leak_is_kept_per_namespace_and_cleared() -> None:
+    acc = Accounting()
+    acc.put("a", entry("n", leak=(100, 200), namespace="x"))
+    acc.put("b", entry("n", leak=(1, 2), namespace="y"))
+    acc.put("c", entry("n", leak=(10, 20), namespace="x"))
+    assert acc.nodes["n"].leak == {"x": [110, 220], "y": [1, 2]}
+    acc.put("a", None)
+    acc.put("c", None)
+    assert acc.nodes["n"].leak == {"y": [1, 2]}
+    assert (acc.totals.leak_cpu, acc.totals.leak_memory) == (1, 2)
+
+
+def test_to_dict_prints_canonical_quantities() -> None:
+    acc = Accounting()
+    acc.set_node("n", 8 * CORE, 16 * GI)
+    acc.put("a", entry("n", cpu=1500 * CORE // 1000, memory=3 * GI // 2, exp=(CORE // 4, GI // 8)))
+    d = acc.nodes["n"].to_dict()
+    assert d["allocatable"] == {"cpu": "8", "memory": "16Gi"}
+    assert d["requested"] == {"cpu": "1500m", "memory": "1536Mi"}
+    assert d["exposure"] == {"cpu": "250m", "memory": "128Mi"}
+
+
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["u1", "u2", "u3", "u4", "u5"]),
+        st.one_of(
+            st.none(),
+            st.builds(
+                entry,
+                st.sampled_from([None, "a", "b", "c"]),
+                st.integers(0, 4 * CORE),
+                st.integers(0, 8 * GI),
+                st.tuples(st.integers(0, CORE), st.integers(0, GI)),
+                st.tuples(st.integers(0, 3), st.integers(0, 3)),
+                st.sampled_from(["x", "y"]),
+            ),
+        ),
+    ),
+    max_size=60,
+)
+
+
+@given(events)
+def test_incremental_sums_equal_a_recount(sequence: list[tuple[str, PodEntry | None]]) -> None:
+    acc = Accounting()
+    for name in ("a", "b"):
+        acc.set_node(name, 8 * CORE, 16 * GI)
+    final: dict[str, PodEntry] = {}
+    for uid, e in sequence:
+        acc.put(uid, e)
+        if e is None:
+            final.pop(uid, None)
+        else:
+            final[uid] = e
+    placed = [e for e in final.values() if e.node is not None]
+    for name in ("a", "b", "c"):
+        mine = [e for e in placed if e.node == name]
+        state = acc.nodes.get(name)
+        if not mine:
+            assert state is None or (state.known and state.pods == 0 and state.req_cpu == 0 and not state.leak)
+            continue
+        assert state is not None
+        assert state.pods == len(mine)
+        assert state.req_cpu == sum(e.cpu for e in mine)
+        assert state.req_memory == sum(e.memory for e in mine)
+        assert state.exp_cpu == sum(e.exp_cpu for e in mine)
+        assert state.exp_memory == sum(e.exp_memory for e in mine)
+        leak: dict[str, list[int]] = {}
+        for e in mine:
+            if e.leak_cpu or e.leak_memory:
+                sums = leak.setdefault(e.namespace, [0, 0])
+                sums[0] += e.leak_cpu
+                sums[1] += e.leak_memory
+        assert (state.leak or {}) == {k: v for k, v in leak.items() if v != [0, 0]}
+    assert acc.totals.placed == len(placed)
+    assert acc.totals.exp_memory == sum(e.exp_memory for e in placed)
+    assert acc.totals.leak_cpu == sum(e.leak_cpu for e in placed)
