@@ -113,6 +113,14 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument("--shutdown-timeout", type=_seconds, default=30.0, metavar="SECONDS",
                        help="longest wait for in-flight requests at shutdown (default 30)")
+    serve.add_argument(
+        "--answer-cache",
+        type=int,
+        default=512,
+        metavar="N",
+        help="remember the engine's verdict for up to N distinct pods (replicas of one ReplicaSet are identical); "
+        "0 turns it off (default 512)",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
     serve.set_defaults(func=run_serve)
@@ -139,6 +147,7 @@ def run_serve(args: argparse.Namespace) -> int:
         shutdown_delay=args.shutdown_delay,
         shutdown_timeout=args.shutdown_timeout,
         access_log=bool(args.access_log),
+        answer_cache_entries=max(0, args.answer_cache),
     )
     try:
         return asyncio.run(serve(options))

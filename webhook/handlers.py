@@ -26,6 +26,7 @@ from aiohttp import web
 
 from policy.inject import Namespace
 from webhook.exposition import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from webhook.answer_cache import AnswerCache
 from webhook.metrics import WebhookMetrics
 from webhook.mutate import (
     ADMITTED_ON_ERROR,
@@ -33,7 +34,6 @@ from webhook.mutate import (
     INJECTED,
     SKIPPED,
     admit,
-    injected_sidecars,
     pod_name,
 )
 from webhook.namespaces import NamespaceLabels
@@ -77,6 +77,7 @@ class Webhook:
         certs: CertState | None = None,
         watches: Sequence[Synced] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        cache: AnswerCache | None = None,
     ) -> None:
         self.live = live
         self.namespaces = namespaces
@@ -84,6 +85,7 @@ class Webhook:
         self.certs = certs
         self.watches = tuple(watches)
         self.max_body_bytes = max_body_bytes
+        self.cache = cache
         #: Set when shutdown begins: readiness goes false so endpoints drop this replica first.
         self.draining = False
         self._idle = asyncio.Event()
@@ -138,13 +140,11 @@ class Webhook:
             except ReviewError as exc:
                 return self._client_error(400, "bad_request", f"invalid AdmissionReview: {exc}")
 
-            policy = self.live.policy
-            outcome = admit(review, policy, self.resolve)
+            outcome = admit(review, self.live.policy, self.resolve, self.cache)
             result = outcome.result
             metrics.requests.inc(result)
             if result == INJECTED:
-                assert outcome.result_detail is not None and policy is not None
-                for sidecar, version, mode in injected_sidecars(outcome.result_detail, policy):
+                for sidecar, version, mode in outcome.sidecars:
                     metrics.injections.inc(sidecar, version, mode)
                 if self._debug:
                     log.debug("%s: injected (%s)", pod_name(review), "dry run" if review.dry_run else review.uid)

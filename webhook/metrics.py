@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from webhook.answer_cache import AnswerCache
 from webhook.exposition import Labels, Registry
 from webhook.policy_source import LivePolicy
 
@@ -125,6 +126,17 @@ class WebhookMetrics:
             ("result",),
             kind="counter",
         )
+
+    def observe_answer_cache(self, cache: AnswerCache) -> None:
+        r = self.registry
+        r.callback(
+            PREFIX + "answer_cache_lookups_total",
+            "Engine verdicts looked up for identical pods, by result.",
+            lambda: [(("hit",), cache.hits), (("miss",), cache.misses)],
+            ("result",),
+            kind="counter",
+        )
+        r.callback(PREFIX + "answer_cache_entries", "Engine verdicts remembered.", lambda: [((), len(cache))])
 
     def observe_namespaces(self, misses: Callable[[], int], size: Callable[[], int]) -> None:
         r = self.registry

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from policy.inject import InjectionError, InjectionResult, Namespace, inject
 from policy.model import Policy
-from webhook.review import Review, allow, deny
+from webhook.answer_cache import AnswerCache, Verdict
+from webhook.review import Review, allow, deny, encode_patch
 
 NamespaceResolver = Callable[[str], Namespace]
 
@@ -44,7 +45,8 @@ class Outcome:
 
     result: str
     body: bytes
-    result_detail: InjectionResult | None = None
+    #: ``(sidecar, version, mode)`` per injected sidecar, for ``injections_total``.
+    sidecars: tuple[tuple[str, str, str], ...] = ()
     #: Short, bounded label for ``skips_total{reason=...}``.
     skip_label: str = ""
     skip_reason: str = ""
@@ -52,7 +54,9 @@ class Outcome:
     error: str = ""
     #: The failure was a bug (not an ``InjectionError``): log with its traceback.
     unexpected: BaseException | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    #: Answered from the cache of recent verdicts.
+    cached: bool = False
 
 
 def pod_name(review: Review) -> str:
@@ -65,43 +69,81 @@ def pod_name(review: Review) -> str:
     return f"{review.namespace or meta.get('namespace') or '?'}/{name or '?'}"
 
 
-def admit(review: Review, policy: Policy | None, resolve: NamespaceResolver) -> Outcome:
+def verdict_of(result: InjectionResult, policy: Policy, namespace: Namespace) -> Verdict:
+    """Keep what answering needs from one engine run (the patch already in wire form)."""
+    if result.injected:
+        return Verdict(
+            injected=True,
+            patch=encode_patch(result.patch) if result.patch else None,
+            warnings=tuple(result.warnings),
+            skip_label="",
+            skip_reason="",
+            sidecars=tuple(injected_sidecars(result, policy)),
+            namespace_policy=namespace.policy,
+        )
+    return Verdict(
+        injected=False,
+        patch=None,
+        warnings=tuple(result.warnings),
+        skip_label=skip_label(result),
+        skip_reason=result.skip_reason or "",
+        sidecars=(),
+        namespace_policy=namespace.policy,
+    )
+
+
+def admit(
+    review: Review, policy: Policy | None, resolve: NamespaceResolver, cache: AnswerCache | None = None
+) -> Outcome:
     """Answer one review with the policy and namespace knowledge in force now."""
     if not review.is_pod_create:
         return Outcome(PASSED, allow(review))
     if policy is None:
         warning = "meshfit did not inject this pod: the webhook has no policy loaded yet"
-        return Outcome(NO_POLICY, allow(review, warnings=(warning,)), warnings=[warning])
+        return Outcome(NO_POLICY, allow(review, warnings=(warning,)), warnings=(warning,))
     pod = review.object
     assert pod is not None  # parse_review guarantees an object for a Pod CREATE
     namespace_name = review.namespace or str((pod.get("metadata") or {}).get("namespace") or "default")
-    unexpected: BaseException | None = None
-    try:
-        result = inject(pod, resolve(namespace_name), policy)
-    except InjectionError as exc:
-        error = str(exc) or type(exc).__name__
-    except Exception as exc:  # a bug in the engine must not become a 500 for every pod
-        error = f"internal error: {type(exc).__name__}: {exc}"
-        unexpected = exc
-    else:
-        warnings = list(result.warnings)
-        if result.injected:
-            return Outcome(INJECTED, allow(review, result.patch, warnings), result, warnings=warnings)
-        reason = result.skip_reason or ""
-        return Outcome(
-            SKIPPED,
-            allow(review, None, warnings),
-            result,
-            skip_label=skip_label(result),
-            skip_reason=reason,
-            warnings=warnings,
-        )
+    namespace = resolve(namespace_name)
+    key = cache.key(pod, namespace_name, namespace.labels, namespace.policy) if cache is not None else None
+    verdict = cache.get(key, policy, namespace.policy) if cache is not None and key is not None else None
+    cached = verdict is not None
+    if verdict is None:
+        unexpected: BaseException | None = None
+        try:
+            result = inject(pod, namespace, policy)
+        except InjectionError as exc:
+            error = str(exc) or type(exc).__name__
+        except Exception as exc:  # a bug in the engine must not become a 500 for every pod
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            unexpected = exc
+        else:
+            verdict = verdict_of(result, policy, namespace)
+            if cache is not None and key is not None:
+                cache.put(key, policy, verdict)
+        if verdict is None:
+            return _failure(review, policy, error, unexpected)
+    if verdict.injected:
+        body = allow(review, warnings=verdict.warnings, encoded_patch=verdict.patch)
+        return Outcome(INJECTED, body, verdict.sidecars, warnings=verdict.warnings, cached=cached)
+    return Outcome(
+        SKIPPED,
+        allow(review, warnings=verdict.warnings),
+        skip_label=verdict.skip_label,
+        skip_reason=verdict.skip_reason,
+        warnings=verdict.warnings,
+        cached=cached,
+    )
+
+
+def _failure(review: Review, policy: Policy, error: str, unexpected: BaseException | None) -> Outcome:
+    """The engine could not handle the pod: deny or admit unchanged, as ``injection.failClosed`` says."""
     if policy.injection.fail_closed:
         message = f"meshfit cannot inject this pod and the policy fails closed: {error}"
         return Outcome(DENIED, deny(review, message), error=error, unexpected=unexpected)
     warning = f"meshfit did not inject this pod: {error}"
     return Outcome(
-        ADMITTED_ON_ERROR, allow(review, warnings=(warning,)), error=error, unexpected=unexpected, warnings=[warning]
+        ADMITTED_ON_ERROR, allow(review, warnings=(warning,)), error=error, unexpected=unexpected, warnings=(warning,)
     )
 
 

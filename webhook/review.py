@@ -143,6 +143,7 @@ def _response(
     *,
     allowed: bool,
     patch: Sequence[Mapping[str, Any]] | None = None,
+    encoded_patch: str | None = None,
     warnings: Sequence[str] = (),
     code: int | None = None,
     message: str = "",
@@ -150,8 +151,10 @@ def _response(
 ) -> dict[str, Any]:
     response: dict[str, Any] = {"uid": review.uid, "allowed": allowed}
     if patch:
+        encoded_patch = encode_patch(patch)
+    if encoded_patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(orjson.dumps(patch)).decode("ascii")
+        response["patch"] = encoded_patch
     if warnings:
         response["warnings"] = list(warnings)
     if not allowed or message:
@@ -166,13 +169,20 @@ def _response(
     return {"apiVersion": review.api_version, "kind": "AdmissionReview", "response": response}
 
 
+def encode_patch(patch: Sequence[Mapping[str, Any]]) -> str:
+    """The wire form of a JSONPatch: base64 of its JSON."""
+    return base64.b64encode(orjson.dumps(patch)).decode("ascii")
+
+
 def allow(
     review: Review,
     patch: Sequence[Mapping[str, Any]] | None = None,
     warnings: Sequence[str] = (),
+    *,
+    encoded_patch: str | None = None,
 ) -> bytes:
-    """``allowed: true``, with the patch (base64 JSONPatch) when there is one."""
-    return orjson.dumps(_response(review, allowed=True, patch=patch, warnings=warnings))
+    """``allowed: true``, with the patch (base64 JSONPatch, or already encoded) when there is one."""
+    return orjson.dumps(_response(review, allowed=True, patch=patch, encoded_patch=encoded_patch, warnings=warnings))
 
 
 def deny(review: Review, message: str, *, code: int = 403, reason: str = "Forbidden", warnings: Sequence[str] = ()) -> bytes:

@@ -33,6 +33,7 @@ from aiohttp import web
 from certs.inspect import CertLoadError
 from certs.reload import CertReloader
 from policy.model import NAMESPACE_POLICY_CONFIGMAP
+from webhook.answer_cache import AnswerCache
 from webhook.handlers import DEFAULT_MAX_BODY_BYTES, Webhook
 from webhook.metrics import WebhookMetrics
 from webhook.namespaces import NamespaceCache, NoCluster
@@ -67,6 +68,8 @@ class ServeOptions:
     shutdown_delay: float = 0.0
     shutdown_timeout: float = 30.0
     access_log: bool = False
+    #: Engine verdicts remembered for identical pods (replicas of one ReplicaSet); 0 turns it off.
+    answer_cache_entries: int = 512
 
 
 @dataclass
@@ -172,6 +175,9 @@ async def serve(
     else:
         namespaces = NoCluster()
 
+    cache = AnswerCache(options.answer_cache_entries) if options.answer_cache_entries > 0 else None
+    if cache is not None:
+        metrics.observe_answer_cache(cache)
     webhook = Webhook(
         live,
         namespaces,
@@ -179,6 +185,7 @@ async def serve(
         certs=certs,
         watches=[w for w in watches if w.name != "namespaces"],
         max_body_bytes=options.max_body_bytes,
+        cache=cache,
     )
     runner = web.AppRunner(
         webhook.app(),

@@ -14,7 +14,7 @@ from policy.inject import Namespace, inject
 from policy.load import load_policy_file
 from policy.model import NamespacePolicy, Policy, SidecarOverride
 from webhook import mutate
-from webhook.mutate import admit, injected_sidecars, skip_label
+from webhook.mutate import admit, skip_label
 from webhook.review import decode_patch, parse_review
 
 SHAPES = pod_shapes()
@@ -106,7 +106,7 @@ def test_namespace_policy_is_passed_to_the_engine(policy: Policy) -> None:
     resolve = lambda name: Namespace(name, None, ns_policy)  # noqa: E731
     outcome, response = answer(review(SHAPES["burstable"]), policy, resolve)
     assert outcome.result == mutate.INJECTED
-    assert [s for s, _, _ in injected_sidecars(outcome.result_detail, policy)] == ["rpc-mesh"]
+    assert [s for s, _, _ in outcome.sidecars] == ["rpc-mesh"]
     expected = inject(SHAPES["burstable"], resolve("shop"), policy)
     assert jsonpatch.apply_patch(SHAPES["burstable"], decode_patch(response)) == expected.pod
 

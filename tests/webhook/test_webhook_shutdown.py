@@ -22,9 +22,9 @@ def meshfit_command() -> list[str]:
 
 
 async def in_flight(port: int, context: ssl.SSLContext) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=context), 10)
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-    text = (await reader.read()).decode()
+    text = (await asyncio.wait_for(reader.read(), 10)).decode()
     writer.close()
     match = re.search(r"^meshfit_webhook_requests_in_flight (\d+)$", text, re.M)
     assert match, text[:500]
@@ -73,15 +73,16 @@ async def test_sigterm_finishes_the_request_in_flight_and_exits_0(cert_dir: Path
         # The listener closes while the request is still being read.
         for _ in range(200):
             try:
-                _, probe = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+                _, probe = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=context), 2)
                 probe.close()
-            except (ConnectionRefusedError, ConnectionResetError, ssl.SSLError, OSError):
+            except (ConnectionRefusedError, ConnectionResetError, ssl.SSLError, OSError, asyncio.TimeoutError):
                 break
             await asyncio.sleep(0.02)
         else:
             raise AssertionError("still accepting connections after SIGTERM")
         assert proc.returncode is None, "exited with a request in flight"
 
+        assert not writer.is_closing(), log.decode()
         writer.write(body[100:])
         await writer.drain()
         response = await asyncio.wait_for(reader.read(), 20)

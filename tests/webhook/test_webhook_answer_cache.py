@@ -1,0 +1,106 @@
+"""Verdicts remembered for identical pods: same answers, dropped whenever an input may have changed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import orjson
+import pytest
+from webhook_samples import POLICY_FILE, container, pod, pod_shapes, review
+
+from policy.inject import Namespace
+from policy.load import load_policy_file
+from policy.model import NamespacePolicy, Policy, SidecarOverride
+from webhook import answer_cache, mutate
+from webhook.answer_cache import AnswerCache
+from webhook.mutate import admit
+from webhook.review import parse_review
+
+SHAPES = pod_shapes()
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return load_policy_file(POLICY_FILE)
+
+
+def run(doc: dict, policy: Policy, cache: AnswerCache, resolve=lambda n: Namespace(n, None, None)):  # noqa: ANN001
+    return admit(parse_review(orjson.dumps(doc)), policy, resolve, cache)
+
+
+def test_replicas_of_one_replicaset_share_a_verdict(policy: Policy) -> None:
+    cache = AnswerCache()
+    replica = SHAPES["generate-name-only"]
+    first = run(review(replica, uid="a"), policy, cache)
+    second = run(review(replica, uid="b", api_version="admission.k8s.io/v1beta1"), policy, cache)
+    uncached = admit(parse_review(orjson.dumps(review(replica, uid="b", api_version="admission.k8s.io/v1beta1"))),
+                     policy, lambda n: Namespace(n, None, None))
+    assert not first.cached and second.cached
+    assert second.body == uncached.body, "a cached answer is byte-for-byte the uncached one"
+    assert orjson.loads(second.body)["response"]["uid"] == "b"
+    assert second.sidecars == first.sidecars
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_skips_are_remembered_too(policy: Policy) -> None:
+    cache = AnswerCache()
+    run(review(SHAPES["host-network"]), policy, cache)
+    again = run(review(SHAPES["host-network"]), policy, cache)
+    assert again.cached and again.result == mutate.SKIPPED and again.skip_label == "host_network" and again.warnings
+
+
+def test_a_new_policy_object_drops_everything(policy: Policy) -> None:
+    cache = AnswerCache()
+    run(review(SHAPES["burstable"]), policy, cache)
+    stopped = dataclasses.replace(policy, emergency=dataclasses.replace(policy.emergency, stop_injection=True))
+    outcome = run(review(SHAPES["burstable"]), stopped, cache)
+    assert not outcome.cached and outcome.result == mutate.SKIPPED
+
+
+def test_namespace_labels_and_policy_are_part_of_the_key(policy: Policy) -> None:
+    cache = AnswerCache()
+    doc = review(SHAPES["burstable"])
+    enabled = {"meshfit.io/inject": "enabled"}
+    assert run(doc, policy, cache, lambda n: Namespace(n, enabled, None)).result == mutate.INJECTED
+    assert run(doc, policy, cache, lambda n: Namespace(n, {}, None)).result == mutate.SKIPPED
+    ns_policy = NamespacePolicy("shop", "r1", {"msg-mesh": SidecarOverride(enabled=False)})
+    outcome = run(doc, policy, cache, lambda n: Namespace(n, enabled, ns_policy))
+    assert not outcome.cached and [s for s, _, _ in outcome.sidecars] == ["rpc-mesh"]
+    other = NamespacePolicy("shop", "r2", {})
+    outcome = run(doc, policy, cache, lambda n: Namespace(n, enabled, other))
+    assert not outcome.cached and len(outcome.sidecars) == 2
+
+
+def test_a_version_rule_expiring_drops_everything(policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    expiry = min(r.expires for r in policy.versions.rules if r.expires is not None)
+    cache = AnswerCache()
+    run(review(SHAPES["burstable"]), policy, cache)
+    assert run(review(SHAPES["burstable"]), policy, cache).cached
+    monkeypatch.setattr(answer_cache.time, "time", lambda: expiry.timestamp() + 1)
+    assert not run(review(SHAPES["burstable"]), policy, cache).cached
+
+
+def test_engine_failures_are_not_remembered(policy: Policy) -> None:
+    cache = AnswerCache()
+    bad = review(pod("broken", [container("app", "lots")]))
+    assert run(bad, policy, cache).result == mutate.ADMITTED_ON_ERROR
+    assert run(bad, policy, cache).result == mutate.ADMITTED_ON_ERROR
+    assert len(cache) == 0
+
+
+def test_size_bounds(policy: Policy) -> None:
+    cache = AnswerCache(entries=3)
+    for i in range(5):
+        run(review(pod(f"p{i}", [container("app", "1", "1Gi")])), policy, cache)
+    assert len(cache) == 3
+    big = SHAPES["giant-env"]
+    assert cache.key(big, "shop", None, None) is not None  # 1,500 env vars still fit
+    huge = {**big, "spec": {**big["spec"], "containers": [{**big["spec"]["containers"][0],
+                                                            "args": ["x" * 300_000]}]}}
+    assert cache.key(huge, "shop", None, None) is None
+
+
+def test_next_expiry_ignores_past_rules(policy: Policy) -> None:
+    expiry = min(r.expires for r in policy.versions.rules if r.expires is not None)
+    assert answer_cache._next_expiry(policy, expiry.timestamp() - 10) == expiry.timestamp()
+    assert answer_cache._next_expiry(policy, expiry.timestamp() + 10) == float("inf")

@@ -1,0 +1,114 @@
+"""Remember the engine's answer for pods the webhook has just seen.
+
+A Deployment scaled to 50 replicas makes its ReplicaSet create 50 pods that
+are byte-for-byte the same object (``generateName``, no name, same labels and
+spec); only the review's ``uid`` differs. The engine is a pure function of
+the pod, the namespace (name, labels, namespace policy), the policy and the
+clock, and the clock matters only at version-rule expiry times. So the answer
+is kept, keyed by all of those, and dropped when the policy object changes or
+the next rule expires. A hit costs one serialisation and one hash of the pod
+instead of a full injection.
+
+Only the engine's verdict is kept (the base64 patch, warnings, what to
+count), never the response: each review still gets its own ``uid`` and
+``apiVersion``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from policy.model import NamespacePolicy, Policy
+
+DEFAULT_ENTRIES = 512
+#: Pods larger than this (serialised) are not cached: rare, and they would crowd out the rest.
+MAX_POD_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the engine decided for one pod, ready to answer any number of reviews with."""
+
+    injected: bool
+    #: base64 of the JSONPatch (``None`` when there is no patch).
+    patch: str | None
+    warnings: tuple[str, ...]
+    skip_label: str
+    skip_reason: str
+    #: ``(sidecar, version, mode)`` per injected sidecar, for metrics.
+    sidecars: tuple[tuple[str, str, str], ...]
+    namespace_policy: NamespacePolicy | None
+
+
+Key = tuple[str, Any, int, bytes]
+
+
+class AnswerCache:
+    def __init__(self, entries: int = DEFAULT_ENTRIES) -> None:
+        self.entries = entries
+        self._items: OrderedDict[Key, Verdict] = OrderedDict()
+        self._policy: Policy | None = None
+        self._valid_until = float("inf")
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def key(
+        self,
+        pod: Mapping[str, Any],
+        namespace: str,
+        labels: Mapping[str, str] | None,
+        namespace_policy: NamespacePolicy | None,
+    ) -> Key | None:
+        """The cache key, or ``None`` for a pod too large to be worth keeping."""
+        try:
+            raw = orjson.dumps(pod)
+        except (TypeError, orjson.JSONEncodeError):
+            return None
+        if len(raw) > MAX_POD_BYTES:
+            return None
+        frozen_labels = None if labels is None else tuple(sorted(labels.items()))
+        return namespace, frozen_labels, id(namespace_policy), hashlib.blake2b(raw, digest_size=20).digest()
+
+    def get(self, key: Key, policy: Policy, namespace_policy: NamespacePolicy | None) -> Verdict | None:
+        if policy is not self._policy or time.time() >= self._valid_until:
+            self._reset(policy)
+        verdict = self._items.get(key)
+        # id() of a namespace policy can be reused once it is gone: the entry holds the object to compare.
+        if verdict is None or verdict.namespace_policy is not namespace_policy:
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return verdict
+
+    def put(self, key: Key, policy: Policy, verdict: Verdict) -> None:
+        if policy is not self._policy:
+            self._reset(policy)
+        self._items[key] = verdict
+        if len(self._items) > self.entries:
+            self._items.popitem(last=False)
+
+    def _reset(self, policy: Policy) -> None:
+        self._items.clear()
+        self._policy = policy
+        self._valid_until = _next_expiry(policy, time.time())
+
+
+def _next_expiry(policy: Policy, now: float) -> float:
+    """The first version-rule expiry after ``now``: the one moment the same pod may get another answer."""
+    upcoming = [
+        rule.expires.timestamp()
+        for rule in policy.versions.rules
+        if rule.expires is not None and rule.expires.timestamp() > now
+    ]
+    return min(upcoming, default=float("inf"))
