@@ -114,44 +114,47 @@ class Scorer:
         return meshfit or bool(pod.exp_cpu or pod.exp_memory)
 
     def check(self, pod: PodEntry, node: NodeState) -> Failure | None:
-        """Why ``node`` cannot take ``pod``, or ``None``. The node must be ``known``."""
-        if pod.exp_cpu:
-            after = node.exp_cpu + pod.exp_cpu
-            if after * self.ceil_cpu_den > node.alloc_cpu * self.ceil_cpu_num:
-                return self._exposure_failure("cpu", node.exp_cpu, pod.exp_cpu, node.alloc_cpu, self.ceil_cpu_text)
-        if pod.exp_memory:
-            after = node.exp_memory + pod.exp_memory
-            if after * self.ceil_mem_den > node.alloc_memory * self.ceil_mem_num:
-                return self._exposure_failure(
-                    "memory", node.exp_memory, pod.exp_memory, node.alloc_memory, self.ceil_mem_text
-                )
+        """Why ``node`` cannot take ``pod``, or ``None``. The node must be ``known``.
+
+        Every resource over its ceiling is named, so one message says all a
+        person must change; fit is reported only when the ceilings hold.
+        """
+        failed: list[str] = []
+        if pod.exp_cpu and (node.exp_cpu + pod.exp_cpu) * self.ceil_cpu_den > node.alloc_cpu * self.ceil_cpu_num:
+            failed.append(self._exposure_message("cpu", node.exp_cpu, pod.exp_cpu, node.alloc_cpu, self.ceil_cpu_text))
+        if pod.exp_memory and (
+            (node.exp_memory + pod.exp_memory) * self.ceil_mem_den > node.alloc_memory * self.ceil_mem_num
+        ):
+            failed.append(self._exposure_message(
+                "memory", node.exp_memory, pod.exp_memory, node.alloc_memory, self.ceil_mem_text
+            ))
+        if failed:
+            return Failure(REASON_EXPOSURE, "; ".join(failed), True)
         if pod.cpu and node.req_cpu + pod.cpu > node.alloc_cpu:
-            return self._fit_failure("cpu", node.req_cpu, pod.cpu, node.alloc_cpu)
+            failed.append(self._fit_message("cpu", node.req_cpu, pod.cpu, node.alloc_cpu))
         if pod.memory and node.req_memory + pod.memory > node.alloc_memory:
-            return self._fit_failure("memory", node.req_memory, pod.memory, node.alloc_memory)
+            failed.append(self._fit_message("memory", node.req_memory, pod.memory, node.alloc_memory))
+        if failed:
+            return Failure(REASON_FIT, "pod does not fit: " + "; ".join(failed), False)
         return None
 
     @staticmethod
-    def _exposure_failure(resource: str, exposed: int, adds: int, alloc: int, ceiling: str) -> Failure:
+    def _exposure_message(resource: str, exposed: int, adds: int, alloc: int, ceiling: str) -> str:
         fmt = _FORMAT[resource]
-        return Failure(
-            REASON_EXPOSURE,
+        return (
             f"{resource} exposure would reach {percent_text(exposed + adds, alloc)} of allocatable "
             f"(ceiling {ceiling}): {fmt(exposed)} already exposed + {fmt(adds)} for this pod, "
-            f"of {fmt(alloc)} allocatable",
-            True,
+            f"of {fmt(alloc)} allocatable"
         )
 
     @staticmethod
-    def _fit_failure(resource: str, requested: int, needs: int, alloc: int) -> Failure:
+    def _fit_message(resource: str, requested: int, needs: int, alloc: int) -> str:
         fmt = _FORMAT[resource]
         free = alloc - requested
         free_text = f"{fmt(free)} free" if free > 0 else "nothing free"
-        return Failure(
-            REASON_FIT,
-            f"pod does not fit: {resource} requests {fmt(requested)} of {fmt(alloc)} allocatable already "
-            f"requested, this pod needs {fmt(needs)} ({free_text})",
-            False,
+        return (
+            f"{resource} requests {fmt(requested)} of {fmt(alloc)} allocatable already requested, "
+            f"this pod needs {fmt(needs)} ({free_text})"
         )
 
     # -- score ---------------------------------------------------------------

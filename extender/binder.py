@@ -1,0 +1,52 @@
+"""Creating the pod's Binding, as kube-scheduler's DefaultBinder would.
+
+When an extender declares ``bindVerb``, kube-scheduler delegates the
+binding of the pods it is interested in to it and does not bind them
+itself; so this must do exactly what the default binder does: POST a
+``Binding`` to the pod's ``binding`` subresource, with the pod's uid as a
+precondition so a pod deleted and recreated under the same name is never
+bound by mistake.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import aiohttp
+
+from kube.client import ApiClient, ApiError
+
+
+class BindError(Exception):
+    """The Binding was refused or could not be sent; the message goes back to the scheduler."""
+
+
+class Binder(Protocol):
+    async def bind(self, namespace: str, name: str, uid: str, node: str) -> None: ...
+
+
+def binding_body(namespace: str, name: str, uid: str, node: str) -> dict[str, object]:
+    metadata: dict[str, str] = {"name": name, "namespace": namespace}
+    if uid:
+        metadata["uid"] = uid
+    return {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": metadata,
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
+
+
+class ApiBinder:
+    def __init__(self, client: ApiClient, timeout: float = 10.0) -> None:
+        self.client = client
+        self.timeout = timeout
+
+    async def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}/binding"
+        try:
+            await self.client.request("POST", path, binding_body(namespace, name, uid, node), timeout=self.timeout)
+        except ApiError as exc:
+            raise BindError(f"binding {namespace}/{name} to {node}: {exc}") from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise BindError(f"binding {namespace}/{name} to {node}: {type(exc).__name__}: {exc}") from exc

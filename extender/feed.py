@@ -1,0 +1,96 @@
+"""Keeping the cache (and the policy) current from the apiserver: list, then watch.
+
+Three :class:`kube.watch.ListWatch` es, independent of each other:
+
+* Nodes, for allocatable;
+* Pods, all namespaces, with ``status.phase!=Succeeded,status.phase!=Failed``
+  (what kube-scheduler itself watches: a pod that finishes leaves the
+  selection and arrives as DELETED, so finished pods never fill the cache);
+* optionally the policy ConfigMap, selected by ``metadata.name``.
+
+The objects stay the decoded JSON dicts the watch hands over and are reduced
+to accounting entries at once; nothing else of them is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from extender.policy_source import PolicyHolder
+from extender.service import ExtenderService
+from kube.client import ApiClient
+from kube.watch import ListWatch
+
+log = logging.getLogger(__name__)
+
+POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+class PolicyWatch:
+    """Feeds one ConfigMap into a :class:`PolicyHolder`; deletion keeps the last good policy."""
+
+    def __init__(self, holder: PolicyHolder, namespace: str, name: str) -> None:
+        self.holder = holder
+        self.namespace = namespace
+        self.name = name
+        holder.settled = False
+
+    def on_sync(self, items: list[dict[str, Any]], _rv: str) -> None:
+        for cm in items:
+            if (cm.get("metadata") or {}).get("name") == self.name:
+                self.holder.apply_configmap(cm)
+                break
+        else:
+            log.warning(
+                "policy ConfigMap %s/%s not found; serving policy %s from %s",
+                self.namespace, self.name, self.holder.policy.revision, self.holder.source,
+            )
+        self.holder.settled = True
+
+    def on_event(self, event: str, cm: dict[str, Any]) -> None:
+        if (cm.get("metadata") or {}).get("name") != self.name:
+            return
+        if event == "DELETED":
+            log.warning(
+                "policy ConfigMap %s/%s deleted; keeping policy %s",
+                self.namespace, self.name, self.holder.policy.revision,
+            )
+            return
+        self.holder.apply_configmap(cm)
+
+
+class ClusterFeed:
+    def __init__(
+        self,
+        client: ApiClient,
+        service: ExtenderService,
+        *,
+        policy_configmap: tuple[str, str] | None = None,
+        page_size: int = 500,
+    ) -> None:
+        self.watches: dict[str, ListWatch] = {
+            "nodes": ListWatch(
+                client, "/api/v1/nodes",
+                on_event=service.on_node_event, on_sync=service.on_node_sync,
+                page_size=page_size, name="nodes",
+            ),
+            "pods": ListWatch(
+                client, "/api/v1/pods",
+                on_event=service.on_pod_event, on_sync=service.on_pod_sync,
+                field_selector=POD_SELECTOR, page_size=page_size, name="pods",
+            ),
+        }
+        if policy_configmap is not None:
+            namespace, name = policy_configmap
+            policy_watch = PolicyWatch(service.policy, namespace, name)
+            self.watches["policy"] = ListWatch(
+                client, f"/api/v1/namespaces/{namespace}/configmaps",
+                on_event=policy_watch.on_event, on_sync=policy_watch.on_sync,
+                field_selector=f"metadata.name={name}", name="policy",
+            )
+        service.instruments.watches.update(self.watches)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.gather(*(w.run(stop) for w in self.watches.values()))

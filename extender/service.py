@@ -1,0 +1,211 @@
+"""The three verbs, filter, prioritize and bind, over the cache and the policy.
+
+This is the extender without HTTP: the server hands it decoded arguments and
+encodes what it returns, the feeds hand it watch events. It owns the rules
+that tie the parts together: a pod being scheduled is remembered (so its bind
+can count it before the watch shows it), a filter waits for the binds still
+in flight (:mod:`extender.inflight`), a bind counts the pod on its node
+before the Binding is even sent, and observe-only mode computes every
+verdict but enforces none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from extender.accounting import PodEntry
+from extender.binder import Binder, BindError
+from extender.cache import ClusterCache
+from extender.inflight import InFlight
+from extender.instruments import Instruments
+from extender.policy_source import PolicyHolder
+from extender.protocol import BindingArgs, ExtenderArgs, ProtocolError
+from extender.scoring import NEUTRAL_SCORE, Failure, percent_text
+from policy.pod_accounting import PodAccounting, account_pod, pod_uid
+
+log = logging.getLogger(__name__)
+
+#: Pods applied between yields to the event loop during a relist (a few milliseconds' work).
+SYNC_SLICE = 1000
+
+
+@dataclass
+class FilterOutcome:
+    passed: list[str]
+    failed: dict[str, str] = field(default_factory=dict)
+    unresolvable: dict[str, str] = field(default_factory=dict)
+
+
+class ExtenderService:
+    def __init__(
+        self,
+        cache: ClusterCache,
+        policy: PolicyHolder,
+        *,
+        binder: Binder | None = None,
+        inflight: InFlight | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cache = cache
+        self.policy = policy
+        self.binder = binder
+        self.clock = clock
+        self.inflight = inflight if inflight is not None else InFlight(clock=clock, engaged=binder is not None)
+        self.instruments = Instruments(self)
+
+    # -- helpers -------------------------------------------------------------
+    def _pod(self, pod: Mapping[str, Any]) -> tuple[PodAccounting, PodEntry]:
+        try:
+            acc = account_pod(pod)
+        except (ValueError, TypeError, AttributeError) as exc:
+            # The apiserver validated the pod, so only a hand-made request gets here; say what is wrong.
+            raise ProtocolError(f"cannot account pod {pod_uid(pod)}: {exc}") from None
+        entry = PodEntry.from_accounting(acc)
+        # The pod is being scheduled: whatever nodeName a caller put in, it holds no node yet.
+        return acc, entry if entry.node is None else entry.unplaced()
+
+    # -- verbs ------------------------------------------------------------------
+    async def filter(self, args: ExtenderArgs) -> FilterOutcome:
+        acc, entry = self._pod(args.pod)
+        uid = acc.uid
+        await self.inflight.wait_for_others(uid)
+        cache = self.cache
+        cache.expire(self.clock())
+        # Asked again about a pod we bound: that binding failed, it holds no node.
+        cache.forget(uid)
+        scorer = self.policy.scorer
+        judged = scorer.judged(entry, acc.mesh == "meshfit")
+        cache.remember(uid, entry, judged)
+
+        nodes = cache.accounting.nodes
+        out = FilterOutcome(passed=[])
+        passed = out.passed
+        unknown = 0
+        failures: list[tuple[str, Failure]] = []
+        check = scorer.check
+        for name in args.names:
+            state = nodes.get(name)
+            if state is None or not state.known:
+                unknown += 1
+                passed.append(name)
+                continue
+            if judged:
+                failure = check(entry, state)
+                if failure is not None:
+                    failures.append((name, failure))
+                    continue
+            passed.append(name)
+
+        ins = self.instruments
+        if unknown:
+            ins.unknown_nodes.inc("filter", by=unknown)
+        if failures:
+            if self.policy.observe_only:
+                for _name, failure in failures:
+                    ins.would_fail.inc(failure.reason)
+                # Observe-only: every node passes, in the order it was asked about.
+                out.passed = list(args.names)
+            else:
+                for name, failure in failures:
+                    ins.nodes_failed.inc(failure.reason)
+                    if failure.unresolvable:
+                        out.unresolvable[name] = failure.message
+                    else:
+                        out.failed[name] = failure.message
+                if not out.passed:
+                    log.info(
+                        "pod %s/%s fits no candidate node (%d asked); first: %s: %s",
+                        acc.namespace, acc.name, len(args.names), failures[0][0], failures[0][1].message,
+                    )
+        if out.passed:
+            self.inflight.register(uid)
+        return out
+
+    def prioritize(self, args: ExtenderArgs) -> list[int]:
+        _acc, entry = self._pod(args.pod)
+        nodes = self.cache.accounting.nodes
+        score = self.policy.scorer.score
+        scores: list[int] = []
+        append = scores.append
+        unknown = 0
+        for name in args.names:
+            state = nodes.get(name)
+            if state is None or not state.known:
+                unknown += 1
+                append(NEUTRAL_SCORE)
+            else:
+                append(score(entry, state))
+        if unknown:
+            self.instruments.unknown_nodes.inc("prioritize", by=unknown)
+        return scores
+
+    async def bind(self, args: BindingArgs) -> str:
+        """Bind the pod; return the error for the scheduler ('' on success)."""
+        self.inflight.bind_seen()
+        uid = args.pod_uid or f"{args.pod_namespace}/{args.pod_name}"
+        now = self.clock()
+        self.cache.expire(now)
+        counted = self.cache.assume(uid, args.node, now)
+        if not counted:
+            # Neither the scheduler's request nor the watch showed us this pod: bind it anyway,
+            # the watch will count it.
+            self.instruments.binds.inc("unknown-pod")
+        self.inflight.resolve(uid)
+        if self.binder is None:
+            self.cache.forget(uid)
+            self.instruments.binds.inc("error")
+            return "this extender serves a snapshot and cannot bind pods"
+        try:
+            await self.binder.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
+        except BindError as exc:
+            self.cache.forget(uid)
+            self.instruments.binds.inc("error")
+            log.warning("%s", exc)
+            return str(exc)
+        self.instruments.binds.inc("ok")
+        return ""
+
+    # -- watch events -------------------------------------------------------------
+    def on_pod_event(self, event: str, pod: dict[str, Any]) -> None:
+        self.cache.apply_pod(event, pod)
+        if event == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
+            uid = (pod.get("metadata") or {}).get("uid")
+            if isinstance(uid, str):
+                self.inflight.resolve(uid)
+
+    async def on_pod_sync(self, pods: list[dict[str, Any]], _resource_version: str = "") -> None:
+        """A (re)list; yields to the event loop now and then so scheduler calls keep being answered."""
+        sync = self.cache.pod_sync()
+        for i, pod in enumerate(pods):
+            sync.add(pod)
+            if i % SYNC_SLICE == SYNC_SLICE - 1:
+                await asyncio.sleep(0)
+        sync.finish()
+
+    def on_node_event(self, event: str, node: dict[str, Any]) -> None:
+        self.cache.apply_node(event, node)
+
+    def on_node_sync(self, nodes: list[dict[str, Any]], _resource_version: str = "") -> None:
+        self.cache.sync_nodes(nodes)
+
+    # -- inspection -------------------------------------------------------------------
+    def node_report(self, name: str) -> dict[str, Any] | None:
+        state = self.cache.nodes.get(name)
+        if state is None:
+            return None
+        report = state.to_dict()
+        scheduling = self.policy.policy.scheduling
+        if state.known:
+            report["exposurePercent"] = {
+                "cpu": percent_text(state.exp_cpu, state.alloc_cpu),
+                "memory": percent_text(state.exp_memory, state.alloc_memory),
+            }
+        report["exposureCeiling"] = {r: str(v) for r, v in scheduling.exposure_ceiling.items()}
+        report["assumedPods"] = sorted(u for u, (n, _d) in self.cache.assumed.items() if n == name)
+        report["policyRevision"] = self.policy.policy.revision
+        return report
