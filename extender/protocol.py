@@ -9,6 +9,10 @@ The Go types carry no JSON tags, so the keys are the Go field names
 the passing nodes back from ``Nodes.items``. A filter answer must never name
 a node it was not asked about: the scheduler rejects the whole answer.
 
+Failure messages go out with ``%`` spelt ``percent``: kube-scheduler passes
+the combined message to ``Eventf`` as a *format string*, so ``13.1% of``
+would reach ``kubectl describe pod`` as ``13.1%!o(MISSING)f``.
+
 Decoding validates just enough to answer a malformed body with a message
 (:class:`ProtocolError`, served as 400) instead of a traceback.
 """
@@ -108,6 +112,11 @@ def decode_binding(body: bytes) -> BindingArgs:
     return BindingArgs(*values)
 
 
+def scheduler_text(message: str) -> str:
+    """``message`` safe to pass through a Go format string (see the module docstring)."""
+    return message.replace("%", " percent") if "%" in message else message
+
+
 def encode_filter(
     args: ExtenderArgs,
     passed: Sequence[str],
@@ -117,9 +126,9 @@ def encode_filter(
 ) -> bytes:
     """``ExtenderFilterResult`` in the node mode the request used."""
     result: JsonObject = {
-        "FailedNodes": failed,
-        "FailedAndUnresolvableNodes": unresolvable,
-        "Error": error,
+        "FailedNodes": {k: scheduler_text(v) for k, v in failed.items()},
+        "FailedAndUnresolvableNodes": {k: scheduler_text(v) for k, v in unresolvable.items()},
+        "Error": scheduler_text(error),
     }
     if args.nodes is None:
         result["NodeNames"] = list(passed)

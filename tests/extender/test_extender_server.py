@@ -40,9 +40,9 @@ async def test_recorded_filter_node_cache_capable(serve) -> None:
     asked = orjson.loads(recording("args-cache-filter.json"))["NodeNames"]
     assert set(answer["NodeNames"]) | set(answer["FailedAndUnresolvableNodes"]) == set(asked)
     assert answer["FailedAndUnresolvableNodes"] == {
-        "node-c": "cpu exposure would reach 41.3% of allocatable (ceiling 25%): "
+        "node-c": "cpu exposure would reach 41.3 percent of allocatable (ceiling 25 percent): "
                   "450m already exposed + 1200m for this pod, of 4 allocatable; "
-                  "memory exposure would reach 12.5% of allocatable (ceiling 10%): "
+                  "memory exposure would reach 12.5 percent of allocatable (ceiling 10 percent): "
                   "640Mi already exposed + 384Mi for this pod, of 8Gi allocatable",
     }
     assert answer["FailedNodes"] == {}
