@@ -1,0 +1,194 @@
+"""``meshfit extender``: serve the scheduler extender, or ask it "what if" offline.
+
+``serve`` is what the Deployment runs (and what a person runs against a
+cluster with ``--kubeconfig``). ``simulate`` reads a snapshot of Nodes and
+Pods plus some pending pods and prints, pod by pod, each node's verdict and
+score, placing each pod on its best node before judging the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import orjson
+
+from cli.errors import CommandError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _configmap(text: str) -> tuple[str, str]:
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
+    return namespace, name
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "extender",
+        help="run the kube-scheduler extender, or simulate its verdicts",
+        description="The kube-scheduler extender that bounds sidecar overcommit exposure per node.",
+    )
+    actions = parser.add_subparsers(dest="extender_command", metavar="ACTION")
+    actions.required = True
+
+    serve = actions.add_parser(
+        "serve",
+        help="serve filter, prioritize and bind for kube-scheduler",
+        description=(
+            "Serve POST /filter, /prioritize and /bind (k8s.io/kube-scheduler/extender/v1), and GET /healthz, "
+            "/readyz (200 once the initial lists are in), /metrics and /debug/nodes/NAME. The cache comes "
+            "from a list+watch of Nodes and Pods (--kubeconfig, else in-cluster) or from --snapshot."
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
+    serve.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888; 0 picks a free one)")
+    serve.add_argument("--tls-cert-dir", metavar="DIR",
+                       help="serve HTTPS with tls.crt/tls.key from DIR, reloaded when they rotate (default: HTTP)")
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument("--kubeconfig", metavar="FILE", help="cluster to list and watch (default: in-cluster)")
+    source.add_argument("--snapshot", metavar="FILE",
+                        help="serve a static cluster state (YAML/JSON stream or List of Nodes and Pods); "
+                             "bind is refused")
+    policy = serve.add_mutually_exclusive_group()
+    policy.add_argument("--policy", metavar="FILE",
+                        help="policy file (YAML or ConfigMap manifest), reloaded when it changes "
+                             "(default: the schema's defaults)")
+    policy.add_argument("--policy-configmap", metavar="NS/NAME", type=_configmap,
+                        help="watch the global policy ConfigMap, e.g. meshfit-system/meshfit-policy")
+    serve.add_argument("--assume-ttl", type=_seconds, default=30.0, metavar="SECONDS",
+                       help="how long a pod this extender bound counts on its node before the watch "
+                            "must have confirmed it (default 30)")
+    serve.add_argument("--bind-wait", type=_seconds, default=0.5, metavar="SECONDS",
+                       help="longest a filter waits for the bind of the pod before it (default 0.5; 0 disables)")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.set_defaults(func=run_serve)
+
+    sim = actions.add_parser(
+        "simulate",
+        help="judge pending pods against a snapshot, placing each on its best node",
+        description=(
+            "For each pod in the -f files, in order: every node's filter verdict and score, then place the "
+            "pod on its best node before judging the next. The stock scheduler's fit check applies to every "
+            "pod; meshfit's exposure ceilings to pods with node-level exposure."
+        ),
+    )
+    sim.add_argument("--snapshot", required=True, metavar="FILE", help="Nodes and Pods (YAML/JSON stream or List)")
+    sim.add_argument("-f", "--filename", action="append", required=True, metavar="PODS",
+                     help="pods to place (file or directory; repeatable)")
+    sim.add_argument("--policy", metavar="FILE", help="policy file (default: manifests/policy.yaml)")
+    sim.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    sim.add_argument("--top", type=int, default=0, metavar="N",
+                     help="show only the N best nodes per pod, plus the failed ones (default: all)")
+    sim.add_argument("--observe-only", action="store_true",
+                     help="as with emergency.extenderObserveOnly: exposure ceilings report but do not filter")
+    sim.set_defaults(func=run_simulate)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT, stream=sys.stderr)
+    from extender.run import ServeOptions, StartupError, prepare, serve
+
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port must be 0..65535, got {args.port}")
+    if args.snapshot and args.policy_configmap:
+        raise CommandError("--policy-configmap needs a cluster to watch; with --snapshot use --policy")
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        tls_cert_dir=args.tls_cert_dir,
+        kubeconfig=args.kubeconfig,
+        snapshot=args.snapshot,
+        policy_file=args.policy,
+        policy_configmap=args.policy_configmap,
+        assume_ttl=args.assume_ttl,
+        bind_wait=args.bind_wait,
+    )
+    try:
+        prepared = prepare(options)
+        asyncio.run(serve(prepared))
+    except StartupError as exc:
+        raise CommandError(str(exc).replace("\n", " ")) from None
+    return 0
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from cli.options import load_policy
+    from extender.cache import ClusterCache
+    from extender.scoring import Scorer
+    from extender.simulate import simulate
+    from extender.snapshot import SnapshotError, load_pods, load_snapshot
+
+    policy = load_policy(args)
+    try:
+        snap = load_snapshot(args.snapshot)
+        pods = load_pods(args.filename)
+    except SnapshotError as exc:
+        raise CommandError(str(exc)) from None
+    if not snap.nodes:
+        raise CommandError(f"{args.snapshot}: no Node objects in the snapshot")
+    if not pods:
+        raise CommandError("no Pod objects in " + ", ".join(args.filename))
+    cache = ClusterCache()
+    cache.sync_nodes(snap.nodes)
+    cache.sync_pods(snap.pods)
+    observe_only = args.observe_only or policy.emergency.extender_observe_only
+    outcomes = simulate(cache, Scorer(policy.scheduling), pods, observe_only=observe_only)
+    if args.output == "json":
+        sys.stdout.write(orjson.dumps([o.to_dict() for o in outcomes], option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render_table(outcomes, top=args.top))
+    return 0 if all(o.chosen for o in outcomes) else 1
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def render_table(outcomes: list[Any], *, top: int = 0) -> str:
+    """One block per pod: its figures, one row per node, and where it went."""
+    lines: list[str] = []
+    for outcome in outcomes:
+        req = ", ".join(f"{k} {v}" for k, v in outcome.requests.items()) or "none"
+        exp = ", ".join(f"{k} {v}" for k, v in outcome.exposure.items() if v != "0") or "none"
+        mesh = outcome.mesh or "no mesh"
+        lines.append(f"pod {outcome.namespace}/{outcome.name} ({mesh}): requests {req}; node-level exposure {exp}")
+        verdicts = outcome.verdicts
+        passed = sorted((v for v in verdicts if v.passed), key=lambda v: (-(v.score or 0), v.node))
+        failed = [v for v in verdicts if not v.passed]
+        shown = passed[:top] if top > 0 else passed
+        rows = [["NODE", "VERDICT", "SCORE", "CPU REQ", "MEM REQ", "CPU EXP", "MEM EXP", "WHY"]]
+        for v in [*shown, *failed]:
+            rows.append([
+                v.node,
+                "pass" if v.passed else f"FAIL ({v.reason})",
+                "-" if v.score is None else str(v.score),
+                v.requested["cpu"], v.requested["memory"], v.exposure["cpu"], v.exposure["memory"],
+                v.message,
+            ])
+        lines.extend("  " + line for line in _columns(rows))
+        if len(shown) < len(passed):
+            lines.append(f"  ... {len(passed) - len(shown)} more passing node(s)")
+        if outcome.chosen:
+            lines.append(f"  -> placed on {outcome.chosen} (score {outcome.score})")
+        else:
+            lines.append(f"  -> UNSCHEDULABLE: {len(failed)} node(s) failed")
+        lines.append("")
+    lines.append("(REQ and EXP columns: requests and node-level exposure after placing the pod, % of allocatable)")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,143 @@
+"""``meshfit leak``: where sidecars make namespaces pay for more than their apps asked for.
+
+Lesson 1 of the field: sidecars added on top of the app's requests leak
+quota. meshfit's overcommit mode leaks nothing, but additive mode, BestEffort
+pods given a sidecar request, and pods injected by other meshes (Istio,
+Linkerd) do. This prints, per namespace, what those sidecars add to the
+requests the namespace's quota is charged, with totals, from a snapshot or a
+live cluster (one paginated LIST of the pods that are not finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+import orjson
+
+from cli.errors import CommandError
+
+POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "leak",
+        help="per-namespace table of the requests sidecars add beyond the apps'",
+        description=(
+            "Sum, per namespace, the requests sidecars add on top of what the apps asked for: meshfit pods "
+            "from their accounting record, pods injected by Istio or Linkerd from their spec."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--snapshot", metavar="FILE", help="pods from a file (YAML/JSON stream or List)")
+    source.add_argument("--kubeconfig", metavar="FILE", help="cluster to list (default: in-cluster, else ~/.kube/config)")
+    parser.add_argument("-n", "--namespace", metavar="NS", help="only this namespace")
+    parser.add_argument("--all", action="store_true", help="list namespaces without leak too")
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    parser.set_defaults(func=run_leak)
+
+
+async def _list_pods(kubeconfig: str | None, namespace: str | None) -> list[dict[str, Any]]:
+    from kube.client import ApiClient, ApiError
+    from kube.config import ConfigError, load_config
+
+    try:
+        config = load_config(kubeconfig)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
+    pods: list[dict[str, Any]] = []
+    params: dict[str, str | int] = {"limit": 500, "fieldSelector": POD_SELECTOR}
+    async with ApiClient(config) as client:
+        while True:
+            try:
+                page = await client.get_json(path, params)
+            except ApiError as exc:
+                raise CommandError(f"listing pods: {exc}") from None
+            except OSError as exc:
+                raise CommandError(f"listing pods at {config.server}: {exc}") from None
+            pods.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return pods
+            params["continue"] = token
+
+
+def run_leak(args: argparse.Namespace) -> int:
+    from policy.pod_accounting import leak_by_namespace
+
+    if args.snapshot:
+        from extender.snapshot import SnapshotError, load_snapshot
+
+        try:
+            pods = load_snapshot(args.snapshot).pods
+        except SnapshotError as exc:
+            raise CommandError(str(exc)) from None
+        if args.namespace:
+            pods = [p for p in pods if ((p.get("metadata") or {}).get("namespace") or "default") == args.namespace]
+    else:
+        import aiohttp
+
+        try:
+            pods = asyncio.run(_list_pods(args.kubeconfig, args.namespace))
+        except aiohttp.ClientError as exc:
+            raise CommandError(f"listing pods: {exc}") from None
+    try:
+        rows, total = leak_by_namespace(pods)
+    except ValueError as exc:
+        raise CommandError(f"unreadable pod resources: {exc}") from None
+    if not args.all:
+        rows = [r for r in rows if r.leaking]
+    if args.output == "json":
+        sys.stdout.write(orjson.dumps(
+            {"namespaces": [_as_dict(r) for r in rows], "total": _as_dict(total)}, option=orjson.OPT_INDENT_2,
+        ).decode() + "\n")
+    else:
+        sys.stdout.write(render_table(rows, total))
+    return 0
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    from policy.resources import format_resources
+
+    return {
+        "namespace": row.namespace,
+        "pods": row.pods,
+        "leakingPods": dict(sorted(row.leaking.items())),
+        "leak": format_resources(row.leak),
+        "requests": format_resources(row.requests),
+    }
+
+
+def render_table(rows: list[Any], total: Any) -> str:
+    from extender.scoring import percent_text
+    from policy.quantity import Quantity
+
+    def mem(q: Quantity) -> str:
+        return Quantity(q.nanos, "BinarySI").format()
+
+    def leaking(row: Any) -> str:
+        count = sum(row.leaking.values())
+        if not count:
+            return "0"
+        return f"{count} (" + ", ".join(f"{m} {n}" for m, n in sorted(row.leaking.items())) + ")"
+
+    table = [["NAMESPACE", "PODS", "LEAKING PODS", "CPU LEAK", "MEMORY LEAK", "CPU % OF REQ", "MEM % OF REQ"]]
+    for row in [*rows, total]:
+        table.append([
+            row.namespace,
+            str(row.pods),
+            leaking(row),
+            row.leak["cpu"].format(),
+            mem(row.leak["memory"]),
+            percent_text(row.leak["cpu"].nanos, row.requests["cpu"].nanos) if row.requests["cpu"] else "-",
+            percent_text(row.leak["memory"].nanos, row.requests["memory"].nanos) if row.requests["memory"] else "-",
+        ])
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    if not rows:
+        lines.insert(1, "(no namespace leaks)")
+    return "\n".join(lines) + "\n"
