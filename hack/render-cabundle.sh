@@ -7,13 +7,13 @@
 # missing, expiring within 30 days, or not covering the Service's names. Both outputs
 # are git-ignored: the Secret holds a private key.
 #
-# usage: hack/render-cabundle.sh [CERT_DIR]      (MESHFIT=path/to/meshfit to override)
+# usage: hack/render-cabundle.sh [CERT_DIR]      (MESHFIT=path/to/meshfit, OUT=dir to override)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cert_dir="${1:-$root/certs/dev}"
 meshfit="${MESHFIT:-$root/.venv/bin/meshfit}"
-out="$root/manifests/webhook/bundle/generated"
+out="${OUT:-$root/manifests/webhook/bundle/generated}"
 service=meshfit-webhook
 namespace=meshfit-system
 
