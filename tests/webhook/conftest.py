@@ -1,24 +1,25 @@
-"""A real webhook server on loopback with generated certificates, and a client that verifies them."""
+"""A real webhook server on loopback with generated certificates, and a client that verifies them.
+
+The helpers live in :mod:`webhook_server_helpers` so test modules import them
+by a name no other test directory uses.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import shutil
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 from webhook_samples import POLICY_FILE
+from webhook_server_helpers import NAMESPACE, SERVICE, Served, StartServer, client_context
 
 from certs.generate import generate
 from webhook.server import Running, ServeOptions, serve
-
-SERVICE, NAMESPACE = "meshfit-webhook", "meshfit-system"
 
 
 @pytest.fixture
@@ -33,42 +34,6 @@ def policy_path(tmp_path: Path) -> Path:
     path = tmp_path / "policy.yaml"
     shutil.copy(POLICY_FILE, path)
     return path
-
-
-def client_context(ca_file: Path) -> ssl.SSLContext:
-    """Verifies the chain and the 127.0.0.1 IP SAN, as the apiserver verifies its webhooks."""
-    return ssl.create_default_context(cafile=str(ca_file))
-
-
-@dataclasses.dataclass
-class Served:
-    running: Running
-    url: str
-    session: aiohttp.ClientSession
-    stop: asyncio.Event
-    task: asyncio.Task[int]
-
-    @property
-    def webhook(self):  # noqa: ANN201
-        return self.running.webhook
-
-    async def post(
-        self, body: Any, *, content_type: str | None = "application/json", path: str = "/mutate"
-    ) -> tuple[int, Any]:
-        data = body if isinstance(body, bytes) else orjson.dumps(body)
-        headers = {"Content-Type": content_type} if content_type else {}
-        async with self.session.post(self.url + path, data=data, headers=headers) as response:
-            raw = await response.read()
-            if response.content_type == "application/json":
-                return response.status, orjson.loads(raw)
-            return response.status, raw.decode()
-
-    async def get(self, path: str) -> tuple[int, str]:
-        async with self.session.get(self.url + path) as response:
-            return response.status, await response.text()
-
-
-StartServer = Callable[..., Awaitable[Served]]
 
 
 @pytest.fixture

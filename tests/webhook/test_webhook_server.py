@@ -11,7 +11,7 @@ import aiohttp
 import jsonpatch
 import orjson
 import pytest
-from conftest import NAMESPACE, SERVICE, Served, StartServer, client_context
+from webhook_server_helpers import NAMESPACE, SERVICE, Served, StartServer, client_context
 from cryptography import x509
 from webhook_samples import configmap, container, giant_pod, pod, pod_shapes, review
 

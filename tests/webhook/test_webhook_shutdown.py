@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import orjson
-from conftest import client_context
+from webhook_server_helpers import client_context
 from webhook_samples import pod_shapes, review
 
 SERVING = re.compile(rb"serving https://127\.0\.0\.1:(\d+)/mutate")
