@@ -9,6 +9,16 @@ is kept, keyed by all of those, and dropped when the policy object changes or
 the next rule expires. A hit costs one serialisation and one hash of the pod
 instead of a full injection.
 
+Two things differ between replicas by the time the webhook sees them, and
+the key leaves both out. ``metadata.managedFields``: the apiserver stamps them
+with the time of the request (to the second); the engine never reads them (a
+test holds it to that). The service-account token volume: the ServiceAccount
+admission plugin names it ``kube-api-access-<5 random characters>`` in each
+pod; the key writes every such name as ``kube-api-access-*****``. The engine
+never looks at that name except to avoid clashing with it, and a verdict whose
+patch mentions any ``kube-api-access-`` name is not kept, so a replayed patch
+can never carry another pod's volume name.
+
 Only the engine's verdict is kept (the base64 patch, warnings, what to
 count), never the response: each review still gets its own ``uid`` and
 ``apiVersion``.
@@ -16,7 +26,9 @@ count), never the response: each review still gets its own ``uid`` and
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -49,6 +61,10 @@ class Verdict:
 
 Key = tuple[str, Any, int, bytes]
 
+#: The projected token volume the ServiceAccount admission plugin adds, random per pod.
+_TOKEN_VOLUME = re.compile(rb"kube-api-access-[a-z0-9]{5}")
+_TOKEN_VOLUME_PREFIX = b"kube-api-access-"
+
 
 class AnswerCache:
     def __init__(self, entries: int = DEFAULT_ENTRIES) -> None:
@@ -70,12 +86,17 @@ class AnswerCache:
         namespace_policy: NamespacePolicy | None,
     ) -> Key | None:
         """The cache key, or ``None`` for a pod too large to be worth keeping."""
+        meta = pod.get("metadata")
+        if isinstance(meta, dict) and "managedFields" in meta:
+            pod = {**pod, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
         try:
             raw = orjson.dumps(pod)
         except (TypeError, orjson.JSONEncodeError):
             return None
         if len(raw) > MAX_POD_BYTES:
             return None
+        if _TOKEN_VOLUME_PREFIX in raw:
+            raw = _TOKEN_VOLUME.sub(b"kube-api-access-*****", raw)
         frozen_labels = None if labels is None else tuple(sorted(labels.items()))
         return namespace, frozen_labels, id(namespace_policy), hashlib.blake2b(raw, digest_size=20).digest()
 
@@ -92,6 +113,8 @@ class AnswerCache:
         return verdict
 
     def put(self, key: Key, policy: Policy, verdict: Verdict) -> None:
+        if verdict.patch is not None and _mentions_token_volume(verdict.patch):
+            return  # the patch depends on this pod's own volume name: never replay it for another
         if policy is not self._policy:
             self._reset(policy)
         self._items[key] = verdict
@@ -102,6 +125,10 @@ class AnswerCache:
         self._items.clear()
         self._policy = policy
         self._valid_until = _next_expiry(policy, time.time())
+
+
+def _mentions_token_volume(encoded_patch: str) -> bool:
+    return _TOKEN_VOLUME_PREFIX in base64.b64decode(encoded_patch)
 
 
 def _next_expiry(policy: Policy, now: float) -> float:

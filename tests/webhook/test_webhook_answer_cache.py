@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import datetime as dt
 
 import orjson
 import pytest
 from webhook_samples import POLICY_FILE, container, pod, pod_shapes, review
 
-from policy.inject import Namespace
+from policy.inject import Namespace, inject
 from policy.load import load_policy_file
 from policy.model import NamespacePolicy, Policy, SidecarOverride
 from webhook import answer_cache, mutate
@@ -104,3 +106,67 @@ def test_next_expiry_ignores_past_rules(policy: Policy) -> None:
     expiry = min(r.expires for r in policy.versions.rules if r.expires is not None)
     assert answer_cache._next_expiry(policy, expiry.timestamp() - 10) == expiry.timestamp()
     assert answer_cache._next_expiry(policy, expiry.timestamp() + 10) == float("inf")
+
+
+def _with_managed_fields(original: dict, second: int) -> dict:
+    stamped = copy.deepcopy(original)
+    stamped["metadata"]["managedFields"] = [{
+        "manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+        "time": f"2026-11-25T08:00:{second:02d}Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}},
+    }]
+    return stamped
+
+
+def test_managed_fields_stamped_per_second_still_hit(policy: Policy) -> None:
+    cache = AnswerCache()
+    replica = SHAPES["generate-name-only"]
+    run(review(_with_managed_fields(replica, 1)), policy, cache)
+    assert run(review(_with_managed_fields(replica, 2)), policy, cache).cached
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_engine_never_reads_managed_fields(shape: str, policy: Policy) -> None:
+    """What lets the cache leave managedFields out of its key."""
+    plain = copy.deepcopy(SHAPES[shape])
+    plain["metadata"].pop("managedFields", None)
+    namespace = Namespace(plain["metadata"].get("namespace", "default"), None, None)
+    now = dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc)
+    without = inject(plain, namespace, policy, now=now)
+    with_fields = inject(_with_managed_fields(plain, 7), namespace, policy, now=now)
+    assert (with_fields.injected, with_fields.patch, with_fields.warnings) == (without.injected, without.patch, without.warnings)
+
+
+def _with_token_volume(original: dict, suffix: str) -> dict:
+    """As the ServiceAccount admission plugin leaves a pod: a token volume with a random name, mounted."""
+    pod_ = copy.deepcopy(original)
+    name = f"kube-api-access-{suffix}"
+    pod_["spec"]["volumes"] = [*pod_["spec"].get("volumes", []),
+                               {"name": name, "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}]
+    for c in pod_["spec"]["containers"]:
+        c["volumeMounts"] = [*c.get("volumeMounts", []),
+                             {"name": name, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True}]
+    return pod_
+
+
+def test_token_volume_names_do_not_split_replicas(policy: Policy) -> None:
+    cache = AnswerCache()
+    replica = SHAPES["generate-name-only"]
+    first = run(review(_with_token_volume(replica, "9l5st")), policy, cache)
+    second_pod = _with_token_volume(replica, "n6vqq")
+    second = run(review(second_pod), policy, cache)
+    assert second.cached
+    uncached = admit(parse_review(orjson.dumps(review(second_pod))), policy, lambda n: Namespace(n, None, None))
+    assert orjson.loads(second.body)["response"]["patch"] == orjson.loads(uncached.body)["response"]["patch"]
+    assert first.sidecars == second.sidecars
+
+
+def test_a_patch_naming_the_token_volume_is_never_kept(policy: Policy) -> None:
+    from webhook.answer_cache import Verdict
+    from webhook.review import encode_patch
+
+    cache = AnswerCache()
+    key = cache.key(_with_token_volume(SHAPES["burstable"], "abcde"), "shop", None, None)
+    patch = encode_patch([{"op": "add", "path": "/spec/initContainers/0/volumeMounts",
+                           "value": [{"name": "kube-api-access-abcde", "mountPath": "/t"}]}])
+    cache.put(key, policy, Verdict(True, patch, (), "", "", (), None))
+    assert len(cache) == 0

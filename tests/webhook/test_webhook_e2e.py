@@ -296,3 +296,16 @@ def test_manifests_are_accepted_by_the_apiserver(local_cluster: LocalCluster, tm
     assert seen == set(collections)
     # The caBundle render patch targets the one webhook of the configuration.
     assert base64.b64decode(certs.ca_bundle).startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+def test_replicas_created_through_the_apiserver_share_a_verdict(local_cluster: LocalCluster, webhook: Webhook) -> None:
+    namespace = _namespace(local_cluster, OPT_IN)
+    replica = _app_pod("unused")
+    del replica["metadata"]["name"]
+    replica["metadata"]["generateName"] = "web-5d8c7b9f6-"
+    hits = 'meshfit_webhook_answer_cache_lookups_total{result="hit"}'
+    before = webhook.metric(hits)
+    created = [_create(local_cluster, namespace, replica) for _ in range(3)]
+    assert all(_sidecars(p) == ["rpc-mesh", "msg-mesh"] for p in created)
+    assert len({p["metadata"]["name"] for p in created}) == 3
+    assert webhook.metric(hits) >= before + 2
