@@ -1,1 +1,15 @@
+"""The mutating admission webhook: kube-apiserver's door into the injection engine.
 
+Layers import one way, from the edge inward:
+
+* :mod:`webhook.server` — the process: TLS listener, reloads, watches, graceful stop;
+* :mod:`webhook.handlers` — HTTP: envelope checks, counting, answering;
+* :mod:`webhook.mutate` — one admission decision from a parsed review (pure);
+* :mod:`webhook.review` — AdmissionReview v1/v1beta1 in and out (pure);
+* :mod:`webhook.answer_cache` — engine verdicts remembered for identical pods;
+* :mod:`webhook.policy_source`, :mod:`webhook.namespaces` — the live state the
+  request path reads (policy, namespace policies, namespace labels);
+* :mod:`webhook.metrics`, :mod:`webhook.exposition` — what ``/metrics`` shows.
+
+See docs/webhook.md.
+"""
