@@ -150,9 +150,9 @@ class Webhook:
                     log.debug("%s: injected (%s)", pod_name(review), "dry run" if review.dry_run else review.uid)
             elif result == SKIPPED:
                 metrics.skips.inc(outcome.skip_label)
-                if outcome.warnings:
-                    log.info("%s: not injected: %s", pod_name(review), outcome.skip_reason)
-                elif self._debug:
+                # The user already sees any warning, and skips are counted by reason: no log line per
+                # pod, or an emergency stop in a busy cluster would flood the logs.
+                if self._debug:
                     log.debug("%s: not injected: %s", pod_name(review), outcome.skip_reason)
             elif result in (DENIED, ADMITTED_ON_ERROR):
                 metrics.errors.inc("internal" if outcome.unexpected is not None else "engine")
