@@ -53,7 +53,7 @@ class Rejection:
 def _rejection(source: str, exc: Exception | str) -> Rejection:
     if isinstance(exc, PolicyError):
         return Rejection(source, exc.one_line(), tuple(str(e) for e in exc.errors), time.time())
-    return Rejection(source, str(exc), (str(exc),), time.time())
+    return Rejection(source, f"{source}: {exc}", (str(exc),), time.time())
 
 
 class LivePolicy:
@@ -240,7 +240,7 @@ class PolicyFile:
         except OSError as exc:
             if not self._missing:
                 self._missing = True
-                self.live.refuse(str(self.path), f"cannot read {self.path}: {exc.strerror or exc}")
+                self.live.refuse(str(self.path), f"cannot read: {exc.strerror or exc}")
             return False
         self._missing = False
         digest = hashlib.sha256(data).digest()
