@@ -47,6 +47,10 @@ from webhook.policy_source import (
 log = logging.getLogger(__name__)
 
 
+#: Where the manifests put the global policy ConfigMap.
+DEFAULT_GLOBAL_CONFIGMAP = ("meshfit-system", NAMESPACE_POLICY_CONFIGMAP)
+
+
 class StartError(Exception):
     """The webhook cannot start as configured (bad policy file, no certificate, no cluster)."""
 
@@ -117,7 +121,9 @@ async def _cluster_sources(
                 name="policy",
             )
         )
-    handlers = namespace_configmap_handlers(live, skip=global_key)
+    # The shipped global policy is meshfit-system/meshfit-policy: never read it as a namespace policy,
+    # even when this replica takes its global policy from a file.
+    handlers = namespace_configmap_handlers(live, skip=global_key or DEFAULT_GLOBAL_CONFIGMAP)
     watches.append(
         ListWatch(
             client,
