@@ -36,6 +36,8 @@ class Decision:
     reason: str
     warnings: list[str] = field(default_factory=list)
     sidecars: tuple[SidecarSpec, ...] = ()
+    #: A short, fixed code for a skip (metrics labels, alerts); the reason is for people.
+    code: str = ""
 
 
 def _override(meta: Mapping[str, Any], key: str, warnings: list[str]) -> str | None:
@@ -60,40 +62,41 @@ def decide(pod: Mapping[str, Any], namespace: Namespace, policy: Policy) -> Deci
     rules = policy.injection
     warnings: list[str] = []
 
-    def skip(reason: str, warn: bool = False) -> Decision:
+    def skip(code: str, reason: str, warn: bool = False) -> Decision:
         if warn:
             warnings.append(f"meshfit did not inject this pod: {reason}")
-        return Decision(False, reason, warnings)
+        return Decision(False, reason, warnings, code=code)
 
     if namespace.name in rules.excluded_namespaces:
-        return skip(f"namespace {namespace.name} is never injected (injection.excludedNamespaces)")
+        return skip("excluded_namespace", f"namespace {namespace.name} is never injected (injection.excludedNamespaces)")
     override = _override(meta, rules.pod_override_key, warnings)
     if override == "false":
-        return skip(f"the pod opts out ({rules.pod_override_key}=false)")
+        return skip("pod_opt_out", f"the pod opts out ({rules.pod_override_key}=false)")
     if override is None:
         if namespace.labels is not None and namespace.labels.get(rules.namespace_label) != rules.namespace_label_value:
             return skip(
+                "namespace_not_opted_in",
                 f"namespace {namespace.name} is not opted in "
                 f"(label {rules.namespace_label}={rules.namespace_label_value})"
             )
     if policy.emergency.stop_injection:
         why = f": {policy.emergency.reason}" if policy.emergency.reason else ""
-        return skip(f"injection is stopped by the emergency switch{why}", warn=True)
+        return skip("emergency_stop", f"injection is stopped by the emergency switch{why}", warn=True)
     if STATUS in (meta.get("annotations") or {}):
-        return skip(f"already injected ({STATUS} is present)")
+        return skip("already_injected", f"already injected ({STATUS} is present)")
     if spec.get("hostNetwork") and rules.host_network == "skip":
-        return skip("the pod uses the host network (injection.hostNetwork: skip)", warn=True)
+        return skip("host_network", "the pod uses the host network (injection.hostNetwork: skip)", warn=True)
 
     overrides = namespace.policy.sidecars if namespace.policy else {}
     sidecars = tuple(s for s in policy.sidecars if overrides.get(s.name) is None or overrides[s.name].enabled)
     if not sidecars:
-        return skip(f"every sidecar is disabled for namespace {namespace.name}")
+        return skip("sidecars_disabled", f"every sidecar is disabled for namespace {namespace.name}")
 
     taken = {c.get("name"): kind for kind in ("containers", "initContainers", "ephemeralContainers")
              for c in spec.get(kind) or () if isinstance(c, Mapping)}
     for sidecar in sidecars:
         if sidecar.name in taken:
-            return skip(f"container name {sidecar.name!r} is already used in {taken[sidecar.name]}", warn=True)
+            return skip("container_name_conflict", f"container name {sidecar.name!r} is already used in {taken[sidecar.name]}", warn=True)
     ports = {}
     for kind in ("containers", "initContainers"):
         for c in spec.get(kind) or ():
@@ -104,6 +107,7 @@ def decide(pod: Mapping[str, Any], namespace: Namespace, policy: Policy) -> Deci
         for p in sidecar.ports:
             if p.get("containerPort") in ports:
                 return skip(
+                    "port_conflict",
                     f"port {p['containerPort']} of {sidecar.name} is already used by container {ports[p['containerPort']]!r}",
                     warn=True,
                 )
@@ -111,7 +115,7 @@ def decide(pod: Mapping[str, Any], namespace: Namespace, policy: Policy) -> Deci
     for sidecar in sidecars:
         for v in sidecar.volumes:
             if v.get("name") in volumes and volumes[v.get("name")] != v:
-                return skip(f"volume {v.get('name')!r} of {sidecar.name} already exists with another definition", warn=True)
+                return skip("volume_conflict", f"volume {v.get('name')!r} of {sidecar.name} already exists with another definition", warn=True)
     why = "the pod opts in" if override == "true" else (
         f"namespace {namespace.name} is opted in" if namespace.labels is not None
         else f"namespace {namespace.name} is assumed opted in (no namespace labels given)"

@@ -65,6 +65,9 @@ class InjectionResult:
     before_limits: Limits | None = None
     after: Aggregate | None = None
 
+    #: For a skip, a short fixed code (``pod_opt_out``, ``best_effort``...) for metrics.
+    skip_code: str = ""
+
     @property
     def skip_reason(self) -> str | None:
         return None if self.injected else self.reason
@@ -82,7 +85,8 @@ def inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, *, now: da
     except QuantityError as exc:
         raise InjectionError(f"pod {where}: {exc}") from None
     if not decision.inject:
-        return InjectionResult(pod, False, decision.reason, decision.warnings, before=before, before_limits=before_limits)
+        return InjectionResult(pod, False, decision.reason, decision.warnings, before=before,
+                               before_limits=before_limits, skip_code=decision.code)
     try:
         return _inject(pod, namespace, policy, decision, before, before_limits, now or datetime.now(timezone.utc))
     except QuantityError as exc:
@@ -150,7 +154,8 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
     if best_effort and rp.best_effort == "skip":
         reason = "the pod is BestEffort and resources.bestEffort is skip"
         warnings.append(f"meshfit did not inject this pod: {reason}")
-        return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits)
+        return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits,
+                               skip_code="best_effort")
 
     has_pod_level = bool((spec.get("resources") or {}).get("requests") or (spec.get("resources") or {}).get("limits"))
     if mode != "overcommit":
@@ -186,7 +191,8 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
         if has_pod_level:
             reason = f"{floor_note}, and the pod sets its own pod-level limit"
             warnings.append(f"meshfit did not inject this pod: {reason}")
-            return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits)
+            return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits,
+                                   skip_code="pod_too_small")
         variant = "swap"
         notes.append(f"{floor_note}: the swap variant applies to this pod")
         sizes = _size_all(decision.sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)
@@ -199,7 +205,8 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
         if has_pod_level:
             reason = f"{crowded}, and the pod sets its own pod-level limit"
             warnings.append(f"meshfit did not inject this pod: {reason}")
-            return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits)
+            return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits,
+                                   skip_code="pod_too_small")
         variant = "swap"
         notes.append(f"{crowded}: the swap variant applies to this pod")
         sizes = _size_all(decision.sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)

@@ -15,7 +15,6 @@ unchanged with a warning. Either way it is counted and logged by the caller.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -147,35 +146,9 @@ def _failure(review: Review, policy: Policy, error: str, unexpected: BaseExcepti
     )
 
 
-#: Skip sentences (see ``policy.decision``) to bounded metric labels, first match wins.
-_SKIP_LABELS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), label)
-    for pattern, label in (
-        (r"never injected", "excluded_namespace"),
-        (r"opts out", "pod_opt_out"),
-        (r"not opted in", "namespace_not_opted_in"),
-        (r"emergency", "emergency_stop"),
-        (r"already injected", "already_injected"),
-        (r"host network", "host_network"),
-        (r"disabled", "sidecars_disabled"),
-        (r"container name", "container_name_conflict"),
-        (r"port \d+", "port_conflict"),
-        (r"volume", "volume_conflict"),
-        (r"BestEffort|best.?effort", "best_effort"),
-    )
-)
-
-
 def skip_label(result: InjectionResult) -> str:
-    """A short, bounded reason for metrics: the engine's code when it gives one, else a category."""
-    code = getattr(result, "skip_code", None)
-    if isinstance(code, str) and code:
-        return code
-    reason = result.skip_reason or ""
-    for pattern, label in _SKIP_LABELS:
-        if pattern.search(reason):
-            return label
-    return "other"
+    """A short, bounded reason for metrics: the engine's own skip code."""
+    return result.skip_code or "other"
 
 
 def injected_sidecars(result: InjectionResult, policy: Policy) -> list[tuple[str, str, str]]:
