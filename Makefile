@@ -30,9 +30,25 @@ unit: venv
 controlplane:
 	@bash hack/controlplane/build.sh
 
+## make demo: a local control plane, the webhook and the extender, sample pods, and what happened to them.
+demo: venv controlplane
+	$(VENV)/bin/meshfit demo
+
 ## make run: the webhook on loopback with dev certificates and the default policy.
 run: venv
-	$(VENV)/bin/meshfit inject -f manifests/examples/ --policy manifests/policy.yaml
+	bash hack/run-webhook.sh
+
+## make e2e: only the end-to-end tests (real etcd + kube-apiserver + kube-scheduler).
+e2e: venv controlplane
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+## make manifests: render the webhook's certificate and caBundle for `kubectl apply -k manifests/`.
+manifests: venv
+	bash hack/render-cabundle.sh
+
+## make bench: every benchmark; figures as tables and JSON under bench/results/.
+bench: venv controlplane
+	$(PY) -m bench.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache
