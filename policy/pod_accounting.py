@@ -36,7 +36,7 @@ import orjson
 from policy.annotations import ACCOUNTING
 from policy.quantity import ZERO, Quantity
 from policy.record import AccountingRecord, parse_record
-from policy.resources import RESOURCES, Resources, pod_requests
+from policy.resources import RESOURCES, Resources, pod_requests, q
 
 Pod = Mapping[str, Any]
 Mesh = Literal["meshfit", "istio", "linkerd"]
@@ -229,6 +229,167 @@ def account_pod(pod: Pod) -> PodAccounting:
         leak=leak,
         mesh=mesh,
         record_error=record_error,
+    )
+
+
+# -- the same figures in plain ints, for a fleet ------------------------------------
+#
+# The extender accounts every pod of a fleet on each (re)list: 250,000 pods, where
+# the Quantity-based reference above costs about 20 µs a pod. The functions below
+# compute the very same figures in nano-unit ints at a fraction of that;
+# tests/policy/test_pod_accounting.py checks on random pods that they agree with
+# ``account_pod`` exactly. Pods of other meshes take the reference path (their leak
+# needs the pod without the mesh's containers).
+
+
+def _container_nanos(container: Mapping[str, Any]) -> tuple[int, int]:
+    res = container.get("resources")
+    if not res:
+        return 0, 0
+    req = res.get("requests") or {}
+    lim = res.get("limits") or {}
+    cpu = req.get("cpu")
+    if cpu is None:
+        cpu = lim.get("cpu")
+    mem = req.get("memory")
+    if mem is None:
+        mem = lim.get("memory")
+    return (q(cpu).nanos if cpu is not None else 0, q(mem).nanos if mem is not None else 0)
+
+
+def requests_nanos(spec: Mapping[str, Any]) -> tuple[int, int]:
+    """``R(pod)`` for (cpu, memory) in nano-units: :func:`policy.resources.pod_requests` in ints."""
+    cpu = mem = 0
+    for c in spec.get("containers") or ():
+        rc, rm = _container_nanos(c)
+        cpu += rc
+        mem += rm
+    init = spec.get("initContainers")
+    if init:
+        side_cpu = side_mem = init_cpu = init_mem = 0
+        for c in init:
+            rc, rm = _container_nanos(c)
+            if c.get("restartPolicy") == "Always":
+                side_cpu += rc
+                side_mem += rm
+                cpu += rc
+                mem += rm
+            else:
+                init_cpu = max(init_cpu, rc + side_cpu)
+                init_mem = max(init_mem, rm + side_mem)
+        cpu = max(cpu, init_cpu)
+        mem = max(mem, init_mem)
+    res = spec.get("resources")
+    if res:
+        for part in ("limits", "requests"):  # a pod-level request wins over its limit
+            values = res.get(part) or {}
+            if values.get("cpu") is not None:
+                cpu = q(values["cpu"]).nanos
+            if values.get("memory") is not None:
+                mem = q(values["memory"]).nanos
+    overhead = spec.get("overhead")
+    if overhead:
+        if overhead.get("cpu") is not None:
+            cpu += q(overhead["cpu"]).nanos
+        if overhead.get("memory") is not None:
+            mem += q(overhead["memory"]).nanos
+    return cpu, mem
+
+
+@lru_cache(maxsize=16384)
+def _record_nanos(text: str) -> tuple[int, int, int, int] | str:
+    """(exposure cpu, exposure memory, leak cpu, leak memory) of a record text, or why it is bad."""
+    parsed = _cached_record(text)
+    if isinstance(parsed, str):
+        return parsed
+    exposure = parsed.node_exposure()
+    leak = parsed.leak
+    return (
+        exposure["cpu"].nanos if "cpu" in exposure else 0,
+        exposure["memory"].nanos if "memory" in exposure else 0,
+        leak["cpu"].nanos if "cpu" in leak else 0,
+        leak["memory"].nanos if "memory" in leak else 0,
+    )
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a fifth of the whole
+class PodFigures:
+    """:class:`PodAccounting` in nano-unit ints, as the extender keeps it."""
+
+    uid: str
+    namespace: str
+    node: str | None
+    terminal: bool
+    cpu: int
+    memory: int
+    exp_cpu: int
+    exp_memory: int
+    leak_cpu: int
+    leak_memory: int
+    mesh: Mesh | None
+    record_error: str | None
+
+
+def _maybe_foreign(pod: Pod, annotations: Mapping[str, Any]) -> bool:
+    if ISTIO_STATUS in annotations or LINKERD_VERSION in annotations:
+        return True
+    spec = pod.get("spec") or {}
+    for part in ("containers", "initContainers"):
+        for c in spec.get(part) or ():
+            if c.get("name") in FOREIGN_PROXIES:
+                return True
+    return False
+
+
+def pod_figures(pod: Pod) -> PodFigures:
+    """:func:`account_pod`'s figures in ints; raises ``ValueError`` on unreadable quantities."""
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    text = annotations.get(ACCOUNTING)
+    record = _record_nanos(text) if isinstance(text, str) else None
+    if record is None or isinstance(record, str):
+        record_error = record if isinstance(record, str) else (
+            "accounting record is not a string" if text is not None else None)
+        if _maybe_foreign(pod, annotations):
+            return _figures_of(account_pod(pod))
+        record = (0, 0, 0, 0)
+        mesh: Mesh | None = None
+    else:
+        record_error = None
+        mesh = "meshfit"
+    spec = pod.get("spec") or {}
+    cpu, mem = requests_nanos(spec)
+    phase = (pod.get("status") or {}).get("phase")
+    return PodFigures(
+        uid=pod_uid(pod),
+        namespace=str(meta.get("namespace") or "default"),
+        node=spec.get("nodeName") or None,
+        terminal=phase in TERMINAL_PHASES,
+        cpu=cpu,
+        memory=mem,
+        exp_cpu=record[0],
+        exp_memory=record[1],
+        leak_cpu=record[2],
+        leak_memory=record[3],
+        mesh=mesh,
+        record_error=record_error,
+    )
+
+
+def _figures_of(acc: PodAccounting) -> PodFigures:
+    return PodFigures(
+        uid=acc.uid,
+        namespace=acc.namespace,
+        node=acc.node,
+        terminal=acc.terminal,
+        cpu=acc.requests["cpu"].nanos,
+        memory=acc.requests["memory"].nanos,
+        exp_cpu=acc.exposure["cpu"].nanos,
+        exp_memory=acc.exposure["memory"].nanos,
+        leak_cpu=acc.leak["cpu"].nanos,
+        leak_memory=acc.leak["memory"].nanos,
+        mesh=acc.mesh,
+        record_error=acc.record_error,
     )
 
 

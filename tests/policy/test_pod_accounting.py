@@ -192,3 +192,94 @@ def test_leak_by_namespace_sums_and_totals() -> None:
     assert total.leaking == {"istio": 1, "meshfit": 1}
     assert total.leak["cpu"] == by["mesh"].leak["cpu"] + by["shop"].leak["cpu"]
     assert total.requests["memory"] == sum((r.requests["memory"] for r in rows), Q("0"))
+
+
+# -- the int fast path agrees with the reference --------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from policy.pod_accounting import pod_figures, requests_nanos  # noqa: E402
+
+_cpu = st.sampled_from(["0", "1m", "100m", "250m", "1", "1500m", "2", 3, "0.5"])
+_mem = st.sampled_from(["0", "1", "64Mi", "128Mi", "1Gi", "1.5Gi", "100M", "2e9"])
+
+
+@st.composite
+def _resources(draw):  # type: ignore[no-untyped-def]
+    out = {}
+    for part in ("requests", "limits"):
+        values = {}
+        if draw(st.booleans()):
+            values["cpu"] = draw(_cpu)
+        if draw(st.booleans()):
+            values["memory"] = draw(_mem)
+        if values or draw(st.booleans()):
+            out[part] = values
+    return out
+
+
+@st.composite
+def _container(draw, names=st.sampled_from(["app", "worker", "istio-proxy", "linkerd-proxy", "istio-init", "log"])):  # type: ignore[no-untyped-def]
+    c = {"name": draw(names), "image": "x"}
+    if draw(st.booleans()):
+        c["resources"] = draw(_resources())
+    return c
+
+
+_RECORDS = [
+    None,
+    "not json",
+    '{"v":1,"mode":"overcommit","variant":"swap","original":{"cpu":"1","memory":"1Gi"},"requests":{"cpu":"1","memory":"1Gi"},'
+    '"limits":{"cpu":"2700m","memory":"2304Mi"},"overcommit":{"cpu":"700m","memory":"256Mi"},"exposure":"node"}',
+    '{"v":1,"mode":"additive","variant":"","original":{"cpu":"1","memory":"1Gi"},"requests":{"cpu":"1700m","memory":"1280Mi"},'
+    '"limits":{},"overcommit":{},"exposure":"none","leak":{"cpu":"700m","memory":"256Mi"}}',
+    '{"v":1,"mode":"overcommit","variant":"pod-level","original":{"cpu":"1"},"requests":{"cpu":"1"},"overcommit":{"cpu":"1"},"exposure":"pod"}',
+]
+
+
+@st.composite
+def _pods(draw):  # type: ignore[no-untyped-def]
+    spec = {"containers": draw(st.lists(_container(), min_size=1, max_size=3))}
+    init = draw(st.lists(st.tuples(_container(), st.booleans()), max_size=4))
+    if init:
+        spec["initContainers"] = [{**c, "restartPolicy": "Always"} if native else c for c, native in init]
+    if draw(st.booleans()):
+        spec["resources"] = draw(_resources())
+    if draw(st.booleans()):
+        spec["overhead"] = {k: v for k, v in (("cpu", draw(_cpu)), ("memory", draw(_mem))) if draw(st.booleans())}
+    if draw(st.booleans()):
+        spec["nodeName"] = "node-a"
+    annotations = {}
+    record = draw(st.sampled_from(_RECORDS))
+    if record is not None:
+        annotations[ACCOUNTING] = record
+    if draw(st.integers(0, 5)) == 0:
+        annotations[draw(st.sampled_from([ISTIO_STATUS, LINKERD_VERSION]))] = '{"containers":["worker"]}'
+    meta = {"name": "p", "namespace": draw(st.sampled_from(["a", "b"]))}
+    if annotations:
+        meta["annotations"] = annotations
+    if draw(st.booleans()):
+        meta["uid"] = "u-1"
+    return {"metadata": meta, "spec": spec,
+            "status": {"phase": draw(st.sampled_from(["Pending", "Running", "Succeeded", "Failed"]))}}
+
+
+@settings(max_examples=2000)
+@given(_pods())
+def test_int_figures_equal_the_reference(pod: dict) -> None:
+    acc = account_pod(pod)
+    f = pod_figures(pod)
+    assert requests_nanos(pod["spec"]) == (acc.requests["cpu"].nanos, acc.requests["memory"].nanos)
+    assert (f.uid, f.namespace, f.node, f.terminal, f.mesh, f.record_error) == (
+        acc.uid, acc.namespace, acc.node, acc.terminal, acc.mesh, acc.record_error)
+    assert (f.cpu, f.memory) == (acc.requests["cpu"].nanos, acc.requests["memory"].nanos)
+    assert (f.exp_cpu, f.exp_memory) == (acc.exposure["cpu"].nanos, acc.exposure["memory"].nanos)
+    assert (f.leak_cpu, f.leak_memory) == (acc.leak["cpu"].nanos, acc.leak["memory"].nanos)
+
+
+def test_int_figures_of_injected_pods() -> None:
+    for variant in ("swap", "pod-level"):
+        p = injected(java_pod(namespace="shop"), variant=variant)
+        acc, f = account_pod(p), pod_figures(p)
+        assert (f.cpu, f.exp_cpu, f.exp_memory, f.mesh) == (
+            acc.requests["cpu"].nanos, acc.exposure["cpu"].nanos, acc.exposure["memory"].nanos, "meshfit")
