@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from policy.pod_accounting import PodAccounting
+from policy.pod_accounting import PodAccounting, PodFigures
 from policy.quantity import Quantity
 from policy.resources import RESOURCES
 
@@ -79,6 +79,20 @@ class PodEntry:
             _shared(pod.exposure["memory"].nanos),
             _shared(pod.leak["cpu"].nanos),
             _shared(pod.leak["memory"].nanos),
+        )
+
+    @classmethod
+    def from_figures(cls, f: PodFigures) -> PodEntry:
+        """The entry for a pod accounted in ints (:func:`policy.pod_accounting.pod_figures`)."""
+        return cls(
+            sys.intern(f.node) if f.node else None,
+            sys.intern(f.namespace),
+            _shared(f.cpu),
+            _shared(f.memory),
+            _shared(f.exp_cpu),
+            _shared(f.exp_memory),
+            _shared(f.leak_cpu),
+            _shared(f.leak_memory),
         )
 
     def placed(self, node: str) -> PodEntry:

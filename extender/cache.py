@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from extender.accounting import Accounting, NodeState, PodEntry
-from policy.pod_accounting import PodAccounting, account_pod, pod_uid
+from policy.pod_accounting import PodAccounting, pod_figures, pod_uid
 from policy.resources import q
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,42 @@ class CacheStats:
     bad_records: int = 0
     #: Objects skipped because accounting could not read them (no name, bad quantities).
     skipped: int = 0
+
+
+#: The key under which a reduced item carries its figures.
+REDUCED_KEY = "meshfit.io/reduced"
+
+
+class ReducedPod:
+    """What :class:`~extender.cache.ClusterCache` needs of one listed pod."""
+
+    __slots__ = ("uid", "entry", "bad_record", "skipped")
+
+    def __init__(self, uid: str, entry: PodEntry | None, bad_record: bool = False, skipped: str = "") -> None:
+        self.uid = uid
+        #: ``None`` for a finished pod.
+        self.entry = entry
+        self.bad_record = bad_record
+        #: Why the pod could not be accounted ('' when it could).
+        self.skipped = skipped
+
+
+def reduce_pod(pod: JsonObject) -> JsonObject:
+    """The smallest item that still looks like a pod to a watch and carries its accounting.
+
+    Used on LIST pages as they arrive (:mod:`extender.reduced_list`), so a relist of a
+    fleet never holds the fleet's pod dicts all at once.
+    """
+    meta = pod.get("metadata") or {}
+    small_meta = {"uid": pod_uid(pod), "name": meta.get("name"), "namespace": meta.get("namespace")}
+    try:
+        f = pod_figures(pod)
+    except (ValueError, TypeError, AttributeError) as exc:
+        reduced = ReducedPod(small_meta["uid"], None, skipped=str(exc))
+    else:
+        entry = None if f.terminal else PodEntry.from_figures(f)
+        reduced = ReducedPod(f.uid, entry, bad_record=f.record_error is not None)
+    return {"metadata": small_meta, REDUCED_KEY: reduced}
 
 
 def node_allocatable(node: JsonObject) -> tuple[int, int]:
@@ -116,19 +152,28 @@ class ClusterCache:
     # -- pods -------------------------------------------------------------------
     def _entry(self, pod: JsonObject) -> tuple[str, PodEntry | None] | None:
         """``(uid, entry)`` for a watched pod; entry ``None`` for a finished pod."""
+        reduced = pod.get(REDUCED_KEY)
+        if reduced is not None:  # accounted already, as its LIST page arrived
+            if reduced.skipped:
+                log.warning("skipping pod %s: %s", reduced.uid, reduced.skipped)
+                self.stats.skipped += 1
+                return None
+            if reduced.bad_record:
+                self.stats.bad_records += 1
+            return reduced.uid, reduced.entry
         try:
-            acc = account_pod(pod)
+            f = pod_figures(pod)
         except (ValueError, TypeError, AttributeError) as exc:
             # Unreadable quantities: the apiserver validates them, so only a hand-built snapshot gets here.
             meta = pod.get("metadata") or {}
             log.warning("skipping pod %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
             self.stats.skipped += 1
             return None
-        if acc.record_error:
+        if f.record_error:
             self.stats.bad_records += 1
-        if acc.terminal:
-            return acc.uid, None
-        return acc.uid, PodEntry.from_accounting(acc)
+        if f.terminal:
+            return f.uid, None
+        return f.uid, PodEntry.from_figures(f)
 
     def apply_pod(self, event: str, pod: JsonObject) -> None:
         """One watch event (``ADDED``, ``MODIFIED``, ``DELETED``)."""

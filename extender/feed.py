@@ -8,17 +8,21 @@ Three :class:`kube.watch.ListWatch` es, independent of each other:
   selection and arrives as DELETED, so finished pods never fill the cache);
 * optionally the policy ConfigMap, selected by ``metadata.name``.
 
-The objects stay the decoded JSON dicts the watch hands over and are reduced
-to accounting entries at once; nothing else of them is kept.
+The objects stay the decoded JSON dicts the apiserver sent and are reduced to
+accounting entries at once, LIST pages included (:mod:`extender.reduced_list`);
+nothing else of them is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
+from extender.collector import Settler, settle
 from extender.policy_source import PolicyHolder
+from extender.reduced_list import ReducingClient
 from extender.service import ExtenderService
 from kube.client import ApiClient
 from kube.watch import ListWatch
@@ -69,7 +73,11 @@ class ClusterFeed:
         *,
         policy_configmap: tuple[str, str] | None = None,
         page_size: int = 500,
+        settle_gc: bool = True,
     ) -> None:
+        self.service = service
+        self.settle_gc = settle_gc
+        self.settler = Settler()
         self.watches: dict[str, ListWatch] = {
             "nodes": ListWatch(
                 client, "/api/v1/nodes",
@@ -77,8 +85,8 @@ class ClusterFeed:
                 page_size=page_size, name="nodes",
             ),
             "pods": ListWatch(
-                client, "/api/v1/pods",
-                on_event=service.on_pod_event, on_sync=service.on_pod_sync,
+                ReducingClient(client, "/api/v1/pods"), "/api/v1/pods",  # type: ignore[arg-type]
+                on_event=self._on_pod_event, on_sync=self._on_pod_sync,
                 field_selector=POD_SELECTOR, page_size=page_size, name="pods",
             ),
         }
@@ -92,5 +100,25 @@ class ClusterFeed:
             )
         service.instruments.watches.update(self.watches)
 
+    def _on_pod_event(self, event: str, pod: dict[str, Any]) -> None:
+        self.service.on_pod_event(event, pod)
+        if self.settle_gc:
+            self.settler.tick()
+
+    async def _on_pod_sync(self, pods: list[dict[str, Any]], resource_version: str) -> None:
+        await self.service.on_pod_sync(pods, resource_version)
+        if self.settle_gc:
+            # What is alive now is the cache (and the reduced LIST, freed by refcount when the watch drops it).
+            settle()
+            gc.enable()
+
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(*(w.run(stop) for w in self.watches.values()))
+        if self.settle_gc:
+            # The initial LIST decodes millions of short-lived dicts; collecting while the cache
+            # grows under them doubles the time to ready. Nothing in a LIST is cyclic garbage.
+            gc.disable()
+        try:
+            await asyncio.gather(*(w.run(stop) for w in self.watches.values()))
+        finally:
+            if self.settle_gc:
+                gc.enable()

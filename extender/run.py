@@ -20,6 +20,7 @@ from aiohttp import web
 
 from extender.binder import ApiBinder
 from extender.cache import DEFAULT_ASSUME_TTL, ClusterCache
+from extender.collector import settle
 from extender.inflight import DEFAULT_TIMEOUT, InFlight
 from extender.policy_source import PolicyFileWatch, PolicyHolder
 from extender.server import build_app
@@ -80,8 +81,10 @@ def prepare(options: ServeOptions) -> Prepared:
             raise StartupError(str(exc)) from None
         cache.sync_nodes(snap.nodes)
         cache.sync_pods(snap.pods)
+        del snap
+        settle()
         log.info(
-            "serving snapshot %s: %d nodes, %d pods", options.snapshot, len(snap.nodes), len(snap.pods)
+            "serving snapshot %s: %d nodes, %d pods", options.snapshot, len(cache.nodes), len(cache.accounting.pods)
         )
     else:
         from kube.config import ConfigError, load_config

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 from extender.accounting import NodeState, PodEntry
 from policy.model import Scheduling
@@ -56,15 +57,18 @@ class Failure:
     unresolvable: bool
 
 
+@lru_cache(maxsize=16384)
 def _cpu(nanos: int) -> str:
     return Quantity(nanos).format()
 
 
+@lru_cache(maxsize=16384)
 def _memory(nanos: int) -> str:
     # Whole bytes print in binary SI (``1536Mi``), as kubectl shows memory.
     return Quantity(nanos, "BinarySI").format()
 
 
+#: Cached: a fleet's allocatable and sums repeat, and a cycle can fail thousands of nodes.
 _FORMAT = {"cpu": _cpu, "memory": _memory}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,14 +106,16 @@ class ExtenderService:
         if unknown:
             ins.unknown_nodes.inc("filter", by=unknown)
         if failures:
+            reasons = Counter(failure.reason for _name, failure in failures)
             if self.policy.observe_only:
-                for _name, failure in failures:
-                    ins.would_fail.inc(failure.reason)
+                for reason, count in reasons.items():
+                    ins.would_fail.inc(reason, by=count)
                 # Observe-only: every node passes, in the order it was asked about.
                 out.passed = list(args.names)
             else:
+                for reason, count in reasons.items():
+                    ins.nodes_failed.inc(reason, by=count)
                 for name, failure in failures:
-                    ins.nodes_failed.inc(failure.reason)
                     if failure.unresolvable:
                         out.unresolvable[name] = failure.message
                     else:

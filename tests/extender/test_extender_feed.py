@@ -80,7 +80,7 @@ async def test_list_watch_410_relist(server: ReplayApiServer) -> None:
     service = ExtenderService(ClusterCache(), PolicyHolder(default_policy(), "test"))
     stop = asyncio.Event()
     async with ApiClient(ClusterConfig(server=server.url)) as client:
-        feed = ClusterFeed(client, service, page_size=2)
+        feed = ClusterFeed(client, service, page_size=2, settle_gc=False)
         for watch in feed.watches.values():
             watch.backoff = Backoff(initial=0.01, maximum=0.05)
         task = asyncio.create_task(feed.run(stop))
@@ -147,7 +147,7 @@ async def test_policy_configmap_watch_keeps_the_last_good_policy(server: ReplayA
     service = ExtenderService(ClusterCache(), holder)
     stop = asyncio.Event()
     async with ApiClient(ClusterConfig(server=server.url)) as client:
-        feed = ClusterFeed(client, service, policy_configmap=("meshfit-system", "meshfit-policy"))
+        feed = ClusterFeed(client, service, policy_configmap=("meshfit-system", "meshfit-policy"), settle_gc=False)
         assert not holder.settled
         task = asyncio.create_task(feed.run(stop))
         try:
