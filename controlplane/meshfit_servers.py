@@ -1,0 +1,306 @@
+"""meshfit's two servers beside a LocalCluster, wired the way a cluster wires them.
+
+The end-to-end tests and ``meshfit demo`` both need the same thing: the
+webhook and the extender running as real ``meshfit ... serve`` processes (the
+console command a Deployment runs, not an in-process app), the webhook
+registered with a MutatingWebhookConfiguration whose caBundle comes from
+``meshfit certs generate``, and the extender named in the scheduler's
+configuration. Keeping that wiring here means the demo shows exactly what the
+tests prove.
+
+Only loopback: the apiserver calls ``https://127.0.0.1:PORT/mutate`` through
+``clientConfig.url`` and the scheduler calls ``http://127.0.0.1:PORT``.
+"""
+
+from __future__ import annotations
+
+import copy
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .client import JSON, wait_for
+from .cluster import LocalCluster
+from .ports import LOOPBACK, free_port
+from .process import Component, ComponentExited
+
+REPO = Path(__file__).resolve().parent.parent
+MANIFESTS = REPO / "manifests"
+POLICY_MANIFEST = MANIFESTS / "policy.yaml"
+WEBHOOK_MANIFEST = MANIFESTS / "webhook" / "base" / "mutatingwebhookconfiguration.yaml"
+
+POLICY_NAMESPACE = "meshfit-system"
+POLICY_NAME = "meshfit-policy"
+WEBHOOK_SERVICE = "meshfit-webhook"
+
+MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+
+
+def meshfit_argv(*args: str) -> list[str]:
+    """The ``meshfit`` console command, run by this very interpreter (the venv's)."""
+    return [sys.executable, "-m", "cli", *args]
+
+
+def generate_certs(out_dir: Path) -> str:
+    """``meshfit certs generate --ip 127.0.0.1`` into ``out_dir``; returns the caBundle it prints.
+
+    The command is run rather than imported so the tests exercise what an
+    operator types; the IP SAN is what lets the apiserver verify a
+    ``clientConfig.url`` of ``https://127.0.0.1:PORT``.
+    """
+    done = subprocess.run(
+        meshfit_argv(
+            "certs", "generate",
+            "--service", WEBHOOK_SERVICE,
+            "--namespace", POLICY_NAMESPACE,
+            "--out", str(out_dir),
+            "--ip", LOOPBACK,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"meshfit certs generate failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+class MeshfitServer:
+    """One ``meshfit <kind> serve`` child process, its URL and its log.
+
+    A :class:`controlplane.process.Component` underneath, so it gets the same
+    log file, SIGTERM-then-SIGKILL stop and death-with-the-parent as etcd and
+    kube-apiserver.
+    """
+
+    def __init__(self, name: str, workdir: Path, argv: Sequence[str], url: str,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.name = name
+        self.url = url
+        self.argv = list(argv)
+        self.log_path = workdir / f"{name}.log"
+        self._ssl = ssl_context
+        self._component = Component(name, self.log_path)
+
+    @property
+    def running(self) -> bool:
+        return self._component.running
+
+    @property
+    def pid(self) -> int | None:
+        return self._component.pid
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start and return once ``/readyz`` answers 200 (policy loaded, watches synced)."""
+        self._component.start(self.argv)
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            self._component.check_alive()
+            return self.get("/readyz")[0] == 200
+
+        wait_for(ready, timeout, interval=0.1, what=f"{self.name} {self.url}/readyz", fatal=(ComponentExited,))
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM and wait; the exit status (0 when it shut down cleanly)."""
+        return self._component.stop(timeout)
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
+        """GET ``path``: (status, body text); connection errors raise ``OSError``."""
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+        if self._ssl is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=self._ssl))
+        try:
+            with urllib.request.build_opener(*handlers).open(self.url + path, timeout=timeout) as resp:
+                return resp.status, resp.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode("utf-8", "replace")
+
+    def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+        """One sample from ``/metrics`` (``None`` if absent); labels must all match."""
+        return metric_value(self.get("/metrics")[1], name, labels)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self._component.log_tail(lines)
+
+
+def metric_value(text: str, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+    """Parse one sample out of a Prometheus text exposition."""
+    wanted = [f'{k}="{v}"' for k, v in (labels or {}).items()]
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name or not all(w in label_text for w in wanted):
+            continue
+        return float(value)
+    return None
+
+
+def start_webhook(
+    workdir: Path,
+    kubeconfig: Path,
+    cert_dir: Path,
+    *,
+    name: str = "webhook",
+    port: int | None = None,
+    policy_configmap: tuple[str, str] = (POLICY_NAMESPACE, POLICY_NAME),
+    extra_args: Sequence[str] = (),
+    timeout: float = 60.0,
+) -> MeshfitServer:
+    """``meshfit webhook serve`` on loopback, watching the policy ConfigMap; waits for ready."""
+    port = port or free_port()
+    server = MeshfitServer(
+        name,
+        workdir,
+        meshfit_argv(
+            "webhook", "serve",
+            "--cert-dir", str(cert_dir),
+            "--host", LOOPBACK,
+            "--port", str(port),
+            "--policy-configmap", "/".join(policy_configmap),
+            "--kubeconfig", str(kubeconfig),
+            *extra_args,
+        ),
+        f"https://{LOOPBACK}:{port}",
+        ssl.create_default_context(cafile=str(cert_dir / "ca.crt")),
+    )
+    server.start(timeout)
+    return server
+
+
+def start_extender(
+    workdir: Path,
+    kubeconfig: Path,
+    *,
+    name: str = "extender",
+    port: int | None = None,
+    policy_configmap: tuple[str, str] = (POLICY_NAMESPACE, POLICY_NAME),
+    extra_args: Sequence[str] = (),
+    timeout: float = 60.0,
+) -> MeshfitServer:
+    """``meshfit extender serve`` on loopback over HTTP, list+watching the cluster; waits for ready."""
+    port = port or free_port()
+    server = MeshfitServer(
+        name,
+        workdir,
+        meshfit_argv(
+            "extender", "serve",
+            "--host", LOOPBACK,
+            "--port", str(port),
+            "--kubeconfig", str(kubeconfig),
+            "--policy-configmap", "/".join(policy_configmap),
+            *extra_args,
+        ),
+        f"http://{LOOPBACK}:{port}",
+    )
+    server.start(timeout)
+    return server
+
+
+# ----------------------------------------------------------------- objects
+
+
+def policy_configmap(policy_text: str | None = None) -> JSON:
+    """The shipped policy ConfigMap (manifests/policy.yaml), optionally with another policy.yaml."""
+    cm: JSON = yaml.safe_load(POLICY_MANIFEST.read_text())
+    if policy_text is not None:
+        cm["data"]["policy.yaml"] = policy_text
+    return cm
+
+
+def apply_object(cluster: LocalCluster, collection: str, body: JSON) -> JSON:
+    """Create ``body`` in ``collection``, or replace it if it exists; returns what the API stored."""
+    status, stored = cluster.request("POST", collection, body)
+    if status == 409:
+        name = body["metadata"]["name"]
+        status, current = cluster.request("GET", f"{collection}/{name}")
+        _expect(status, current, f"GET {collection}/{name}")
+        replacement = copy.deepcopy(body)
+        replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        status, stored = cluster.request("PUT", f"{collection}/{name}", replacement)
+    _expect(status, stored, f"apply {body.get('kind')} {body['metadata'].get('name')}")
+    return stored
+
+
+def install_policy(cluster: LocalCluster, policy_text: str | None = None) -> JSON:
+    """Put the policy ConfigMap (and its namespace) in the cluster; create or replace."""
+    status, ns = cluster.request("GET", f"/api/v1/namespaces/{POLICY_NAMESPACE}")
+    if status == 404:
+        cluster.create_namespace(POLICY_NAMESPACE)
+    return apply_object(
+        cluster, f"/api/v1/namespaces/{POLICY_NAMESPACE}/configmaps", policy_configmap(policy_text)
+    )
+
+
+def webhook_configuration(
+    name: str,
+    url: str,
+    ca_bundle: str,
+    *,
+    failure_policy: str = "Ignore",
+    timeout_seconds: int = 5,
+    namespace_expressions: Sequence[Mapping[str, Any]] = (),
+) -> JSON:
+    """The shipped MutatingWebhookConfiguration, pointed at ``url`` instead of the Service.
+
+    Everything else (rules, selectors that keep system namespaces away,
+    reinvocation, side effects) stays as shipped, so what the tests call is
+    what operators install. ``namespace_expressions`` are appended to the
+    shipped namespaceSelector, to confine a configuration to some namespaces.
+    """
+    config: JSON = yaml.safe_load(WEBHOOK_MANIFEST.read_text())
+    config["metadata"]["name"] = name
+    for hook in config["webhooks"]:
+        hook["clientConfig"] = {"url": f"{url}/mutate", "caBundle": ca_bundle}
+        hook["failurePolicy"] = failure_policy
+        hook["timeoutSeconds"] = timeout_seconds
+        selector = hook.setdefault("namespaceSelector", {})
+        selector.setdefault("matchExpressions", []).extend(dict(e) for e in namespace_expressions)
+    return config
+
+
+def register_webhook(cluster: LocalCluster, config: JSON) -> JSON:
+    return apply_object(cluster, MWC_PATH, config)
+
+
+def unregister_webhook(cluster: LocalCluster, name: str) -> None:
+    status, body = cluster.request("DELETE", f"{MWC_PATH}/{name}")
+    if status not in (200, 404):
+        _expect(status, body, f"delete MutatingWebhookConfiguration {name}")
+
+
+def extender_config(url: str, *, ignorable: bool = False, weight: int = 5, http_timeout: str = "5s") -> JSON:
+    """One ``extenders:`` entry of a KubeSchedulerConfiguration for the meshfit extender.
+
+    ``nodeCacheCapable``: the scheduler sends node names only, the extender
+    has its own watch-fed cache. ``bindVerb``: the extender binds, so a pod it
+    placed counts on its node before the watch shows the binding.
+    ``managedResources`` stays empty: meshfit is interested in every pod.
+    """
+    return {
+        "urlPrefix": url,
+        "filterVerb": "filter",
+        "prioritizeVerb": "prioritize",
+        "bindVerb": "bind",
+        "weight": weight,
+        "enableHTTPS": url.startswith("https://"),
+        "nodeCacheCapable": True,
+        "ignorable": ignorable,
+        "httpTimeout": http_timeout,
+        "managedResources": [],
+    }
+
+
+def _expect(status: int, body: JSON, what: str) -> None:
+    if not 200 <= status < 300:
+        raise RuntimeError(f"{what}: HTTP {status}: {body.get('message', body)}")
