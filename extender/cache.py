@@ -56,12 +56,8 @@ class CacheStats:
     skipped: int = 0
 
 
-#: The key under which a reduced item carries its figures.
-REDUCED_KEY = "meshfit.io/reduced"
-
-
 class ReducedPod:
-    """What :class:`~extender.cache.ClusterCache` needs of one listed pod."""
+    """What :class:`ClusterCache` needs of one listed pod: 64 bytes instead of the pod's dicts."""
 
     __slots__ = ("uid", "entry", "bad_record", "skipped")
 
@@ -74,22 +70,14 @@ class ReducedPod:
         self.skipped = skipped
 
 
-def reduce_pod(pod: JsonObject) -> JsonObject:
-    """The smallest item that still looks like a pod to a watch and carries its accounting.
-
-    Used on LIST pages as they arrive (:mod:`extender.reduced_list`), so a relist of a
-    fleet never holds the fleet's pod dicts all at once.
-    """
-    meta = pod.get("metadata") or {}
-    small_meta = {"uid": pod_uid(pod), "name": meta.get("name"), "namespace": meta.get("namespace")}
+def reduce_pod(pod: JsonObject) -> ReducedPod:
+    """A listed pod, accounted; used on LIST pages as they arrive (:mod:`extender.reduced_list`)."""
     try:
         f = pod_figures(pod)
     except (ValueError, TypeError, AttributeError) as exc:
-        reduced = ReducedPod(small_meta["uid"], None, skipped=str(exc))
-    else:
-        entry = None if f.terminal else PodEntry.from_figures(f)
-        reduced = ReducedPod(f.uid, entry, bad_record=f.record_error is not None)
-    return {"metadata": small_meta, REDUCED_KEY: reduced}
+        meta = pod.get("metadata") or {}
+        return ReducedPod(f"{meta.get('namespace')}/{meta.get('name')}", None, skipped=str(exc))
+    return ReducedPod(f.uid, None if f.terminal else PodEntry.from_figures(f), bad_record=f.record_error is not None)
 
 
 def node_allocatable(node: JsonObject) -> tuple[int, int]:
@@ -150,10 +138,10 @@ class ClusterCache:
         self.nodes_synced = True
 
     # -- pods -------------------------------------------------------------------
-    def _entry(self, pod: JsonObject) -> tuple[str, PodEntry | None] | None:
-        """``(uid, entry)`` for a watched pod; entry ``None`` for a finished pod."""
-        reduced = pod.get(REDUCED_KEY)
-        if reduced is not None:  # accounted already, as its LIST page arrived
+    def _entry(self, pod: JsonObject | ReducedPod) -> tuple[str, PodEntry | None] | None:
+        """``(uid, entry)`` for a watched or listed pod; entry ``None`` for a finished pod."""
+        if isinstance(pod, ReducedPod):  # accounted already, as its LIST page arrived
+            reduced = pod
             if reduced.skipped:
                 log.warning("skipping pod %s: %s", reduced.uid, reduced.skipped)
                 self.stats.skipped += 1
@@ -184,7 +172,7 @@ class ClusterCache:
         if got is not None:
             self._observe(*got)
 
-    def sync_pods(self, pods: Iterable[JsonObject]) -> None:
+    def sync_pods(self, pods: Iterable[JsonObject | ReducedPod]) -> None:
         """A full list: the new truth, except for bindings newer than it."""
         sync = self.pod_sync()
         for pod in pods:
@@ -272,7 +260,7 @@ class PodSync:
         self.cache = cache
         self.seen: set[str] = set()
 
-    def add(self, pod: JsonObject) -> None:
+    def add(self, pod: JsonObject | ReducedPod) -> None:
         got = self.cache._entry(pod)
         if got is not None:
             self.seen.add(got[0])

@@ -8,9 +8,14 @@ resident memory afterwards too. The extender needs a few numbers per pod, so
 :class:`ReducingClient` sits between the watch and the API client and
 replaces each item of a pods LIST page by its
 :class:`~extender.cache.ReducedPod` (:func:`~extender.cache.reduce_pod`) the
-moment the page is decoded (what client-go's ``SetTransform`` does for
-informers). Peak memory is then one page plus the cache, and the next
-page's dicts reuse the memory the last one freed.
+moment the page is decoded, as client-go's ``SetTransform`` does for
+informers. Peak memory is then one page plus the cache, and each page's
+dicts reuse the memory the last one freed.
+
+The reduced page carries no ``kind``: the watch adds ``kind`` and
+``apiVersion`` to the items of a ``*List`` (to make LIST items look like
+watch objects), which would turn each 64-byte item back into a dict. With
+250,000 pods that difference is 140 MB left fragmented after every relist.
 
 Watch streams pass through untouched: their events are applied one at a time
 and dropped, so they never accumulate.
@@ -28,7 +33,7 @@ from kube.client import ApiClient, JsonObject, Params
 class ReducingClient:
     """An :class:`~kube.client.ApiClient` whose LIST pages of ``path`` come back reduced."""
 
-    def __init__(self, client: ApiClient, path: str, reduce: Callable[[JsonObject], JsonObject] = reduce_pod) -> None:
+    def __init__(self, client: ApiClient, path: str, reduce: Callable[[JsonObject], Any] = reduce_pod) -> None:
         self.client = client
         self.path = path
         self.reduce = reduce
@@ -39,6 +44,7 @@ class ReducingClient:
             items = page.get("items")
             if isinstance(items, list):
                 page["items"] = [self.reduce(item) for item in items if isinstance(item, dict)]
+                page.pop("kind", None)
         return page
 
     def stream(self, *args: Any, **kwargs: Any) -> Any:
