@@ -99,8 +99,12 @@ class MeshfitServer:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start and return once ``/readyz`` answers 200 (policy loaded, watches synced)."""
-        self._component.start(self.argv)
+        self.launch()
         self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting (to start several at once; then :meth:`wait_ready`)."""
+        self._component.start(self.argv)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         def ready() -> bool:
@@ -156,8 +160,9 @@ def start_webhook(
     policy_configmap: tuple[str, str] = (POLICY_NAMESPACE, POLICY_NAME),
     extra_args: Sequence[str] = (),
     timeout: float = 60.0,
+    wait: bool = True,
 ) -> MeshfitServer:
-    """``meshfit webhook serve`` on loopback, watching the policy ConfigMap; waits for ready."""
+    """``meshfit webhook serve`` on loopback, watching the policy ConfigMap; waits for ready unless not ``wait``."""
     port = port or free_port()
     server = MeshfitServer(
         name,
@@ -174,7 +179,10 @@ def start_webhook(
         f"https://{LOOPBACK}:{port}",
         ssl.create_default_context(cafile=str(cert_dir / "ca.crt")),
     )
-    server.start(timeout)
+    if wait:
+        server.start(timeout)
+    else:
+        server.launch()
     return server
 
 
@@ -187,8 +195,9 @@ def start_extender(
     policy_configmap: tuple[str, str] = (POLICY_NAMESPACE, POLICY_NAME),
     extra_args: Sequence[str] = (),
     timeout: float = 60.0,
+    wait: bool = True,
 ) -> MeshfitServer:
-    """``meshfit extender serve`` on loopback over HTTP, list+watching the cluster; waits for ready."""
+    """``meshfit extender serve`` on loopback over HTTP, list+watching the cluster; waits for ready unless not ``wait``."""
     port = port or free_port()
     server = MeshfitServer(
         name,
@@ -203,7 +212,10 @@ def start_extender(
         ),
         f"http://{LOOPBACK}:{port}",
     )
-    server.start(timeout)
+    if wait:
+        server.start(timeout)
+    else:
+        server.launch()
     return server
 
 
