@@ -60,6 +60,9 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888; 0 picks a free one)")
     serve.add_argument("--tls-cert-dir", metavar="DIR",
                        help="serve HTTPS with tls.crt/tls.key from DIR, reloaded when they rotate (default: HTTP)")
+    serve.add_argument("--tls-client-ca", metavar="FILE",
+                       help="with --tls-cert-dir: require client certificates signed by this CA (give the "
+                            "scheduler's extenders entry a tlsConfig certFile/keyFile), so only it may bind")
     source = serve.add_mutually_exclusive_group()
     source.add_argument("--kubeconfig", metavar="FILE", help="cluster to list and watch (default: in-cluster)")
     source.add_argument("--snapshot", metavar="FILE",
@@ -106,12 +109,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port must be 0..65535, got {args.port}")
+    if args.tls_client_ca and not args.tls_cert_dir:
+        raise CommandError("--tls-client-ca needs --tls-cert-dir")
     if args.snapshot and args.policy_configmap:
         raise CommandError("--policy-configmap needs a cluster to watch; with --snapshot use --policy")
     options = ServeOptions(
         host=args.host,
         port=args.port,
         tls_cert_dir=args.tls_cert_dir,
+        tls_client_ca=args.tls_client_ca,
         kubeconfig=args.kubeconfig,
         snapshot=args.snapshot,
         policy_file=args.policy,

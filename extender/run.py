@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -41,6 +42,8 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8888
     tls_cert_dir: str | None = None
+    #: Require client certificates signed by this CA (the scheduler's ``tlsConfig.certFile``).
+    tls_client_ca: str | None = None
     kubeconfig: str | None = None
     #: Neither a kubeconfig nor a snapshot: in-cluster service account (else the default kubeconfig).
     snapshot: str | None = None
@@ -118,6 +121,14 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> None:
         except CertLoadError as exc:
             raise StartupError(f"--tls-cert-dir {options.tls_cert_dir}: {exc}") from None
         ssl_context = reloader.context
+        if options.tls_client_ca:
+            # Only a scheduler holding a certificate from this CA may call bind, which creates Bindings
+            # with this extender's rights.
+            try:
+                ssl_context.load_verify_locations(cafile=options.tls_client_ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise StartupError(f"--tls-client-ca {options.tls_client_ca}: {exc}") from None
+            ssl_context.verify_mode = ssl.CERT_REQUIRED
         tasks.append(asyncio.create_task(reloader.run(stop), name="cert reload"))
 
     if options.policy_file:

@@ -159,9 +159,9 @@ async def start_serve(*args: str) -> tuple[asyncio.subprocess.Process, str]:
     while True:
         line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
         assert line, "the extender exited before listening"
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        match = re.search(r"listening on https?(://127\.0\.0\.1:\d+)", line)
         if match:
-            return proc, match.group(1)
+            return proc, "http" + match.group(1)
 
 
 async def stop(proc: asyncio.subprocess.Process) -> tuple[int, str]:
@@ -256,3 +256,59 @@ def test_policy_file_reload_keeps_the_last_good(tmp_path: Path) -> None:
     assert not watch.check_now()
     assert holder.observe_only and holder.stats.rejected == 1
     assert "at least one resource weight must be positive" in holder.stats.last_error
+
+
+def _client_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A client CA, and a client certificate (clientAuth) signed by it, as the scheduler would hold."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from certs.generate import build_ca
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = build_ca(ca_key, common_name="scheduler clients", not_before=now - dt.timedelta(minutes=1),
+                  not_after=now + dt.timedelta(days=1), key_type="ecdsa")
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "system:kube-scheduler")]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = tmp_path / "client-ca.crt", tmp_path / "client.crt", tmp_path / "client.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+async def test_serve_https_with_client_certificates(tmp_path: Path, snapshot: Path) -> None:
+    import ssl
+
+    from certs.generate import generate
+
+    serving = tmp_path / "tls"
+    generate(serving, service="meshfit-extender", namespace="meshfit-system", ips=["127.0.0.1"])
+    client_ca, client_cert, client_key = _client_pair(tmp_path)
+    proc, url = await start_serve("--snapshot", str(snapshot), "--tls-cert-dir", str(serving),
+                                  "--tls-client-ca", str(client_ca))
+    try:
+        url = url.replace("http://", "https://")
+        trusted = ssl.create_default_context(cafile=str(serving / "ca.crt"))
+        with_cert = ssl.create_default_context(cafile=str(serving / "ca.crt"))
+        with_cert.load_cert_chain(str(client_cert), str(client_key))
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{url}/filter", data=recording("args-cache-filter.json"), ssl=with_cert) as response:
+                assert response.status == 200
+            with pytest.raises(aiohttp.ClientError):  # no client certificate: no handshake
+                async with session.get(f"{url}/healthz", ssl=trusted) as response:
+                    await response.read()
+    finally:
+        code, err = await stop(proc)
+    assert code == 0, err
