@@ -47,11 +47,11 @@ from .cluster import LocalCluster
 from .meshfit_servers import (
     MANIFESTS,
     MeshfitServer,
-    extender_config,
     generate_certs,
     install_policy,
     policy_configmap,
     register_webhook,
+    shipped_extender_config,
     start_extender,
     start_webhook,
     webhook_configuration,
@@ -220,7 +220,7 @@ def _demo(cluster: LocalCluster, servers: list[MeshfitServer], policy_text: str,
     say(f"webhook ready at {webhook.url}/mutate, extender ready at {extender.url}")
 
     register_webhook(cluster, webhook_configuration("meshfit-sidecar-injector", webhook.url, ca_bundle))
-    cluster.restart_scheduler([extender_config(extender.url)])
+    cluster.restart_scheduler([shipped_extender_config(extender.url)])
     say("registered: MutatingWebhookConfiguration meshfit-sidecar-injector; kube-scheduler restarted "
         "with the extender (filter, prioritize, bind)")
 

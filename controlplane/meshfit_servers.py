@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 MANIFESTS = REPO / "manifests"
 POLICY_MANIFEST = MANIFESTS / "policy.yaml"
 WEBHOOK_MANIFEST = MANIFESTS / "webhook" / "base" / "mutatingwebhookconfiguration.yaml"
+SCHEDULER_CONFIG_MANIFEST = MANIFESTS / "extender" / "scheduler-config.yaml"
 
 POLICY_NAMESPACE = "meshfit-system"
 POLICY_NAME = "meshfit-policy"
@@ -311,6 +312,27 @@ def extender_config(url: str, *, ignorable: bool = False, weight: int = 5, http_
         "httpTimeout": http_timeout,
         "managedResources": [],
     }
+
+
+def shipped_extender_config(url: str, *, ignorable: bool | None = None) -> JSON:
+    """The ``extenders:`` entry of manifests/extender/scheduler-config.yaml, pointed at ``url``.
+
+    What operators put in their scheduler's configuration is what the tests
+    and the demo run; only the address changes (and ``ignorable`` if given).
+    Without that file (a checkout that predates it) the entry of
+    :func:`extender_config` stands in, ignorable as the shipped one is.
+    """
+    if SCHEDULER_CONFIG_MANIFEST.exists():
+        config = yaml.safe_load(SCHEDULER_CONFIG_MANIFEST.read_text())
+        entry: JSON = copy.deepcopy(config["extenders"][0])
+        entry["urlPrefix"] = url
+        entry["enableHTTPS"] = url.startswith("https://")
+        entry.pop("tlsConfig", None)
+    else:
+        entry = extender_config(url, ignorable=True)
+    if ignorable is not None:
+        entry["ignorable"] = ignorable
+    return entry
 
 
 def _expect(status: int, body: JSON, what: str) -> None:

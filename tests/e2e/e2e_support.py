@@ -398,11 +398,16 @@ class PolicyControl:
         return time.monotonic() - started
 
     @contextlib.contextmanager
-    def changed(self, edits: Mapping[str, Any], revision: str) -> Iterator[Policy]:
-        """The policy in force with ``edits`` (nested dicts, merged) inside the block."""
+    def restoring(self) -> Iterator[None]:
+        """Whatever the block puts in the ConfigMap, the policy in force before it is back after it."""
         previous = self.current
-        policy = self.apply(self.text(edits, revision))
         try:
-            yield policy
+            yield
         finally:
             self.apply(previous[0])
+
+    @contextlib.contextmanager
+    def changed(self, edits: Mapping[str, Any], revision: str) -> Iterator[Policy]:
+        """The policy in force with ``edits`` (nested dicts, merged) inside the block."""
+        with self.restoring():
+            yield self.apply(self.text(edits, revision))

@@ -10,7 +10,11 @@ with a field manager and ``dryRun=All``; nothing is stored.
 Not every document is an object the server knows: kustomize's own files
 (``Kustomization``, JSON patches) are no API objects at all, and some objects
 need CRDs this cluster lacks (cert-manager's ``Certificate``). Those are
-skipped by kind, each named in a warning, never silently.
+skipped by kind, each named in a warning, never silently. A
+``KubeSchedulerConfiguration`` is no API object either, but kube-scheduler
+reads it: its ``extenders`` are run for real, by restarting the session's
+scheduler with them (pointed at the session's extender) and binding a pod
+through them.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from typing import Any
 
 import pytest
 import yaml
+from e2e_support import app_pod, create, node_pool, wait_bound
 
 from controlplane.cluster import LocalCluster
-from controlplane.meshfit_servers import MANIFESTS
+from controlplane.meshfit_servers import MANIFESTS, MeshfitServer
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +37,7 @@ FIELD_MANAGER = "meshfit-e2e"
 NAMESPACES = ("meshfit-system", "shop")
 #: Documents that are kustomize's input, not API objects.
 KUSTOMIZE_KINDS = {"Kustomization", "Component"}
+SCHEDULER_CONFIG = "KubeSchedulerConfiguration"
 
 
 def _manifest_files() -> list[Path]:
@@ -71,9 +77,28 @@ def _documents(path: Path) -> list[Any]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
 
+def _run_scheduler_config(cluster: LocalCluster, extender: MeshfitServer, doc: dict[str, Any], where: str) -> str:
+    """Run kube-scheduler with the document's extenders (addresses swapped); a pod must bind through them."""
+    extenders = []
+    for shipped in doc.get("extenders") or ():
+        entry = {**shipped, "urlPrefix": extender.url, "enableHTTPS": False}
+        entry.pop("tlsConfig", None)
+        extenders.append(entry)
+    assert extenders, f"{where}: a KubeSchedulerConfiguration in manifests/ without meshfit's extender"
+    pool = node_pool(cluster, [("only", "2", "4Gi")])
+    binds = extender.metric("meshfit_extender_binds_total", {"result": "ok"}) or 0
+    with cluster.scheduler_extenders(extenders):  # kube-scheduler refuses to start on a bad entry
+        pod = pool.place(app_pod(f"scheduler-config-{pool.value}", requests={"cpu": "100m", "memory": "64Mi"}))
+        create(cluster, "shop", pod)
+        assert wait_bound(cluster, "shop", pod["metadata"]["name"]) == pool.names[0]
+    if any(e.get("bindVerb") for e in extenders):
+        assert (extender.metric("meshfit_extender_binds_total", {"result": "ok"}) or 0) == binds + 1
+    return f"{SCHEDULER_CONFIG} (run by kube-scheduler)"
+
+
 @pytest.mark.parametrize("path", _manifest_files(), ids=lambda p: str(p.relative_to(MANIFESTS)))
 def test_manifest_passes_server_side_dry_run_apply(
-    local_cluster: LocalCluster, discovery: Discovery, path: Path
+    local_cluster: LocalCluster, discovery: Discovery, extender_server: MeshfitServer, path: Path
 ) -> None:
     applied, skipped, failures = [], [], []
     for index, doc in enumerate(_documents(path)):
@@ -84,6 +109,9 @@ def test_manifest_passes_server_side_dry_run_apply(
         api_version, kind = doc["apiVersion"], doc["kind"]
         if kind in KUSTOMIZE_KINDS:
             skipped.append(f"{where}: {kind} is kustomize's input, not an API object")
+            continue
+        if kind == SCHEDULER_CONFIG:
+            applied.append(_run_scheduler_config(local_cluster, extender_server, doc, where))
             continue
         resource = discovery.resource(api_version, kind)
         if resource is None:

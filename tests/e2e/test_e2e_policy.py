@@ -50,7 +50,7 @@ def test_a_policy_edit_reaches_the_next_pod_within_seconds(
     namespace = mesh_namespace()
     assert _msg_mesh(create(local_cluster, namespace, POD, dry_run=True)) == ("200m", policy_control.base.revision)
 
-    with policy_control.changed({}, "e2e-unchanged"):  # restores the shipped policy afterwards
+    with policy_control.restoring():
         text = policy_control.text(_msg_mesh_size("300m"), "e2e-msg-300m")
         started = time.monotonic()
         policy_control.put_text(text)
@@ -66,7 +66,6 @@ def test_a_policy_edit_reaches_the_next_pod_within_seconds(
         stored = create(local_cluster, namespace, POD)
         assert _msg_mesh(stored) == ("300m", "e2e-msg-300m")
         policy_control.wait_serving("e2e-msg-300m")  # the extender took it too
-        policy_control.current = (text, "e2e-msg-300m", yaml.safe_load(text))
 
 
 def test_an_invalid_policy_keeps_the_last_good_one(

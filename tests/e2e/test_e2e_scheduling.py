@@ -28,7 +28,7 @@ from e2e_support import (
 )
 
 from controlplane.cluster import LocalCluster
-from controlplane.meshfit_servers import MeshfitServer, extender_config
+from controlplane.meshfit_servers import MeshfitServer, shipped_extender_config
 
 pytestmark = pytest.mark.e2e
 
@@ -42,9 +42,14 @@ EXPOSURE = {"cpu": "700m", "memory": "640Mi"}
 def scheduling(
     local_cluster: LocalCluster, extender_server: MeshfitServer, policy_control: PolicyControl
 ) -> Iterator[None]:
-    """Swap variant and the extender in the scheduler, for this module; both restored after."""
+    """Swap variant and the extender in the scheduler, for this module; both restored after.
+
+    The scheduler's ``extenders:`` entry is the shipped one
+    (manifests/extender/scheduler-config.yaml) with the address changed.
+    """
+    extenders = [shipped_extender_config(extender_server.url)]
     with policy_control.changed({"resources": {"overcommitVariant": "swap"}}, "e2e-swap"), \
-            local_cluster.scheduler_extenders([extender_config(extender_server.url)]):
+            local_cluster.scheduler_extenders(extenders):
         yield
 
 
