@@ -191,8 +191,8 @@ def run(*, keep: bool = False, variant: str = "swap", out: TextIO = sys.stdout) 
 
 def _binaries(say: Progress) -> Any:
     missing = binaries.missing()
-    if missing and not binaries.go_available():
-        return binaries.require()  # raises, saying how to get them
+    if os.environ.get(binaries.BIN_ENV) or (missing and not binaries.go_available()):
+        return binaries.require()  # raises, saying how to get them, when they are not all there
     if missing:
         say(f"building the control plane ({', '.join(missing)}): a few minutes, once; later runs reuse it")
     else:
