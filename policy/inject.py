@@ -13,7 +13,6 @@ pod-level fields and annotations.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ import orjson
 from policy.annotations import ACCOUNTING, STATUS
 from policy.decision import Decision, Namespace, decide
 from policy.donation import Donation, plan
-from policy.edits import PodEditor
+from policy.edits import PodEditor, json_copy
 from policy.model import Policy, SidecarSpec
 from policy.quantity import ZERO, Quantity, QuantityError
 from policy.record import AccountingRecord, SidecarRecord
@@ -284,19 +283,22 @@ def _build(pod: dict[str, Any], sidecars: tuple[SidecarSpec, ...], versions: dic
         donations = plan(editor.pod["spec"], target, injected_names)
         drift = _apply_donations(editor, donations, carve=mode == "carve")
     fits = True
+    after = None
     if variant == "pod-level":
         _set_pod_level(editor, target, before_limits, overhead)
         # Validation demands container aggregate <= pod-level request; where a donor
         # could not give enough, the pod-level request grows and the leak shows it,
         # as long as it stays within the pod-level limit.
-        aggregate = explain_requests(editor.pod).aggregate
+        after = explain_requests(editor.pod)
+        aggregate = after.aggregate
         limits = pod_level_limits(editor.pod["spec"])
         for r in RESOURCES:
             if aggregate[r].nanos > target[r]:
                 editor.set(("spec", "resources", "requests", r), aggregate[r].format())
+                after = None  # the pod-level request changed: R(new) is computed again below
             if r in limits and aggregate[r] > limits[r]:
                 fits = False
-    return _Built(editor, explain_requests(editor.pod), pod_limits(editor.pod), drift, fits)
+    return _Built(editor, after if after is not None else explain_requests(editor.pod), pod_limits(editor.pod), drift, fits)
 
 
 def _size_all(sidecars: tuple[SidecarSpec, ...], overrides: Mapping[str, Any], A: Resources, before_limits: Limits,
@@ -331,7 +333,7 @@ def _add_app_env(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:
         present = {e.get("name") for e in container.get("env") or () if isinstance(e, Mapping)}
         for env in wanted:
             if env["name"] not in present:
-                editor.insert(("spec", "containers", i, "env"), None, copy.deepcopy(env))
+                editor.insert(("spec", "containers", i, "env"), None, json_copy(env))
                 present.add(env["name"])
 
 
@@ -345,7 +347,7 @@ def _container(sidecar: SidecarSpec, choice: VersionChoice, size: SidecarSize) -
         c["args"] = list(sidecar.args)
     for key, value in (("ports", sidecar.ports), ("env", sidecar.env), ("volumeMounts", sidecar.volume_mounts)):
         if value:
-            c[key] = copy.deepcopy(list(value))
+            c[key] = json_copy(value)
     resources: dict[str, Any] = {}
     if size.requests:
         resources["requests"] = {r: v.format() for r, v in size.requests.items()}
@@ -355,7 +357,7 @@ def _container(sidecar: SidecarSpec, choice: VersionChoice, size: SidecarSize) -
     for key, probe in (("startupProbe", sidecar.startup_probe), ("readinessProbe", sidecar.readiness_probe),
                        ("livenessProbe", sidecar.liveness_probe), ("securityContext", sidecar.security_context)):
         if probe is not None:
-            c[key] = copy.deepcopy(probe)
+            c[key] = json_copy(probe)
     return c
 
 
@@ -377,7 +379,7 @@ def _add_volumes(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:
     for sidecar in sidecars:
         for volume in sidecar.volumes:
             if volume.get("name") not in present:
-                editor.insert(("spec", "volumes"), None, copy.deepcopy(volume))
+                editor.insert(("spec", "volumes"), None, json_copy(volume))
                 present.add(volume.get("name"))
 
 

@@ -130,8 +130,8 @@ class Quantity:
 
     def scale(self, ratio: Fraction, granule: int = 1) -> Quantity:
         """``self × ratio`` rounded *up* to a multiple of ``granule`` nano-units."""
-        exact = Fraction(self.nanos) * ratio
-        steps = -((-exact.numerator) // (exact.denominator * granule))
+        # Integer ceiling division: exact like Fraction arithmetic, without building Fractions.
+        steps = -((-self.nanos * ratio.numerator) // (ratio.denominator * granule))
         return Quantity(steps * granule, self.fmt)
 
     def round_up(self, granule: int) -> Quantity:
