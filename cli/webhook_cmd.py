@@ -9,11 +9,11 @@ serving nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
 
+from cli import event_loop
 from cli.errors import CommandError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -150,6 +150,6 @@ def run_serve(args: argparse.Namespace) -> int:
         answer_cache_entries=max(0, args.answer_cache),
     )
     try:
-        return asyncio.run(serve(options))
+        return event_loop.run(serve(options))
     except StartError as exc:
         raise CommandError(str(exc).replace("\n", " ")) from None
