@@ -62,6 +62,9 @@ class LocalCluster:
     ``extenders`` is copied verbatim into the KubeSchedulerConfiguration's
     ``extenders:`` list. ``extra_args`` maps a component name to flags appended
     to its command line (e.g. ``{"kube-apiserver": ["--v=4"]}``).
+    ``scheduler_qps``/``scheduler_burst`` set the scheduler's
+    ``clientConnection.qps``/``burst`` (benchmarks; the defaults of 50/100
+    throttle binding).
     """
 
     def __init__(
@@ -74,6 +77,8 @@ class LocalCluster:
         service_cluster_ip_range: str = "10.96.0.0/16",
         start_timeout: float = 120.0,
         keep_workdir: bool = False,
+        scheduler_qps: float | None = None,
+        scheduler_burst: int | None = None,
     ) -> None:
         unknown = set(extra_args or ()) - set(COMPONENTS)
         if unknown:
@@ -88,6 +93,8 @@ class LocalCluster:
         self.service_cluster_ip_range = service_cluster_ip_range
         self.start_timeout = start_timeout
         self.keep_workdir = keep_workdir
+        self.scheduler_qps = scheduler_qps
+        self.scheduler_burst = scheduler_burst
 
         self.workdir: Path = Path()
         self.token = secrets.token_hex(16)
@@ -209,6 +216,8 @@ class LocalCluster:
             self.scheduler_config_path,
             kubeconfig=self.workdir / "scheduler.kubeconfig",
             extenders=self._extenders,
+            client_qps=self.scheduler_qps,
+            client_burst=self.scheduler_burst,
         )
         # A fresh port per start: a restarted scheduler never races the
         # previous one's socket.
