@@ -1,0 +1,3 @@
+module meshfit.io/hack/loadgen
+
+go 1.26
