@@ -1,0 +1,70 @@
+"""Run every benchmark, one after another, and print the targets of all of them together.
+
+    python -m bench.run_all [--quick] [--only NAME ...]     (``make bench``)
+
+Order: the webhook against its floor first (no control plane running, so the
+machine is at its quietest), then the extender at fleet scale, then the three
+that start a control plane. Pod creation runs before watch throughput, which
+compares itself with pod creation's rate. A benchmark that fails is reported
+and the others still run; the exit status is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import extender_scale, pod_create, scheduling, watch_throughput, webhook_floor
+from bench.report import Report, Target, targets_table
+
+#: name -> (full run, quick run)
+BENCHMARKS: dict[str, tuple[Callable[[Path | None], Report], Callable[[Path | None], Report]]] = {
+    "webhook_floor": (lambda out: webhook_floor.run(out_dir=out),
+                      lambda out: webhook_floor.run(rounds=1, seconds=0.5, distinct_pods=100, rate_seconds=0.5,
+                                                    out_dir=out)),
+    "extender_scale": (lambda out: extender_scale.run(out_dir=out),
+                       lambda out: extender_scale.run(nodes=200, pods=2000, rounds=10, out_dir=out)),
+    "pod_create": (lambda out: pod_create.run(out_dir=out),
+                   lambda out: pod_create.run(pods=20, rounds=2, concurrency=4, out_dir=out)),
+    "scheduling": (lambda out: scheduling.run(out_dir=out),
+                   lambda out: scheduling.run(nodes=20, pods=20, rounds=1, out_dir=out, timeout=120)),
+    "watch_throughput": (lambda out: watch_throughput.run(out_dir=out),
+                         lambda out: watch_throughput.run(pods=20, waves=1, nodes=5, out_dir=out)),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmarks run, measures nothing")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these")
+    parser.add_argument("--out", type=Path, default=None, help="results directory (default bench/results)")
+    args = parser.parse_args()
+    started = time.monotonic()
+    targets: list[Target] = []
+    failed: list[str] = []
+    durations: dict[str, float] = {}
+    for name, (full, quick) in BENCHMARKS.items():
+        if args.only and name not in args.only:
+            continue
+        t = time.monotonic()
+        try:
+            report = (quick if args.quick else full)(args.out)
+            targets.extend(report.targets)
+        except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
+            traceback.print_exc()
+            failed.append(name)
+        durations[name] = time.monotonic() - t
+    print("\n== all targets ==")
+    print(targets_table(targets))
+    print("\n" + ", ".join(f"{n} {s:.0f} s" for n, s in durations.items())
+          + f"; total {time.monotonic() - started:.0f} s")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

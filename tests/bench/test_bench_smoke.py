@@ -1,0 +1,101 @@
+"""Each benchmark, run at a tiny size, so none of them can rot between ``make bench`` runs.
+
+These check that a benchmark runs end to end and writes results of the
+expected shape with sane values; they assert no timing target (a CI machine
+under load would fail them at random). The three that need a control plane
+run on the session's ``local_cluster`` and are marked e2e; they confine
+themselves to their own namespaces, tainted nodes and webhook configuration,
+and restore the scheduler's extenders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import extender_scale, pod_create, scheduling, watch_throughput, webhook_floor
+from bench.loadgen import binary
+from controlplane.cluster import LocalCluster
+
+
+def load(path: Path, name: str) -> dict[str, Any]:
+    """The benchmark's JSON, checked for what every results file must carry."""
+    data: dict[str, Any] = json.loads((path / f"{name}.json").read_text())
+    assert data["benchmark"] == name
+    for key in ("title", "date", "machine", "versions", "parameters", "targets", "rows"):
+        assert key in data, key
+    assert data["machine"]["cpus"] >= 1
+    assert data["versions"]["python"] and data["versions"]["event_loop"] in ("uvloop", "asyncio")
+    assert data["targets"], "a benchmark without targets"
+    for target in data["targets"]:
+        assert set(target) >= {"name", "goal", "measured", "unit", "met"}
+        assert isinstance(target["met"], bool)
+        assert math.isfinite(target["measured"]) and target["measured"] >= 0, target
+    return data
+
+
+@pytest.fixture(scope="module")
+def loadgen() -> Path:
+    if shutil.which("go") is None:
+        try:
+            return binary()  # built earlier
+        except Exception:
+            pytest.skip("the webhook benchmark's load generator needs Go")
+    return binary()
+
+
+def test_webhook_floor(tmp_path: Path, loadgen: Path) -> None:
+    webhook_floor.run(rounds=1, seconds=0.3, distinct_pods=30, rate_seconds=0.3, out_dir=tmp_path,
+                      log=lambda line: None)
+    data = load(tmp_path, "webhook_floor")
+    rows = {(r["server"], r["pod"], r["pods"], r["load"]): r for r in data["rows"]}
+    assert len(rows) == len(webhook_floor.THROUGHPUT) + len(webhook_floor.LATENCY)
+    for row in rows.values():
+        assert row["req/s"] > 0 and 0 < row["p50 ms"] <= row["p99 ms"]
+    typical = rows[("meshfit", "typical", "distinct", "closed, c=8")]
+    assert 0 < typical["x floor"] < 10
+    assert [t["name"] for t in data["targets"]][0] == "typical pod throughput, distinct pods"
+
+
+def test_extender_scale(tmp_path: Path) -> None:
+    extender_scale.run(nodes=30, pods=300, rounds=3, out_dir=tmp_path)
+    data = load(tmp_path, "extender_scale")
+    assert (tmp_path / "extender.json").exists()  # the extender bench's own report, beside ours
+    assert len(data["targets"]) == 4
+    assert {r["verb"] for r in data["rows"]} == {"filter", "prioritize"}
+    assert all(r["p50 ms"] > 0 for r in data["rows"])
+
+
+@pytest.mark.e2e
+def test_pod_create(tmp_path: Path, local_cluster: LocalCluster) -> None:
+    pod_create.run(pods=6, rounds=2, concurrency=2, cluster=local_cluster, out_dir=tmp_path, log=lambda line: None)
+    data = load(tmp_path, "pod_create")
+    assert [r["configuration"] for r in data["rows"]] == list(pod_create.CONFIGS)
+    assert all(r["pods"] == 6 and r["pods/s"] > 0 for r in data["rows"])
+    assert data["rows"][0]["x no webhook"] == 1
+
+
+@pytest.mark.e2e
+def test_scheduling(tmp_path: Path, local_cluster: LocalCluster) -> None:
+    before = local_cluster.extenders
+    scheduling.run(nodes=3, pods=4, rounds=1, cluster=local_cluster, out_dir=tmp_path, timeout=120,
+                   log=lambda line: None)
+    assert local_cluster.extenders == before
+    data = load(tmp_path, "scheduling")
+    assert [r["configuration"] for r in data["rows"]] == [scheduling.STOCK, scheduling.EXTENDER]
+    assert all(r["bound"] == r["pods"] == 4 for r in data["rows"])
+
+
+@pytest.mark.e2e
+def test_watch_throughput(tmp_path: Path, local_cluster: LocalCluster) -> None:
+    watch_throughput.run(pods=10, waves=1, nodes=2, cluster=local_cluster, out_dir=tmp_path, reference_rate=1.0,
+                         log=lambda line: None)
+    data = load(tmp_path, "watch_throughput")
+    row = data["rows"][0]
+    assert row["events emitted"] >= 20  # an ADDED and a DELETED per pod at least
+    assert row["absorbed"] >= row["events emitted"]
