@@ -78,6 +78,7 @@ def test_pod_create(tmp_path: Path, local_cluster: LocalCluster) -> None:
     assert [r["configuration"] for r in data["rows"]] == list(pod_create.CONFIGS)
     assert all(r["pods"] == 6 and r["pods/s"] > 0 for r in data["rows"])
     assert data["rows"][0]["x no webhook"] == 1
+    assert len(data["targets"]) == 2
 
 
 @pytest.mark.e2e
