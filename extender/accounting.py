@@ -126,7 +126,7 @@ class NodeState:
 
     __slots__ = (
         "name", "known", "alloc_cpu", "alloc_memory",
-        "req_cpu", "req_memory", "exp_cpu", "exp_memory", "pods", "leak",
+        "req_cpu", "req_memory", "exp_cpu", "exp_memory", "pods", "leak", "memo",
     )
 
     def __init__(self, name: str) -> None:
@@ -141,8 +141,12 @@ class NodeState:
         self.pods = 0
         #: namespace -> [cpu, memory] leak, only for namespaces that leak here.
         self.leak: dict[str, list[int]] | None = None
+        #: What a scorer derived from these figures (:meth:`extender.scoring.Scorer.memo`);
+        #: cleared on every change, so it is recomputed only for nodes that changed.
+        self.memo: tuple[object, ...] | None = None
 
     def add(self, e: PodEntry) -> None:
+        self.memo = None
         self.req_cpu += e.cpu
         self.req_memory += e.memory
         self.exp_cpu += e.exp_cpu
@@ -156,6 +160,7 @@ class NodeState:
             sums[1] += e.leak_memory
 
     def remove(self, e: PodEntry) -> None:
+        self.memo = None
         self.req_cpu -= e.cpu
         self.req_memory -= e.memory
         self.exp_cpu -= e.exp_cpu
@@ -222,6 +227,7 @@ class Accounting:
         state.known = True
         state.alloc_cpu = alloc_cpu
         state.alloc_memory = alloc_memory
+        state.memo = None
 
     def drop_node(self, name: str) -> None:
         """The node object is gone; its pods still count until they go too."""
@@ -230,6 +236,7 @@ class Accounting:
             return
         state.known = False
         state.alloc_cpu = state.alloc_memory = 0
+        state.memo = None
         if state.empty:
             del self.nodes[name]
 

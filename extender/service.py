@@ -26,7 +26,7 @@ from extender.inflight import InFlight
 from extender.instruments import Instruments
 from extender.policy_source import PolicyHolder
 from extender.protocol import BindingArgs, ExtenderArgs, ProtocolError
-from extender.scoring import NEUTRAL_SCORE, Failure, percent_text
+from extender.scoring import Failure, percent_text
 from policy.pod_accounting import PodAccounting, account_pod, pod_uid
 
 log = logging.getLogger(__name__)
@@ -83,25 +83,8 @@ class ExtenderService:
         judged = scorer.judged(entry, acc.mesh == "meshfit")
         cache.remember(uid, entry, judged)
 
-        nodes = cache.accounting.nodes
-        out = FilterOutcome(passed=[])
-        passed = out.passed
-        unknown = 0
-        failures: list[tuple[str, Failure]] = []
-        check = scorer.check
-        for name in args.names:
-            state = nodes.get(name)
-            if state is None or not state.known:
-                unknown += 1
-                passed.append(name)
-                continue
-            if judged:
-                failure = check(entry, state)
-                if failure is not None:
-                    failures.append((name, failure))
-                    continue
-            passed.append(name)
-
+        passed, failures, unknown = scorer.filter(entry, cache.accounting.nodes, args.names, judged)
+        out = FilterOutcome(passed=passed)
         ins = self.instruments
         if unknown:
             ins.unknown_nodes.inc("filter", by=unknown)
@@ -131,18 +114,7 @@ class ExtenderService:
 
     def prioritize(self, args: ExtenderArgs) -> list[int]:
         _acc, entry = self._pod(args.pod)
-        nodes = self.cache.accounting.nodes
-        score = self.policy.scorer.score
-        scores: list[int] = []
-        append = scores.append
-        unknown = 0
-        for name in args.names:
-            state = nodes.get(name)
-            if state is None or not state.known:
-                unknown += 1
-                append(NEUTRAL_SCORE)
-            else:
-                append(score(entry, state))
+        scores, unknown = self.policy.scorer.scores(entry, self.cache.accounting.nodes, args.names)
         if unknown:
             self.instruments.unknown_nodes.inc("prioritize", by=unknown)
         return scores
