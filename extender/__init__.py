@@ -1,1 +1,16 @@
+"""The kube-scheduler extender: bounds sidecar overcommit exposure per node (docs/scheduling.md).
 
+Pure core, importable without a server or a cluster:
+
+* :mod:`extender.accounting`: per-node sums in nano-unit ints, updated pod by pod;
+* :mod:`extender.scoring`: filter verdicts with their messages, and headroom scores;
+* :mod:`extender.cache`: the cluster as the extender knows it, assumed bindings included;
+* :mod:`extender.protocol`: ``k8s.io/kube-scheduler/extender/v1`` bytes in and out;
+* :mod:`extender.simulate`, :mod:`extender.snapshot`: what-ifs on a static cluster state.
+
+Edges: :mod:`extender.service` (the verbs), :mod:`extender.server` (HTTP),
+:mod:`extender.feed` and :mod:`extender.reduced_list` (list+watch),
+:mod:`extender.binder` (Bindings), :mod:`extender.inflight` (waiting for binds),
+:mod:`extender.policy_source`, :mod:`extender.instruments` and
+:mod:`extender.metrics`, :mod:`extender.collector`, :mod:`extender.run`.
+"""

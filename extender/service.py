@@ -26,7 +26,7 @@ from extender.inflight import InFlight
 from extender.instruments import Instruments
 from extender.policy_source import PolicyHolder
 from extender.protocol import BindingArgs, ExtenderArgs, ProtocolError
-from extender.scoring import Failure, percent_text
+from extender.scoring import percent_text
 from policy.pod_accounting import PodAccounting, account_pod, pod_uid
 
 log = logging.getLogger(__name__)
