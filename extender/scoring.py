@@ -44,6 +44,9 @@ MAX_PRIORITY = 10
 #: What a node the extender cannot judge (not in its cache yet) gets: the middle.
 NEUTRAL_SCORE = MAX_PRIORITY // 2
 
+#: Failing nodes up to which each gets a message with its own figures (see :meth:`Scorer.filter`).
+DETAILED_FAILURES = 50
+
 #: Failure reasons, the label of the ``nodes failed`` metric.
 REASON_EXPOSURE = "exposure"
 REASON_FIT = "fit"
@@ -168,9 +171,14 @@ class Scorer:
         """``(passed, failures, unknown)`` for ``names``; :meth:`check` for thousands of nodes.
 
         Nodes not ``known`` pass (and are counted); an unjudged pod passes everywhere.
+        When more than :data:`DETAILED_FAILURES` nodes fail, they get the messages of
+        :meth:`_summary` instead of their own figures: kube-scheduler puts one line per
+        *distinct* message into the pod's condition and event, so thousands of per-node
+        figures would make a message of hundreds of kilobytes on the pod, while a few
+        summary messages aggregate into "3839 memory exposure over the ceiling ...".
         """
         passed: list[str] = []
-        failures: list[tuple[str, Failure]] = []
+        failing: list[tuple[str, NodeState, tuple[object, ...]]] = []
         unknown = 0
         memo_of = self.memo
         exp_cpu, exp_mem, cpu, mem = pod.exp_cpu, pod.exp_memory, pod.cpu, pod.memory
@@ -190,10 +198,43 @@ class Scorer:
                     or (cpu and node.req_cpu + cpu > node.alloc_cpu)
                     or (mem and node.req_memory + mem > node.alloc_memory)
                 ):
-                    failures.append((name, self._failure(pod, node, memo)))
+                    failing.append((name, node, memo))
                     continue
             passed.append(name)
+        if len(failing) <= DETAILED_FAILURES:
+            return passed, [(name, self._failure(pod, node, memo)) for name, node, memo in failing], unknown
+        summaries: dict[tuple[bool, ...], Failure] = {}
+        failures: list[tuple[str, Failure]] = []
+        for name, node, memo in failing:
+            key = (
+                bool(exp_cpu and node.exp_cpu + exp_cpu > memo[6]),  # type: ignore[operator]
+                bool(exp_mem and node.exp_memory + exp_mem > memo[7]),  # type: ignore[operator]
+                bool(cpu and node.req_cpu + cpu > node.alloc_cpu),
+                bool(mem and node.req_memory + mem > node.alloc_memory),
+            )
+            failure = summaries.get(key)
+            if failure is None:
+                failure = summaries[key] = self._summary(pod, *key)
+            failures.append((name, failure))
         return passed, failures, unknown
+
+    def _summary(self, pod: PodEntry, over_cpu: bool, over_mem: bool, short_cpu: bool, short_mem: bool) -> Failure:
+        """The same verdict as :meth:`_failure` without the node's own figures, so it aggregates."""
+        if over_cpu or over_mem:
+            parts = []
+            if over_cpu:
+                parts.append(f"cpu exposure over the ceiling ({self.ceil_cpu_text} of allocatable): "
+                             f"this pod adds {_cpu(pod.exp_cpu)}")
+            if over_mem:
+                parts.append(f"memory exposure over the ceiling ({self.ceil_mem_text} of allocatable): "
+                             f"this pod adds {_memory(pod.exp_memory)}")
+            return Failure(REASON_EXPOSURE, "; ".join(parts), True)
+        parts = []
+        if short_cpu:
+            parts.append(f"not enough cpu left for this pod's {_cpu(pod.cpu)}")
+        if short_mem:
+            parts.append(f"not enough memory left for this pod's {_memory(pod.memory)}")
+        return Failure(REASON_FIT, "pod does not fit: " + "; ".join(parts), False)
 
     def _failure(self, pod: PodEntry, node: NodeState, memo: tuple[object, ...]) -> Failure:
         failed: list[str] = []

@@ -171,3 +171,26 @@ def test_ceiling_text(ceiling: Fraction, text: str) -> None:
     scorer = Scorer(Scheduling(exposure_ceiling={"cpu": ceiling, "memory": ceiling}))
     failure = scorer.check(p("0", "0", ("1m", "0")), n("a", "1", "1Gi", exp=("200m", "0")))
     assert failure is not None and f"(ceiling {text})" in failure.message
+
+
+def test_many_failing_nodes_get_messages_that_aggregate() -> None:
+    from extender.scoring import DETAILED_FAILURES
+
+    pod = p("1", "1Gi", ("500m", "512Mi"))
+    # Every node a little different, all over the memory ceiling; some also short of cpu.
+    nodes = {f"n{i}": n(f"n{i}", "8", "16Gi", req=(f"{7500 + i}m", "1Gi"), exp=("0", f"{1600 + i}Mi"))
+             for i in range(DETAILED_FAILURES + 10)}
+    fit_only = {f"f{i}": n(f"f{i}", "8", "16Gi", req=(f"{7500 + i}m", "1Gi")) for i in range(5)}
+    everything = {**nodes, **fit_only, "ok": n("ok", "8", "16Gi")}
+    passed, failures, unknown = DEFAULT.filter(pod, everything, [*everything, "ghost"], judged=True)
+    assert passed == ["ok", "ghost"] and unknown == 1
+    messages = {f.message for _, f in failures}
+    assert messages == {
+        "memory exposure over the ceiling (10% of allocatable): this pod adds 512Mi",
+        "pod does not fit: not enough cpu left for this pod's 1",
+    }
+    # A few failing nodes keep their own figures.
+    few = dict(list(nodes.items())[:3])
+    _, failures, _ = DEFAULT.filter(pod, few, list(few), judged=True)
+    assert [f.message for _, f in failures] == [DEFAULT.check(pod, s).message for s in few.values()]  # type: ignore[union-attr]
+    assert failures[0][1].message.startswith("memory exposure would reach 12.9% of allocatable (ceiling 10%)")
