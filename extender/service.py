@@ -104,9 +104,12 @@ class ExtenderService:
                     else:
                         out.failed[name] = failure.message
                 if not out.passed:
+                    first = failures[0][0]
+                    detail = scorer.check(entry, cache.accounting.nodes[first])
                     log.info(
                         "pod %s/%s fits no candidate node (%d asked); first: %s: %s",
-                        acc.namespace, acc.name, len(args.names), failures[0][0], failures[0][1].message,
+                        acc.namespace, acc.name, len(args.names), first,
+                        detail.message if detail else failures[0][1].message,
                     )
         if out.passed:
             self.inflight.register(uid)
