@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.apiserver import NODE_TOLERATION, Api, connect, create_nodes, create_pods
+from bench.cpu import CpuMeter, cluster_pids, cpu_seconds
 from bench.pod_create import bench_cluster
 from bench.pods import client_pod
 from bench.report import REPO, Report, write
@@ -90,6 +91,10 @@ async def _round(cluster: LocalCluster, api: Api, config: str, extender: Meshfit
     watcher = asyncio.create_task(_bindings(api, namespace, listed["metadata"]["resourceVersion"], len(pods),
                                             times, done))
     extenders = [shipped_extender_config(extender.url)] if config == EXTENDER else []
+    assert extender.pid is not None
+    meter = CpuMeter({**{k: v for k, v in cluster_pids(cluster).items() if k != "kube-scheduler"},
+                      "extender": extender.pid})
+    meter.start()
     started = time.perf_counter()
     await asyncio.to_thread(cluster.start_scheduler, extenders)
     try:
@@ -98,6 +103,9 @@ async def _round(cluster: LocalCluster, api: Api, config: str, extender: Meshfit
         pass
     finally:
         watcher.cancel()
+    cpu = meter.stop()
+    # A new scheduler process each round: its whole life is this round (informer sync included).
+    cpu["kube-scheduler"] = round(cpu_seconds(cluster_pids(cluster).get("kube-scheduler", 0)), 2)
     bound = len(times)
     if bound < len(pods):
         listed = await api.request("GET", f"/api/v1/namespaces/{namespace}/pods")
@@ -112,6 +120,7 @@ async def _round(cluster: LocalCluster, api: Api, config: str, extender: Meshfit
         "seconds_first_to_last_binding": span,
         "pods_per_second": (bound - 1) / span if bound > 1 and span > 0 else 0.0,
         "seconds_from_scheduler_start": (times[-1] - started) if times else float("nan"),
+        "cpu_seconds": cpu,
     }
 
 
@@ -177,9 +186,14 @@ def _summarise(report: Report, results: list[dict[str, Any]]) -> None:
         # As per round: the first binding starts the clock, so each round counts bound - 1 intervals.
         intervals = sum(max(0, r["bound"] - 1) for r in mine)
         totals[config] = intervals / seconds if seconds > 0 else 0.0
-        report.rows.append({"configuration": config, "pods": sum(r["pods"] for r in mine), "bound": bound,
-                            "pods/s": totals[config],
-                            "per round": ", ".join(f"{r['pods_per_second']:.0f}" for r in mine)})
+        row: dict[str, Any] = {"configuration": config, "pods": sum(r["pods"] for r in mine), "bound": bound,
+                               "pods/s": totals[config],
+                               "per round": ", ".join(f"{r['pods_per_second']:.0f}" for r in mine)}
+        # Where the CPU went, per pod bound: scheduler, apiserver and extender share two cores.
+        for process in ("kube-scheduler", "kube-apiserver", "etcd", "extender"):
+            spent = sum(r["cpu_seconds"].get(process, 0.0) for r in mine)
+            row[f"{process} CPU ms/pod"] = round(1000 * spent / max(bound, 1), 2)
+        report.rows.append(row)
     ratio = totals[EXTENDER] / totals[STOCK] if totals[STOCK] else 0.0
     report.rows[1]["x stock"] = round(ratio, 3)
     report.details["rounds"] = results
