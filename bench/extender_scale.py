@@ -101,6 +101,10 @@ def _summarise(report: Report, raw: dict[str, Any]) -> None:
     report.details["extender_bench"] = raw
 
 
+#: Sizes of a smoke run (``--quick``, ``run_all --quick``): checks it runs, measures nothing.
+QUICK: dict[str, Any] = dict(nodes=200, pods=2000, rounds=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=10_000)
@@ -110,7 +114,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
-        run(nodes=200, pods=2000, rounds=10, out_dir=args.out)
+        run(**QUICK, out_dir=args.out)
     else:
         run(args.nodes, args.pods, args.rounds, out_dir=args.out)
 

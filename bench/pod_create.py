@@ -212,6 +212,10 @@ def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None
                         f"{rows[INJECT]['pods/s']:.0f} pods/s")
 
 
+#: Sizes of a smoke run (``--quick``, ``run_all --quick``): checks it runs, measures nothing.
+QUICK: dict[str, Any] = dict(pods=20, rounds=2, concurrency=4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=2000, help="pods per configuration (>= 2000 for the target)")
@@ -221,7 +225,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
-        run(pods=20, rounds=2, concurrency=4, out_dir=args.out)
+        run(**QUICK, out_dir=args.out)
     else:
         run(args.pods, args.rounds, args.concurrency, out_dir=args.out)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -115,7 +116,7 @@ def env_pod(count: int = 1500) -> dict[str, Any]:
     return pod
 
 
-SHAPES = {"typical": java_pod, "64KB": large_pod, "1500-env": env_pod}
+SHAPES: dict[str, Callable[[], dict[str, Any]]] = {"typical": java_pod, "64KB": large_pod, "1500-env": env_pod}
 
 
 def distinct(pod: dict[str, Any], i: int) -> dict[str, Any]:

@@ -14,25 +14,16 @@ from __future__ import annotations
 import argparse
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from bench import extender_scale, pod_create, scheduling, watch_throughput, webhook_floor
 from bench.report import Report, Target, targets_table
 
-#: name -> (full run, quick run)
-BENCHMARKS: dict[str, tuple[Callable[[Path | None], Report], Callable[[Path | None], Report]]] = {
-    "webhook_floor": (lambda out: webhook_floor.run(out_dir=out),
-                      lambda out: webhook_floor.run(rounds=1, seconds=0.5, distinct_pods=100, rate_seconds=0.5,
-                                                    out_dir=out)),
-    "extender_scale": (lambda out: extender_scale.run(out_dir=out),
-                       lambda out: extender_scale.run(nodes=200, pods=2000, rounds=10, out_dir=out)),
-    "pod_create": (lambda out: pod_create.run(out_dir=out),
-                   lambda out: pod_create.run(pods=20, rounds=2, concurrency=4, out_dir=out)),
-    "scheduling": (lambda out: scheduling.run(out_dir=out),
-                   lambda out: scheduling.run(nodes=20, pods=20, rounds=1, out_dir=out, timeout=120)),
-    "watch_throughput": (lambda out: watch_throughput.run(out_dir=out),
-                         lambda out: watch_throughput.run(pods=20, waves=1, nodes=5, out_dir=out)),
+#: In run order (see the module docstring).
+BENCHMARKS: dict[str, ModuleType] = {
+    m.__name__.rpartition(".")[2]: m
+    for m in (webhook_floor, extender_scale, pod_create, scheduling, watch_throughput)
 }
 
 
@@ -46,12 +37,12 @@ def main() -> int:
     targets: list[Target] = []
     failed: list[str] = []
     durations: dict[str, float] = {}
-    for name, (full, quick) in BENCHMARKS.items():
+    for name, module in BENCHMARKS.items():
         if args.only and name not in args.only:
             continue
         t = time.monotonic()
         try:
-            report = (quick if args.quick else full)(args.out)
+            report: Report = module.run(**(module.QUICK if args.quick else {}), out_dir=args.out)
             targets.extend(report.targets)
         except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
             traceback.print_exc()

@@ -72,7 +72,7 @@ async def _bindings(api: Api, namespace: str, resource_version: str, expected: i
     bound: set[str] = set()
     async for event in api.watch(f"/api/v1/namespaces/{namespace}/pods", resource_version):
         obj = event.get("object") or {}
-        name = (obj.get("metadata") or {}).get("name")
+        name = str((obj.get("metadata") or {}).get("name"))
         if (obj.get("spec") or {}).get("nodeName") and name not in bound:
             bound.add(name)
             times.append(time.perf_counter())
@@ -203,6 +203,10 @@ def _summarise(report: Report, results: list[dict[str, Any]]) -> None:
                   f"{totals[EXTENDER]:.0f} vs {totals[STOCK]:.0f} pods/s" + ("" if all_bound else "; NOT all bound"))
 
 
+#: Sizes of a smoke run (``--quick``, ``run_all --quick``): checks it runs, measures nothing.
+QUICK: dict[str, Any] = dict(nodes=20, pods=20, rounds=1, timeout=120.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=5000)
@@ -212,7 +216,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
-        run(nodes=20, pods=20, rounds=1, out_dir=args.out, timeout=120)
+        run(**QUICK, out_dir=args.out)
     else:
         run(args.nodes, args.pods, args.rounds, out_dir=args.out)
 

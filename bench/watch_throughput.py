@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.apiserver import Api, connect, create_nodes, create_pods, delete_pods
+from bench.cpu import cpu_seconds
 from bench.pod_create import bench_cluster
 from bench.report import RESULTS_DIR, Report, write
 from bench.scheduling import meshed_pods
@@ -39,12 +39,6 @@ from controlplane.cluster import LocalCluster
 from controlplane.meshfit_servers import MeshfitServer, install_policy, metric_value, start_extender
 
 MAX_LAG_SECONDS = 1.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def extender_events(extender: MeshfitServer) -> float:
@@ -181,6 +175,10 @@ def _summarise(report: Report, d: dict[str, Any], reference_rate: float | None) 
                   f"lag behind the apiserver at the end: {d['lag_seconds']:.2f} s (<= {MAX_LAG_SECONDS:g} s)")
 
 
+#: Sizes of a smoke run (``--quick``, ``run_all --quick``): checks it runs, measures nothing.
+QUICK: dict[str, Any] = dict(pods=20, waves=1, nodes=5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=3000)
@@ -189,7 +187,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
-        run(pods=20, waves=1, nodes=5, out_dir=args.out)
+        run(**QUICK, out_dir=args.out)
     else:
         run(args.pods, args.waves, out_dir=args.out)
 

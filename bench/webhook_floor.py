@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +51,7 @@ RATE = 200.0
 
 def pinning() -> tuple[str | None, str | None]:
     """(server CPUs, client CPUs): one core each when there are two, else no pinning."""
-    if (os.cpu_count() or 1) >= 2 and subprocess.run(["which", "taskset"], capture_output=True).returncode == 0:
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
         return "1", "0"
     return None, None
 
@@ -72,7 +72,9 @@ def start(name: str, workdir: Path, argv: list[str], port: int, cert_dir: Path, 
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]
     # The children import bench/ from the checkout, which is not an installed package.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(REPO) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), *paths]))
     server = MeshfitServer(name, workdir, argv, f"https://{LOOPBACK}:{port}",
                            ssl.create_default_context(cafile=str(cert_dir / "ca.crt")))
     server.start(60)
@@ -224,6 +226,10 @@ def _summarise(report: Report, results: dict[Scenario, list[dict[str, Any]]]) ->
     )
 
 
+#: Sizes of a smoke run (``--quick``, ``run_all --quick``): checks it runs, measures nothing.
+QUICK: dict[str, Any] = dict(rounds=1, seconds=0.5, distinct_pods=100, rate_seconds=0.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -233,7 +239,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="results directory (default bench/results)")
     args = parser.parse_args()
     if args.quick:
-        run(rounds=1, seconds=0.5, distinct_pods=100, rate_seconds=0.5, out_dir=args.out)
+        run(**QUICK, out_dir=args.out)
     else:
         run(args.rounds, args.seconds, rate_seconds=args.rate_seconds, out_dir=args.out)
 
