@@ -11,6 +11,6 @@ Pure core, importable without a server or a cluster:
 Edges: :mod:`extender.service` (the verbs), :mod:`extender.server` (HTTP),
 :mod:`extender.feed` and :mod:`extender.reduced_list` (list+watch),
 :mod:`extender.binder` (Bindings), :mod:`extender.inflight` (waiting for binds),
-:mod:`extender.policy_source`, :mod:`extender.instruments` and
-:mod:`extender.metrics`, :mod:`extender.collector`, :mod:`extender.run`.
+:mod:`extender.policy_source`, :mod:`extender.instruments` (``/metrics``, in the
+format of :mod:`serving.exposition`), :mod:`extender.collector`, :mod:`extender.run`.
 """

@@ -8,12 +8,24 @@ force) is read at scrape time, so the verbs pay nothing for it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from extender.metrics import CallbackCounter, Counter, Gauge, Histogram, Registry, Sample, nanos_text
+from policy.quantity import NANO
+from serving.exposition import Registry, Sample
 
 if TYPE_CHECKING:
     from extender.service import ExtenderService
+
+#: Latency buckets (seconds): the scheduler's cycle budget is milliseconds.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)
+
+
+def nanos_text(nanos: int) -> str:
+    """An exact decimal for a nano-unit integer (``1500000000`` -> ``1.5``): totals never go through a float."""
+    return format((Decimal(nanos) / NANO).normalize(), "f")
 
 
 class WatchStatsSource(Protocol):
@@ -32,69 +44,70 @@ class Instruments:
         #: resource ("nodes", "pods", "policy") -> its ListWatch.
         self.watches: dict[str, WatchStatsSource] = {}
         r = self.registry = Registry()
-        self.latency = r.add(Histogram(
+        self.latency = r.histogram(
             PREFIX + "request_duration_seconds",
             "Time to answer one scheduler call, decoding and encoding included.",
+            LATENCY_BUCKETS,
             ("verb",),
-        ))
-        self.requests = r.add(Counter(
+        )
+        self.requests = r.counter(
             PREFIX + "requests_total", "Scheduler calls answered, by verb and HTTP status.", ("verb", "code"),
-        ))
-        self.nodes_failed = r.add(Counter(
+        )
+        self.nodes_failed = r.counter(
             PREFIX + "nodes_failed_total", "Candidate nodes filtered out, by reason (exposure, fit).", ("reason",),
-        ))
-        self.would_fail = r.add(Counter(
+        )
+        self.would_fail = r.counter(
             PREFIX + "nodes_would_fail_total",
             "Candidate nodes observe-only mode let through that filter would have failed, by reason.",
             ("reason",),
-        ))
-        self.unknown_nodes = r.add(Counter(
+        )
+        self.unknown_nodes = r.counter(
             PREFIX + "unknown_nodes_total",
             "Candidate nodes not in the cache yet (passed, neutral score), by verb.",
             ("verb",),
-        ))
-        self.binds = r.add(Counter(
+        )
+        self.binds = r.counter(
             PREFIX + "binds_total", "Bind calls, by result (ok, error, unknown-pod).", ("result",),
-        ))
-        r.add(Gauge(PREFIX + "cache_nodes", "Nodes in the cache (known: the Node object was seen).",
-                    ("state",), callback=self._nodes))
-        r.add(Gauge(PREFIX + "cache_pods", "Pods in the cache: placed on a node, or pending.",
-                    ("state",), callback=self._pods))
-        r.add(Gauge(PREFIX + "assumed_pods", "Pods bound by this extender that the watch has not shown bound yet.",
-                    callback=lambda: [((), len(self.service.cache.assumed))]))
-        r.add(CallbackCounter(PREFIX + "assumptions_total",
-                              "Assumed bindings, by outcome (assumed, confirmed, corrected, expired).",
-                              ("outcome",), callback=self._assumptions))
-        r.add(CallbackCounter(PREFIX + "bad_records_total",
-                              "Pod events whose meshfit.io/accounting record did not parse (accounted from spec).",
-                              callback=lambda: [((), self.service.cache.stats.bad_records)]))
-        r.add(Gauge(PREFIX + "exposure", "Node-level exposure over all nodes, in cores or bytes.",
-                    ("resource",), callback=self._exposure))
-        r.add(Gauge(PREFIX + "leak", "Requests sidecars add beyond what the apps asked for, in cores or bytes.",
-                    ("resource",), callback=self._leak))
-        r.add(CallbackCounter(PREFIX + "watch_restarts_total",
-                              "Watches resumed from their last resourceVersion, by resource.",
-                              ("resource",), callback=lambda: self._watch("restarts")))
-        r.add(CallbackCounter(PREFIX + "watch_relists_total",
-                              "Full relists after the watch's resourceVersion was gone (410), by resource.",
-                              ("resource",), callback=lambda: self._watch("relists")))
-        r.add(CallbackCounter(PREFIX + "watch_errors_total", "Failed list/watch requests, by resource.",
-                              ("resource",), callback=lambda: self._watch("errors")))
-        r.add(CallbackCounter(PREFIX + "watch_events_total", "Watch events applied, by resource.",
-                              ("resource",), callback=lambda: self._watch("events")))
-        r.add(CallbackCounter(PREFIX + "bind_waits_total",
-                              "Filters that waited for an earlier pod's bind, and waits that timed out.",
-                              ("outcome",), callback=self._waits))
-        r.add(Gauge(PREFIX + "policy_info", "The policy in force (value 1), by revision and source.",
-                    ("revision", "source"), callback=self._policy))
-        r.add(CallbackCounter(PREFIX + "policy_updates_total", "Policy updates, by result (loaded, rejected).",
-                              ("result",), callback=self._policy_updates))
-        r.add(Gauge(PREFIX + "observe_only", "1 while the policy's emergency.extenderObserveOnly is set.",
-                    callback=lambda: [((), int(self.service.policy.observe_only))]))
-        r.add(Gauge(PREFIX + "ready", "1 once the initial lists are in the cache.",
-                    callback=lambda: [((), int(self.service.cache.synced and self.service.policy.settled))]))
+        )
+        r.callback(PREFIX + "cache_nodes", "Nodes in the cache (known: the Node object was seen).",
+                   self._nodes, ("state",))
+        r.callback(PREFIX + "cache_pods", "Pods in the cache: placed on a node, or pending.",
+                   self._pods, ("state",))
+        r.callback(PREFIX + "assumed_pods", "Pods bound by this extender that the watch has not shown bound yet.",
+                   lambda: [((), len(self.service.cache.assumed))])
+        r.callback(PREFIX + "assumptions_total",
+                   "Assumed bindings, by outcome (assumed, confirmed, corrected, expired).",
+                   self._assumptions, ("outcome",), kind="counter")
+        r.callback(PREFIX + "bad_records_total",
+                   "Pod events whose meshfit.io/accounting record did not parse (accounted from spec).",
+                   lambda: [((), self.service.cache.stats.bad_records)], kind="counter")
+        r.callback(PREFIX + "exposure", "Node-level exposure over all nodes, in cores or bytes.",
+                   self._exposure, ("resource",))
+        r.callback(PREFIX + "leak", "Requests sidecars add beyond what the apps asked for, in cores or bytes.",
+                   self._leak, ("resource",))
+        r.callback(PREFIX + "watch_restarts_total",
+                   "Watches resumed from their last resourceVersion, by resource.",
+                   lambda: self._watch("restarts"), ("resource",), kind="counter")
+        r.callback(PREFIX + "watch_relists_total",
+                   "Full relists after the watch's resourceVersion was gone (410), by resource.",
+                   lambda: self._watch("relists"), ("resource",), kind="counter")
+        r.callback(PREFIX + "watch_errors_total", "Failed list/watch requests, by resource.",
+                   lambda: self._watch("errors"), ("resource",), kind="counter")
+        r.callback(PREFIX + "watch_events_total", "Watch events applied, by resource.",
+                   lambda: self._watch("events"), ("resource",), kind="counter")
+        r.callback(PREFIX + "bind_waits_total",
+                   "Filters that waited for an earlier pod's bind, and waits that timed out.",
+                   self._waits, ("outcome",), kind="counter")
+        r.callback(PREFIX + "policy_info", "The policy in force (value 1), by revision and source.",
+                   self._policy, ("revision", "source"))
+        r.callback(PREFIX + "policy_updates_total", "Policy updates, by result (loaded, rejected).",
+                   self._policy_updates, ("result",), kind="counter")
+        r.callback(PREFIX + "observe_only", "1 while the policy's emergency.extenderObserveOnly is set.",
+                   lambda: [((), int(self.service.policy.observe_only))])
+        r.callback(PREFIX + "ready", "1 once the initial lists are in the cache.",
+                   lambda: [((), int(self.service.cache.synced and self.service.policy.settled))])
 
-    def render(self) -> str:
+    def render(self) -> bytes:
         return self.registry.render()
 
     # -- callbacks ------------------------------------------------------------

@@ -16,7 +16,6 @@ import time
 import orjson
 from aiohttp import web
 
-from extender.metrics import CONTENT_TYPE
 from extender.protocol import (
     ProtocolError,
     decode_args,
@@ -27,6 +26,7 @@ from extender.protocol import (
     encode_priorities,
 )
 from extender.service import ExtenderService
+from serving.exposition import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    text = request.app[SERVICE_KEY].instruments.render()
-    return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+    body = request.app[SERVICE_KEY].instruments.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def debug_node(request: web.Request) -> web.Response:

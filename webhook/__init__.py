@@ -9,7 +9,7 @@ Layers import one way, from the edge inward:
 * :mod:`webhook.answer_cache` — engine verdicts remembered for identical pods;
 * :mod:`webhook.policy_source`, :mod:`webhook.namespaces` — the live state the
   request path reads (policy, namespace policies, namespace labels);
-* :mod:`webhook.metrics`, :mod:`webhook.exposition` — what ``/metrics`` shows.
+* :mod:`webhook.metrics` — what ``/metrics`` shows (format: :mod:`serving.exposition`).
 
 See docs/webhook.md.
 """

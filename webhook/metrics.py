@@ -11,11 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from serving.exposition import Labels, Registry
 from webhook.answer_cache import AnswerCache
-from webhook.exposition import Labels, Registry
 from webhook.policy_source import LivePolicy
 
 PREFIX = "meshfit_webhook_"
+
+#: Seconds. Dense below 10 ms where an admission webhook should live.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
 
 
 class CertSource(Protocol):
@@ -60,7 +65,8 @@ class WebhookMetrics:
             ("kind",),
         )
         self.latency = r.histogram(
-            PREFIX + "request_duration_seconds", "Time from reading the request to the answer being built, /mutate only."
+            PREFIX + "request_duration_seconds", "Time from reading the request to the answer being built, /mutate only.",
+            LATENCY_BUCKETS,
         )
         self.in_flight = 0
         r.callback(PREFIX + "requests_in_flight", "Admission requests being answered now.", lambda: [((), self.in_flight)])

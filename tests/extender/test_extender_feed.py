@@ -118,7 +118,7 @@ async def test_list_watch_410_relist(server: ReplayApiServer) -> None:
             stats = feed.watches["pods"].stats
             assert (stats.lists, stats.relists) == (2, 1)
 
-            text = service.instruments.render()
+            text = service.instruments.render().decode()
             assert 'meshfit_extender_watch_relists_total{resource="pods"} 1' in text
             assert 'meshfit_extender_watch_restarts_total{resource="pods"}' in text
         finally:

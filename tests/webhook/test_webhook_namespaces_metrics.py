@@ -1,8 +1,8 @@
-"""The namespace label cache and the Prometheus exposition."""
+"""The namespace label cache and the webhook's metrics."""
 
 from __future__ import annotations
 
-from webhook.exposition import MAX_SERIES, Registry, parse_text
+from serving.exposition import parse_text
 from webhook.metrics import WebhookMetrics
 from webhook.namespaces import NamespaceCache, NoCluster
 from webhook.policy_source import LivePolicy
@@ -38,40 +38,6 @@ def test_cache_tolerates_odd_objects() -> None:
 def test_no_cluster_knows_nothing() -> None:
     assert NoCluster().labels("anything") is None
     assert NoCluster().synced
-
-
-def test_exposition_format() -> None:
-    registry = Registry()
-    counter = registry.counter("x_total", "Things.", ("kind",))
-    counter.inc("a")
-    counter.inc("a")
-    counter.inc('we"ird\\')
-    hist = registry.histogram("lat_seconds", "Latency.", (0.1, 1.0))
-    hist.observe(0.05)
-    hist.observe(0.5)
-    hist.observe(5)
-    registry.callback("g", "Gauge.", lambda: [((), 1.5)])
-    text = registry.render().decode()
-    assert "# TYPE x_total counter" in text
-    assert 'x_total{kind="a"} 2' in text
-    assert 'x_total{kind="we\\"ird\\\\"} 1' in text
-    samples = parse_text(text)
-    assert samples['lat_seconds_bucket{le="0.1"}'] == 1
-    assert samples['lat_seconds_bucket{le="1"}'] == 2
-    assert samples['lat_seconds_bucket{le="+Inf"}'] == 3
-    assert samples["lat_seconds_count"] == 3
-    assert samples["lat_seconds_sum"] == 5.55
-    assert samples["g"] == 1.5
-    assert text.endswith("\n")
-
-
-def test_label_series_are_capped() -> None:
-    registry = Registry()
-    counter = registry.counter("y_total", "Y.", ("reason",))
-    for i in range(MAX_SERIES + 50):
-        counter.inc(f"r{i}")
-    assert len(counter.values) == MAX_SERIES + 1
-    assert counter.get("other") == 50
 
 
 def test_webhook_metrics_read_live_state() -> None:

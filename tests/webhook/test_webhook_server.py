@@ -18,7 +18,7 @@ from webhook_samples import configmap, container, giant_pod, pod, pod_shapes, re
 from certs.generate import generate
 from policy.inject import Namespace, inject
 from policy.load import load_policy_file
-from webhook.exposition import parse_text
+from serving.exposition import parse_text
 from webhook.review import decode_patch
 
 SHAPES = pod_shapes()

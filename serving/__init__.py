@@ -1,0 +1,6 @@
+"""What the two servers share at their edges, below :mod:`webhook` and :mod:`extender`.
+
+* :mod:`serving.exposition` — the Prometheus text format both ``/metrics`` speak.
+
+It may import :mod:`policy` and :mod:`kube`, never a server package.
+"""
