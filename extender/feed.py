@@ -6,7 +6,8 @@ Three :class:`kube.watch.ListWatch` es, independent of each other:
 * Pods, all namespaces, with ``status.phase!=Succeeded,status.phase!=Failed``
   (what kube-scheduler itself watches: a pod that finishes leaves the
   selection and arrives as DELETED, so finished pods never fill the cache);
-* optionally the policy ConfigMap, selected by ``metadata.name``.
+* optionally the policy ConfigMap, selected by ``metadata.name``
+  (:func:`serving.policy_source.global_configmap_handlers`).
 
 The objects stay the decoded JSON dicts the apiserver sent and are reduced to
 accounting entries at once, LIST pages included (:mod:`extender.reduced_list`);
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 from typing import Any
 
 from extender.collector import Settler, settle
@@ -26,43 +26,21 @@ from extender.reduced_list import ReducingClient
 from extender.service import ExtenderService
 from kube.client import ApiClient
 from kube.watch import ListWatch
-
-log = logging.getLogger(__name__)
+from serving.policy_source import ConfigMapHandlers, global_configmap_handlers
 
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 
 
-class PolicyWatch:
-    """Feeds one ConfigMap into a :class:`PolicyHolder`; deletion keeps the last good policy."""
+def policy_handlers(holder: PolicyHolder, namespace: str, name: str) -> ConfigMapHandlers:
+    """The global policy ConfigMap's callbacks; the holder is settled once the first LIST has answered."""
+    handlers = global_configmap_handlers(holder, namespace, name)
+    holder.settled = False
 
-    def __init__(self, holder: PolicyHolder, namespace: str, name: str) -> None:
-        self.holder = holder
-        self.namespace = namespace
-        self.name = name
-        holder.settled = False
+    def on_sync(items: list[dict[str, Any]], resource_version: str) -> None:
+        handlers.on_sync(items, resource_version)
+        holder.settled = True
 
-    def on_sync(self, items: list[dict[str, Any]], _rv: str) -> None:
-        for cm in items:
-            if (cm.get("metadata") or {}).get("name") == self.name:
-                self.holder.apply_configmap(cm)
-                break
-        else:
-            log.warning(
-                "policy ConfigMap %s/%s not found; serving policy %s from %s",
-                self.namespace, self.name, self.holder.policy.revision, self.holder.source,
-            )
-        self.holder.settled = True
-
-    def on_event(self, event: str, cm: dict[str, Any]) -> None:
-        if (cm.get("metadata") or {}).get("name") != self.name:
-            return
-        if event == "DELETED":
-            log.warning(
-                "policy ConfigMap %s/%s deleted; keeping policy %s",
-                self.namespace, self.name, self.holder.policy.revision,
-            )
-            return
-        self.holder.apply_configmap(cm)
+    return ConfigMapHandlers(on_sync, handlers.on_event)
 
 
 class ClusterFeed:
@@ -92,10 +70,10 @@ class ClusterFeed:
         }
         if policy_configmap is not None:
             namespace, name = policy_configmap
-            policy_watch = PolicyWatch(service.policy, namespace, name)
+            handlers = policy_handlers(service.policy, namespace, name)
             self.watches["policy"] = ListWatch(
                 client, f"/api/v1/namespaces/{namespace}/configmaps",
-                on_event=policy_watch.on_event, on_sync=policy_watch.on_sync,
+                on_event=handlers.on_event, on_sync=handlers.on_sync,
                 field_selector=f"metadata.name={name}", name="policy",
             )
         service.instruments.watches.update(self.watches)

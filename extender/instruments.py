@@ -146,5 +146,5 @@ class Instruments:
         return [((p.policy.revision, p.source), 1)]
 
     def _policy_updates(self) -> Iterable[Sample]:
-        s = self.service.policy.stats
-        return [(("loaded",), s.loads), (("rejected",), s.rejected)]
+        p = self.service.policy
+        return [(("loaded",), p.loads), (("rejected",), p.rejections)]

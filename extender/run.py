@@ -23,12 +23,11 @@ from extender.binder import ApiBinder
 from extender.cache import DEFAULT_ASSUME_TTL, ClusterCache
 from extender.collector import settle
 from extender.inflight import DEFAULT_TIMEOUT, InFlight
-from extender.policy_source import PolicyFileWatch, PolicyHolder
+from extender.policy_source import PolicyHolder
 from extender.server import build_app
 from extender.service import ExtenderService
 from extender.snapshot import SnapshotError, load_snapshot
-from policy.fields import PolicyError
-from policy.load import load_policy_file
+from serving.policy_source import PolicyFile
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +59,22 @@ class Prepared:
     options: ServeOptions
     service: ExtenderService
     cluster_config: object | None  # kube.config.ClusterConfig, imported lazily
+    #: ``--policy FILE``, read once already; serving keeps polling it.
+    policy_file: PolicyFile | None = None
 
 
 def prepare(options: ServeOptions) -> Prepared:
     """Read every input the command line names; raise :class:`StartupError` on the first bad one."""
     holder = PolicyHolder()
+    policy_file = None
     if options.policy_file:
-        try:
-            holder.replace(load_policy_file(options.policy_file), options.policy_file)
-        except PolicyError as exc:
-            raise StartupError(str(exc)) from None
-        except OSError as exc:
-            raise StartupError(f"cannot read policy {options.policy_file}: {exc.strerror or exc}") from None
+        # A file must be good at start: a typo should fail the rollout, not serve the defaults.
+        policy_file = PolicyFile(holder, options.policy_file, interval=options.policy_interval)
+        if not policy_file.check_now():
+            if policy_file.unreadable is not None:
+                raise StartupError(f"policy {options.policy_file}: {policy_file.unreadable}")
+            assert holder.rejected is not None
+            raise StartupError(holder.rejected.message)
     cache = ClusterCache(assume_ttl=options.assume_ttl)
     service = ExtenderService(
         cache, holder, inflight=InFlight(options.bind_wait, engaged=not options.snapshot)
@@ -96,7 +99,7 @@ def prepare(options: ServeOptions) -> Prepared:
             cluster_config = load_config(options.kubeconfig)
         except ConfigError as exc:
             raise StartupError(str(exc)) from None
-    return Prepared(options, service, cluster_config)
+    return Prepared(options, service, cluster_config, policy_file)
 
 
 async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> None:
@@ -131,9 +134,8 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> None:
             ssl_context.verify_mode = ssl.CERT_REQUIRED
         tasks.append(asyncio.create_task(reloader.run(stop), name="cert reload"))
 
-    if options.policy_file:
-        watch = PolicyFileWatch(service.policy, options.policy_file, options.policy_interval)
-        tasks.append(asyncio.create_task(watch.run(stop), name="policy file"))
+    if prepared.policy_file is not None:
+        tasks.append(asyncio.create_task(prepared.policy_file.run(stop), name="policy file"))
 
     if prepared.cluster_config is not None:
         from extender.feed import ClusterFeed

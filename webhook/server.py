@@ -5,7 +5,7 @@ What runs besides the handlers, all on one event loop:
 * :class:`certs.reload.CertReloader` polls the certificate directory and
   loads a rotated pair into the listening context (open connections keep
   theirs);
-* the policy source: :class:`webhook.policy_source.PolicyFile` polling a file,
+* the policy source: :class:`serving.policy_source.PolicyFile` polling a file,
   or a ConfigMap list/watch;
 * in cluster mode, list/watches of Namespaces (labels) and of the
   namespaces' ``meshfit-policy`` ConfigMaps.
@@ -33,16 +33,12 @@ from aiohttp import web
 from certs.inspect import CertLoadError
 from certs.reload import CertReloader
 from policy.model import NAMESPACE_POLICY_CONFIGMAP
+from serving.policy_source import PolicyFile, global_configmap_handlers
 from webhook.answer_cache import AnswerCache
 from webhook.handlers import DEFAULT_MAX_BODY_BYTES, Webhook
 from webhook.metrics import WebhookMetrics
 from webhook.namespaces import NamespaceCache, NoCluster
-from webhook.policy_source import (
-    LivePolicy,
-    PolicyFile,
-    global_configmap_handlers,
-    namespace_configmap_handlers,
-)
+from webhook.policy_source import LivePolicy, namespace_configmap_handlers
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ from extender_shapes import POLICY_FILE, app_pod, bound, meshed, node
 from replay_apiserver import ReplayApiServer, recording
 
 from cli.main import main
-from extender.policy_source import PolicyFileWatch, PolicyHolder
+from extender.policy_source import PolicyHolder
 from policy.pod_accounting import ISTIO_STATUS
+from serving.policy_source import PolicyFile
 
 MESHFIT = [sys.executable, "-m", "cli"]
 
@@ -248,14 +249,15 @@ def test_policy_file_reload_keeps_the_last_good(tmp_path: Path) -> None:
     text = POLICY_FILE.read_text()
     path.write_text(text)
     holder = PolicyHolder()
-    watch = PolicyFileWatch(holder, path)
-    assert not watch.check_now()  # unchanged since the watch started
+    watch = PolicyFile(holder, path)
+    assert watch.check_now()  # the first read takes the file
+    assert not watch.check_now()  # unchanged since
     path.write_text(text.replace("extenderObserveOnly: false", "extenderObserveOnly: true"))
     assert watch.check_now() and holder.observe_only
     path.write_text(text.replace('weights: {cpu: 1, memory: 1}', 'weights: {cpu: 0, memory: 0}'))
     assert not watch.check_now()
-    assert holder.observe_only and holder.stats.rejected == 1
-    assert "at least one resource weight must be positive" in holder.stats.last_error
+    assert holder.observe_only and holder.rejections == 1
+    assert "at least one resource weight must be positive" in holder.last_rejection.message
 
 
 def _client_pair(tmp_path: Path) -> tuple[Path, Path, Path]:

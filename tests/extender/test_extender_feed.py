@@ -155,11 +155,11 @@ async def test_policy_configmap_watch_keeps_the_last_good_policy(server: ReplayA
             assert server.queries(path, "list")[0]["fieldSelector"] == "metadata.name=meshfit-policy"
             assert str(holder.policy.scheduling.exposure_ceiling["memory"]) == "1/20"
             gate.set()
-            await server.wait_for(lambda: holder.stats.rejected == 1 and holder.observe_only)
+            await server.wait_for(lambda: holder.rejections == 1 and holder.observe_only)
             assert str(holder.policy.scheduling.exposure_ceiling["memory"]) == "1/5"
             await asyncio.sleep(0.1)  # the DELETED event: the policy stays
             assert holder.observe_only
-            assert "scheduling.exposureCeiling.memory" in holder.stats.last_error
+            assert "scheduling.exposureCeiling.memory" in holder.last_rejection.message
             assert any("scheduling.exposureCeiling.memory" in r.getMessage() for r in caplog.records)
         finally:
             stop.set()

@@ -10,12 +10,8 @@ import pytest
 import yaml
 from webhook_samples import POLICY_FILE
 
-from webhook.policy_source import (
-    LivePolicy,
-    PolicyFile,
-    global_configmap_handlers,
-    namespace_configmap_handlers,
-)
+from serving.policy_source import PolicyFile, global_configmap_handlers
+from webhook.policy_source import LivePolicy, namespace_configmap_handlers
 
 GLOBAL_CM = yaml.safe_load(POLICY_FILE.read_text())
 POLICY_TEXT = GLOBAL_CM["data"]["policy.yaml"]
