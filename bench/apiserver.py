@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import aiohttp
@@ -69,6 +69,20 @@ class Api:
                     resource_version = event["object"]["metadata"]["resourceVersion"]
                     if event.get("type") != "BOOKMARK":
                         yield event
+
+
+@contextmanager
+def bench_cluster(cluster: LocalCluster | None, **kwargs: Any) -> Iterator[LocalCluster]:
+    """The given cluster, or a fresh one stopped afterwards."""
+    if cluster is not None:
+        yield cluster
+        return
+    own = LocalCluster(**kwargs)
+    own.start()
+    try:
+        yield own
+    finally:
+        own.stop()
 
 
 @asynccontextmanager

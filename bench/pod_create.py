@@ -29,12 +29,11 @@ import asyncio
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.apiserver import Api, connect, create_pods, delete_pods, percentiles
+from bench.apiserver import Api, bench_cluster, connect, create_pods, delete_pods, percentiles
 from bench.cpu import CpuMeter, cluster_pids
 from bench.pods import client_pod
 from bench.report import Report, write
@@ -56,20 +55,6 @@ SKIP, INJECT = "webhook, not opted in", "webhook, injecting"
 CONFIGS = (OFF, UNSELECTED, SKIP, INJECT)
 RUN_LABEL = "bench.meshfit.io/run"
 STATUS_ANNOTATION = "meshfit.io/status"
-
-
-@contextmanager
-def bench_cluster(cluster: LocalCluster | None, **kwargs: Any) -> Iterator[LocalCluster]:
-    """The given cluster, or a fresh one stopped afterwards."""
-    if cluster is not None:
-        yield cluster
-        return
-    own = LocalCluster(**kwargs)
-    own.start()
-    try:
-        yield own
-    finally:
-        own.stop()
 
 
 def webhook_requests(webhook: MeshfitServer) -> float:

@@ -28,9 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.apiserver import NODE_TOLERATION, Api, connect, create_nodes, create_pods
+from bench.apiserver import NODE_TOLERATION, Api, bench_cluster, connect, create_nodes, create_pods
 from bench.cpu import CpuMeter, cluster_pids, cpu_seconds
-from bench.pod_create import bench_cluster
 from bench.pods import client_pod
 from bench.report import REPO, Report, write
 from controlplane.cluster import LocalCluster

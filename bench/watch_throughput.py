@@ -30,9 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.apiserver import Api, connect, create_nodes, create_pods, delete_pods
+from bench.apiserver import Api, bench_cluster, connect, create_nodes, create_pods, delete_pods
 from bench.cpu import cpu_seconds
-from bench.pod_create import bench_cluster
 from bench.report import RESULTS_DIR, Report, write
 from bench.scheduling import meshed_pods
 from controlplane.cluster import LocalCluster
@@ -119,17 +118,20 @@ async def _churn(api: Api, extender: MeshfitServer, namespace: str, node_names: 
         await delete_pods(api, namespace, names)
         log(f"  wave {w + 1}/{waves}: {per_wave} pods created and deleted")
     churn_end = time.perf_counter()
-    # Let the reference watch and the extender drain what is in flight.
+    # Let the reference watch and the extender drain what is in flight: done once the
+    # apiserver has been quiet for half a second and the extender has seen as many events.
     expected_min = 2 * per_wave * waves
     deadline = time.perf_counter() + 60
     while time.perf_counter() < deadline:
-        if len(reference) >= expected_min and samples and samples[-1][1] - base_events >= len(reference):
+        quiet = bool(reference) and time.perf_counter() - reference[-1] > 0.5
+        if (quiet and len(reference) >= expected_min and samples
+                and samples[-1][1] - base_events >= len(reference)):
             break
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)
     stop.set()
     await sampler
     watcher.cancel()
+    samples.append((time.perf_counter(), await asyncio.to_thread(extender_events, extender)))
     cpu = cpu_seconds(extender.pid) - cpu_before
     total = len(reference)
     caught_up = next((t for t, e in samples if e - base_events >= total), None)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import ssl
 import statistics
 import sys
 import tempfile
@@ -67,8 +68,6 @@ def write_bodies(directory: Path, shape: str, count: int, *, same: bool) -> Path
 
 
 def start(name: str, workdir: Path, argv: list[str], port: int, cert_dir: Path, cpus: str | None) -> MeshfitServer:
-    import ssl
-
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]
     # The children import bench/ from the checkout, which is not an installed package.
