@@ -294,3 +294,48 @@ async def test_failed_sync_is_retried_with_a_fresh_list(api: RecordedApiServer) 
     assert synced == ["failed", "1500"]
     assert (watch.stats.lists, watch.stats.relists, watch.stats.handler_errors) == (1, 0, 1)
     assert api.queries("watch")[0]["resourceVersion"] == "1500"
+
+
+async def test_transform_reduces_each_page_as_it_arrives_and_each_event(api: RecordedApiServer) -> None:
+    api.lists.extend([api.json(recording("list-page-1.json")), api.json(recording("list-page-2.json"))])
+    api.watches.append(api.stream(recording("watch-1.ndjson"), then="hang"))
+    pages_fetched: list[int] = []
+    synced: list[Any] = []
+    events: list[tuple[str, Any]] = []
+
+    def transform(obj: dict[str, Any]) -> tuple[str, str]:
+        if obj["metadata"]["name"] == "mesh-a" and events:
+            raise ValueError("cannot reduce")  # the MODIFIED mesh-a of the watch
+        pages_fetched.append(len(api.queries("list")))
+        return obj["kind"], obj["metadata"]["name"]
+
+    async with ApiClient(ClusterConfig(server=api.url)) as client:
+        watch = ListWatch(
+            client, PATH, page_size=2, backoff=FAST, transform=transform,
+            on_sync=lambda items, rv: synced.extend(items), on_event=lambda kind, obj: events.append((kind, obj)),
+        )
+        await run_until(watch, api, lambda: len(events) >= 2)
+    # LIST items carry the kind a watch object has before the transform sees them.
+    assert synced == [("ConfigMap", "mesh-a"), ("ConfigMap", "mesh-b"), ("ConfigMap", "mesh-c")]
+    assert pages_fetched[:3] == [1, 1, 2], "the first page was reduced before the second was fetched"
+    # A transform that fails on one event skips that event, like a failing on_event.
+    assert events == [("ADDED", ("ConfigMap", "mesh-d")), ("DELETED", ("ConfigMap", "mesh-b"))]
+    assert watch.stats.handler_errors == 1 and watch.resource_version == "1006"
+
+
+async def test_a_failing_transform_fails_the_list_which_is_retried(api: RecordedApiServer) -> None:
+    api.lists.extend([api.json(recording("list-page-2.json")), api.json(recording("relist-1.json"))])
+    failed: list[str] = []
+
+    def transform(obj: dict[str, Any]) -> str:
+        if not failed:
+            failed.append(obj["metadata"]["name"])
+            raise ValueError("cannot reduce")
+        return obj["metadata"]["name"]
+
+    synced: list[list[str]] = []
+    async with ApiClient(ClusterConfig(server=api.url)) as client:
+        watch = ListWatch(client, PATH, on_sync=lambda items, rv: synced.append(items), on_event=lambda k, o: None,
+                          backoff=FAST, transform=transform)
+        await run_until(watch, api, lambda: len(api.queries("watch")) >= 1)
+    assert len(synced) == 1 and (watch.stats.lists, watch.stats.handler_errors) == (1, 1)
