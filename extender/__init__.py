@@ -9,7 +9,7 @@ Pure core, importable without a server or a cluster:
 * :mod:`extender.simulate`, :mod:`extender.snapshot`: what-ifs on a static cluster state.
 
 Edges: :mod:`extender.service` (the verbs), :mod:`extender.server` (HTTP),
-:mod:`extender.feed` and :mod:`extender.reduced_list` (list+watch),
+:mod:`extender.feed` (list+watch),
 :mod:`extender.binder` (Bindings), :mod:`extender.inflight` (waiting for binds),
 :mod:`extender.policy_source`, :mod:`extender.instruments` (``/metrics``, in the
 format of :mod:`serving.exposition`), :mod:`extender.collector`, :mod:`extender.run`.

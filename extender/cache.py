@@ -57,7 +57,11 @@ class CacheStats:
 
 
 class ReducedPod:
-    """What :class:`ClusterCache` needs of one listed pod: 64 bytes instead of the pod's dicts."""
+    """What :class:`ClusterCache` needs of one pod: 64 bytes instead of the pod's dicts.
+
+    The feed's list/watch makes one of every pod it receives (:func:`reduce_pod`
+    as its ``transform``), so a LIST of the fleet never sits in memory whole.
+    """
 
     __slots__ = ("uid", "entry", "bad_record", "skipped")
 
@@ -66,17 +70,22 @@ class ReducedPod:
         #: ``None`` for a finished pod.
         self.entry = entry
         self.bad_record = bad_record
-        #: Why the pod could not be accounted ('' when it could).
+        #: Why the pod could not be accounted, after its ``namespace/name`` ('' when it could).
         self.skipped = skipped
+
+    @property
+    def settled(self) -> bool:
+        """Bound, or finished: no bind of it is still to come."""
+        return not self.skipped and (self.entry is None or self.entry.node is not None)
 
 
 def reduce_pod(pod: JsonObject) -> ReducedPod:
-    """A listed pod, accounted; used on LIST pages as they arrive (:mod:`extender.reduced_list`)."""
+    """A pod, accounted: the transform of the feed's pod list/watch, applied as each object arrives."""
     try:
         f = pod_figures(pod)
     except (ValueError, TypeError, AttributeError) as exc:
         meta = pod.get("metadata") or {}
-        return ReducedPod(f"{meta.get('namespace')}/{meta.get('name')}", None, skipped=str(exc))
+        return ReducedPod(pod_uid(pod), None, skipped=f"{meta.get('namespace')}/{meta.get('name')}: {exc}")
     return ReducedPod(f.uid, None if f.terminal else PodEntry.from_figures(f), bad_record=f.record_error is not None)
 
 
@@ -140,10 +149,10 @@ class ClusterCache:
     # -- pods -------------------------------------------------------------------
     def _entry(self, pod: JsonObject | ReducedPod) -> tuple[str, PodEntry | None] | None:
         """``(uid, entry)`` for a watched or listed pod; entry ``None`` for a finished pod."""
-        if isinstance(pod, ReducedPod):  # accounted already, as its LIST page arrived
+        if isinstance(pod, ReducedPod):  # accounted already, as the watch received it
             reduced = pod
             if reduced.skipped:
-                log.warning("skipping pod %s: %s", reduced.uid, reduced.skipped)
+                log.warning("skipping pod %s", reduced.skipped)
                 self.stats.skipped += 1
                 return None
             if reduced.bad_record:
@@ -163,10 +172,10 @@ class ClusterCache:
             return f.uid, None
         return f.uid, PodEntry.from_figures(f)
 
-    def apply_pod(self, event: str, pod: JsonObject) -> None:
+    def apply_pod(self, event: str, pod: JsonObject | ReducedPod) -> None:
         """One watch event (``ADDED``, ``MODIFIED``, ``DELETED``)."""
         if event == "DELETED":
-            self._observe(pod_uid(pod), None)
+            self._observe(pod.uid if isinstance(pod, ReducedPod) else pod_uid(pod), None)
             return
         got = self._entry(pod)
         if got is not None:

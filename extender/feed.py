@@ -9,9 +9,9 @@ Three :class:`kube.watch.ListWatch` es, independent of each other:
 * optionally the policy ConfigMap, selected by ``metadata.name``
   (:func:`serving.policy_source.global_configmap_handlers`).
 
-The objects stay the decoded JSON dicts the apiserver sent and are reduced to
-accounting entries at once, LIST pages included (:mod:`extender.reduced_list`);
-nothing else of them is kept.
+Pods are reduced to accounting entries the moment they are decoded, LIST
+pages included (:func:`extender.cache.reduce_pod` as the watch's
+``transform``); nothing else of them is kept.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import asyncio
 import gc
 from typing import Any
 
+from extender.cache import ReducedPod, reduce_pod
 from extender.collector import Settler, settle
 from extender.policy_source import PolicyHolder
-from extender.reduced_list import ReducingClient
 from extender.service import ExtenderService
 from kube.client import ApiClient
 from kube.watch import ListWatch
@@ -63,8 +63,8 @@ class ClusterFeed:
                 page_size=page_size, name="nodes",
             ),
             "pods": ListWatch(
-                ReducingClient(client, "/api/v1/pods"), "/api/v1/pods",  # type: ignore[arg-type]
-                on_event=self._on_pod_event, on_sync=self._on_pod_sync,
+                client, "/api/v1/pods",
+                on_event=self._on_pod_event, on_sync=self._on_pod_sync, transform=reduce_pod,
                 field_selector=POD_SELECTOR, page_size=page_size, name="pods",
             ),
         }
@@ -78,12 +78,12 @@ class ClusterFeed:
             )
         service.instruments.watches.update(self.watches)
 
-    def _on_pod_event(self, event: str, pod: dict[str, Any]) -> None:
+    def _on_pod_event(self, event: str, pod: ReducedPod) -> None:
         self.service.on_pod_event(event, pod)
         if self.settle_gc:
             self.settler.tick()
 
-    async def _on_pod_sync(self, pods: list[dict[str, Any]], resource_version: str) -> None:
+    async def _on_pod_sync(self, pods: list[ReducedPod], resource_version: str) -> None:
         await self.service.on_pod_sync(pods, resource_version)
         if self.settle_gc:
             # What is alive now is the cache (and the reduced LIST, freed by refcount when the watch drops it).

@@ -21,7 +21,7 @@ from typing import Any
 
 from extender.accounting import PodEntry
 from extender.binder import Binder, BindError
-from extender.cache import ClusterCache
+from extender.cache import ClusterCache, ReducedPod, reduce_pod
 from extender.inflight import InFlight
 from extender.instruments import Instruments
 from extender.policy_source import PolicyHolder
@@ -149,14 +149,14 @@ class ExtenderService:
         return ""
 
     # -- watch events -------------------------------------------------------------
-    def on_pod_event(self, event: str, pod: dict[str, Any]) -> None:
-        self.cache.apply_pod(event, pod)
-        if event == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
-            uid = (pod.get("metadata") or {}).get("uid")
-            if isinstance(uid, str):
-                self.inflight.resolve(uid)
+    def on_pod_event(self, event: str, pod: dict[str, Any] | ReducedPod) -> None:
+        """One watch event; the feed's watch has reduced the pod already (:func:`reduce_pod`)."""
+        reduced = pod if isinstance(pod, ReducedPod) else reduce_pod(pod)
+        self.cache.apply_pod(event, reduced)
+        if event == "DELETED" or reduced.settled:
+            self.inflight.resolve(reduced.uid)
 
-    async def on_pod_sync(self, pods: list[dict[str, Any]], _resource_version: str = "") -> None:
+    async def on_pod_sync(self, pods: list[dict[str, Any] | ReducedPod], _resource_version: str = "") -> None:
         """A (re)list; yields to the event loop now and then so scheduler calls keep being answered."""
         sync = self.cache.pod_sync()
         for i, pod in enumerate(pods):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from extender_shapes import app_pod, bound, meshed, node, uid
 
 from extender.accounting import PodEntry
-from extender.cache import ClusterCache
+from extender.cache import ClusterCache, reduce_pod
 from policy.pod_accounting import account_pod
 
 GI = 2**30 * 10**9
@@ -150,3 +150,20 @@ def test_recent_pods_are_bounded() -> None:
         cache.remember(f"u{i}", entry, True)
     assert len(cache.recent) == cache_module.RECENT_PODS
     assert "u0" not in cache.recent and f"u{cache_module.RECENT_PODS + 9}" in cache.recent
+
+
+def test_reduced_pods_count_as_the_pods_they_came_from() -> None:
+    """The feed's watch hands the cache ``reduce_pod(pod)``, never the pod itself."""
+    plain, reduced = cache_with(node("a")), cache_with(node("a"))
+    pod = meshed(app_pod("web-1", "2", "4Gi"))
+    other = bound(app_pod("web-2", "1", "1Gi"), "a")
+    for event, obj in (("ADDED", pod), ("MODIFIED", bound(pod, "a")), ("ADDED", other), ("DELETED", other)):
+        plain.apply_pod(event, obj)
+        reduced.apply_pod(event, reduce_pod(obj))
+        assert reduced.nodes["a"].to_dict() == plain.nodes["a"].to_dict()
+        assert set(reduced.accounting.pods) == set(plain.accounting.pods)
+    assert not reduce_pod(pod).settled, "pending: its bind is still to come"
+    assert reduce_pod(bound(pod, "a")).settled
+    assert reduce_pod(bound(pod, "a", phase="Succeeded")).settled, "finished: no bind will come"
+    bad = app_pod("bad", "lots")
+    assert not reduce_pod(bad).settled and reduce_pod(bad).uid == uid(bad), "unreadable, but still known by its uid"
