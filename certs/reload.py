@@ -25,7 +25,7 @@ import logging
 import os
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -84,6 +84,12 @@ class CertReloader:
     certificate in place; for that case the new pair goes into a fresh
     context and ``context``'s server-name callback switches each new
     handshake over to it.
+
+    ``configure(context)`` is applied to every context the reloader creates,
+    ``context`` and each fresh one alike, before any certificate goes in:
+    what a server sets beyond its certificate (client-certificate
+    verification, say) must survive a switch to a fresh context, or the first
+    key-type rotation would silently drop it.
     """
 
     def __init__(
@@ -94,17 +100,20 @@ class CertReloader:
         cert_file: str = CERT_FILE,
         key_file: str = KEY_FILE,
         require: bool = True,
+        configure: Callable[[ssl.SSLContext], None] | None = None,
     ) -> None:
         """Load the pair now; with ``require`` (the default) a missing or bad pair raises.
 
         ``require=False`` is for a server that may start before its Secret is
-        populated: it reports not ``valid`` until a good pair appears.
+        populated: it reports not ``valid`` until a good pair appears. An
+        exception from ``configure`` on the first context propagates.
         """
         self.directory = Path(directory)
         self.interval = interval
         self.cert_path = self.directory / cert_file
         self.key_path = self.directory / key_file
-        self.context = server_context()
+        self.configure = configure
+        self.context = self._new_context()
         self.not_before: dt.datetime | None = None
         self.not_after: dt.datetime | None = None
         self.serial: int | None = None
@@ -164,7 +173,7 @@ class CertReloader:
             # OpenSSL gets the final word on what it will accept, on a scratch
             # context first: a failed load_cert_chain can leave a context with
             # a certificate and no usable key.
-            scratch = server_context()
+            scratch = self._new_context()
             with _pem_file(key_pem + b"\n" + cert_pem) as path:
                 scratch.load_cert_chain(path)
                 self._install(path, scratch, kind)
@@ -187,6 +196,12 @@ class CertReloader:
             self.not_after.isoformat(),
         )
         return True
+
+    def _new_context(self) -> ssl.SSLContext:
+        context = server_context()
+        if self.configure is not None:
+            self.configure(context)
+        return context
 
     def _install(self, path: str, scratch: ssl.SSLContext, kind: str) -> None:
         if self._switched is None and self._key_kind in (None, kind):

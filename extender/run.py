@@ -119,19 +119,22 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> None:
         from certs.inspect import CertLoadError
         from certs.reload import CertReloader
 
+        client_ca = options.tls_client_ca
+
+        def require_client_certificate(context: ssl.SSLContext) -> None:
+            # Only a scheduler holding a certificate from this CA may call bind, which creates Bindings
+            # with this extender's rights; every context the reloader makes (a key-type rotation makes a
+            # fresh one) must ask for it.
+            context.load_verify_locations(cafile=client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+
         try:
-            reloader = CertReloader(options.tls_cert_dir)
+            reloader = CertReloader(options.tls_cert_dir, configure=require_client_certificate if client_ca else None)
         except CertLoadError as exc:
             raise StartupError(f"--tls-cert-dir {options.tls_cert_dir}: {exc}") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(f"--tls-client-ca {client_ca}: {exc}") from None
         ssl_context = reloader.context
-        if options.tls_client_ca:
-            # Only a scheduler holding a certificate from this CA may call bind, which creates Bindings
-            # with this extender's rights.
-            try:
-                ssl_context.load_verify_locations(cafile=options.tls_client_ca)
-            except (OSError, ssl.SSLError) as exc:
-                raise StartupError(f"--tls-client-ca {options.tls_client_ca}: {exc}") from None
-            ssl_context.verify_mode = ssl.CERT_REQUIRED
         tasks.append(asyncio.create_task(reloader.run(stop), name="cert reload"))
 
     if prepared.policy_file is not None:

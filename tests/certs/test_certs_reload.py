@@ -16,6 +16,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+from client_certs import client_pair
 from cryptography import x509
 
 from certs.generate import GeneratedCerts, generate
@@ -212,6 +213,50 @@ async def test_key_type_change_still_reaches_new_handshakes(served) -> None:
         conn = await connect(port, pair)
         assert conn.serial == pair.serial
         await conn.close()
+
+
+async def test_configure_survives_a_key_type_change(tmp_path: Path) -> None:
+    """Client-certificate verification set through ``configure`` is there on the fresh context too."""
+    volume = SecretVolume(tmp_path / "secret")
+    volume.rotate()
+    client_ca, client_cert, client_key = client_pair(tmp_path)
+    configured: list[ssl.SSLContext] = []
+
+    def require_client_certificate(context: ssl.SSLContext) -> None:
+        context.load_verify_locations(cafile=str(client_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+        configured.append(context)
+
+    reloader = CertReloader(volume.root, configure=require_client_certificate)
+    assert reloader.context in configured and reloader.context.verify_mode == ssl.CERT_REQUIRED
+    server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=reloader.context)
+    port = server.sockets[0].getsockname()[1]
+
+    async def answered(pair: GeneratedCerts, *, with_certificate: bool) -> bool:
+        context = client_context(pair)
+        if with_certificate:
+            context.load_cert_chain(str(client_cert), str(client_key))
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname=SERVER_NAME), 5
+            )
+            conn = Connection(reader, writer)
+            try:
+                return await conn.roundtrip(b"ping") == b"ping"
+            finally:
+                await conn.close()
+        except (ssl.SSLError, ConnectionError, asyncio.IncompleteReadError):
+            return False
+
+    try:
+        rsa_pair = volume.rotate(key_type="rsa")
+        assert reloader.check_now() is True
+        assert await answered(rsa_pair, with_certificate=True)
+        assert not await answered(rsa_pair, with_certificate=False), "the fresh context still asks for one"
+        assert all(c.verify_mode == ssl.CERT_REQUIRED for c in configured) and len(configured) >= 3
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_run_loop_picks_up_rotation_and_stops(served) -> None:

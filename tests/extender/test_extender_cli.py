@@ -13,6 +13,7 @@ import aiohttp
 import orjson
 import pytest
 import yaml
+from client_certs import client_pair
 from extender_shapes import POLICY_FILE, app_pod, bound, meshed, node
 from replay_apiserver import ReplayApiServer, recording
 
@@ -260,36 +261,6 @@ def test_policy_file_reload_keeps_the_last_good(tmp_path: Path) -> None:
     assert "at least one resource weight must be positive" in holder.last_rejection.message
 
 
-def _client_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """A client CA, and a client certificate (clientAuth) signed by it, as the scheduler would hold."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    from certs.generate import build_ca
-
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = build_ca(ca_key, common_name="scheduler clients", not_before=now - dt.timedelta(minutes=1),
-                  not_after=now + dt.timedelta(days=1), key_type="ecdsa")
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "system:kube-scheduler")]))
-            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = tmp_path / "client-ca.crt", tmp_path / "client.crt", tmp_path / "client.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
-
-
 async def test_serve_https_with_client_certificates(tmp_path: Path, snapshot: Path) -> None:
     import ssl
 
@@ -297,7 +268,7 @@ async def test_serve_https_with_client_certificates(tmp_path: Path, snapshot: Pa
 
     serving = tmp_path / "tls"
     generate(serving, service="meshfit-extender", namespace="meshfit-system", ips=["127.0.0.1"])
-    client_ca, client_cert, client_key = _client_pair(tmp_path)
+    client_ca, client_cert, client_key = client_pair(tmp_path)
     proc, url = await start_serve("--snapshot", str(snapshot), "--tls-cert-dir", str(serving),
                                   "--tls-client-ca", str(client_ca))
     try:
