@@ -10,32 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from typing import Any
 
 import orjson
 
+from cli import server_options
 from cli.errors import CommandError
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def _configmap(text: str) -> tuple[str, str]:
-    namespace, sep, name = text.partition("/")
-    if not sep or not namespace or not name or "/" in name:
-        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
-    return namespace, name
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-    return value
+from cli.server_options import seconds
 
 
 def register(subparsers: Any) -> None:
@@ -56,30 +38,24 @@ def register(subparsers: Any) -> None:
             "from a list+watch of Nodes and Pods (--kubeconfig, else in-cluster) or from --snapshot."
         ),
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
-    serve.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888; 0 picks a free one)")
+    server_options.add_listen_options(serve, port=8888)
     serve.add_argument("--tls-cert-dir", metavar="DIR",
                        help="serve HTTPS with tls.crt/tls.key from DIR, reloaded when they rotate (default: HTTP)")
     serve.add_argument("--tls-client-ca", metavar="FILE",
                        help="with --tls-cert-dir: require client certificates signed by this CA (give the "
                             "scheduler's extenders entry a tlsConfig certFile/keyFile), so only it may bind")
     source = serve.add_mutually_exclusive_group()
-    source.add_argument("--kubeconfig", metavar="FILE", help="cluster to list and watch (default: in-cluster)")
+    server_options.add_kubeconfig_option(source)
     source.add_argument("--snapshot", metavar="FILE",
                         help="serve a static cluster state (YAML/JSON stream or List of Nodes and Pods); "
                              "bind is refused")
-    policy = serve.add_mutually_exclusive_group()
-    policy.add_argument("--policy", metavar="FILE",
-                        help="policy file (YAML or ConfigMap manifest), reloaded when it changes "
-                             "(default: the schema's defaults)")
-    policy.add_argument("--policy-configmap", metavar="NS/NAME", type=_configmap,
-                        help="watch the global policy ConfigMap, e.g. meshfit-system/meshfit-policy")
-    serve.add_argument("--assume-ttl", type=_seconds, default=30.0, metavar="SECONDS",
+    server_options.add_policy_options(serve, required=False, without="the schema's defaults")
+    serve.add_argument("--assume-ttl", type=seconds, default=30.0, metavar="SECONDS",
                        help="how long a pod this extender bound counts on its node before the watch "
                             "must have confirmed it (default 30)")
-    serve.add_argument("--bind-wait", type=_seconds, default=0.5, metavar="SECONDS",
+    serve.add_argument("--bind-wait", type=seconds, default=0.5, metavar="SECONDS",
                        help="longest a filter waits for the bind of the pod before it (default 0.5; 0 disables)")
-    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    server_options.add_log_level_option(serve)
     serve.set_defaults(func=run_serve)
 
     sim = actions.add_parser(
@@ -104,11 +80,9 @@ def register(subparsers: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT, stream=sys.stderr)
+    server_options.start(args)
     from extender.run import ServeOptions, StartupError, prepare, serve
 
-    if not 0 <= args.port <= 65535:
-        raise CommandError(f"--port must be 0..65535, got {args.port}")
     if args.tls_client_ca and not args.tls_cert_dir:
         raise CommandError("--tls-client-ca needs --tls-cert-dir")
     if args.snapshot and args.policy_configmap:

@@ -9,21 +9,12 @@ serving nothing.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
-from cli import event_loop
+from cli import event_loop, server_options
 from cli.errors import CommandError
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def _configmap(text: str) -> tuple[str, str]:
-    namespace, sep, name = text.partition("/")
-    if not sep or not namespace or not name or "/" in name:
-        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
-    return namespace, name
+from cli.server_options import seconds
 
 
 def _size(text: str) -> int:
@@ -40,16 +31,6 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a byte count such as 7340032 or 7Mi, got {text!r}") from None
     if value < 1024:
         raise argparse.ArgumentTypeError(f"must be at least 1024 bytes, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
 
 
@@ -70,22 +51,9 @@ def register(subparsers: Any) -> None:
         ),
     )
     serve.add_argument("--cert-dir", required=True, metavar="DIR", help="directory holding tls.crt and tls.key")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
-    serve.add_argument("--port", type=int, default=9443, help="port to listen on (default 9443)")
-    source = serve.add_mutually_exclusive_group(required=True)
-    source.add_argument("--policy", metavar="FILE", help="a policy file (YAML or ConfigMap manifest), reloaded on change")
-    source.add_argument(
-        "--policy-configmap",
-        metavar="NS/NAME",
-        type=_configmap,
-        help="watch the global policy ConfigMap NS/NAME (e.g. meshfit-system/meshfit-policy)",
-    )
-    serve.add_argument(
-        "--kubeconfig",
-        metavar="FILE",
-        help="cluster to watch (default: in-cluster, else ~/.kube/config); implies namespace label and "
-        "namespace policy watches",
-    )
+    server_options.add_listen_options(serve, port=9443)
+    server_options.add_policy_options(serve, required=True)
+    server_options.add_kubeconfig_option(serve, implies="implies namespace label and namespace policy watches")
     serve.add_argument(
         "--cluster",
         action="store_true",
@@ -99,19 +67,19 @@ def register(subparsers: Any) -> None:
         metavar="BYTES",
         help="largest AdmissionReview accepted, e.g. 7Mi (default 7Mi); larger gets 413",
     )
-    serve.add_argument("--policy-interval", type=_seconds, default=2.0, metavar="SECONDS",
+    serve.add_argument("--policy-interval", type=seconds, default=2.0, metavar="SECONDS",
                        help="how often to poll the policy file (default 2)")
-    serve.add_argument("--cert-interval", type=_seconds, default=2.0, metavar="SECONDS",
+    serve.add_argument("--cert-interval", type=seconds, default=2.0, metavar="SECONDS",
                        help="how often to poll the certificate files (default 2)")
     serve.add_argument(
         "--shutdown-delay",
-        type=_seconds,
+        type=seconds,
         default=0.0,
         metavar="SECONDS",
         help="after SIGTERM, report not ready and keep serving this long before closing the listener "
         "(default 0; a few seconds in a cluster)",
     )
-    serve.add_argument("--shutdown-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+    serve.add_argument("--shutdown-timeout", type=seconds, default=30.0, metavar="SECONDS",
                        help="longest wait for in-flight requests at shutdown (default 30)")
     serve.add_argument(
         "--answer-cache",
@@ -121,18 +89,16 @@ def register(subparsers: Any) -> None:
         help="remember the engine's verdict for up to N distinct pods (replicas of one ReplicaSet are identical); "
         "0 turns it off (default 512)",
     )
-    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    server_options.add_log_level_option(serve)
     serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
     serve.set_defaults(func=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)
+    server_options.start(args)
     # Imported here so `meshfit --help` and the offline commands never pay for aiohttp.
     from webhook.server import ServeOptions, StartError, serve
 
-    if not 0 <= args.port <= 65535:
-        raise CommandError(f"--port must be 0..65535, got {args.port}")
     options = ServeOptions(
         cert_dir=Path(args.cert_dir),
         host=args.host,

@@ -1,0 +1,71 @@
+"""Options the two serving commands share: where to listen, which policy, which cluster, how loud.
+
+``meshfit webhook serve`` and ``meshfit extender serve`` read the same global
+policy from the same kinds of source and run the same way in a pod, so an
+operator who learned one command line knows the other; the options, their
+checks and their wording are written once, here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from cli.errors import CommandError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def configmap_ref(text: str) -> tuple[str, str]:
+    """``NAMESPACE/NAME`` as a pair."""
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
+    return namespace, name
+
+
+def seconds(text: str) -> float:
+    """A non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def add_listen_options(parser: argparse.ArgumentParser, *, port: int) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
+    parser.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port}; 0 picks a free one)")
+
+
+def add_policy_options(parser: argparse.ArgumentParser, *, required: bool, without: str = "") -> None:
+    """``--policy FILE`` or ``--policy-configmap NS/NAME``; ``without`` says what serves when neither is given."""
+    source = parser.add_mutually_exclusive_group(required=required)
+    source.add_argument("--policy", metavar="FILE",
+                        help="a policy file (YAML or ConfigMap manifest), reloaded when it changes"
+                             + (f" (default: {without})" if without else ""))
+    source.add_argument("--policy-configmap", metavar="NS/NAME", type=configmap_ref,
+                        help="watch the global policy ConfigMap NS/NAME (e.g. meshfit-system/meshfit-policy)")
+
+
+def add_kubeconfig_option(parser: Any, *, implies: str = "") -> None:
+    """``--kubeconfig FILE``; ``parser`` may be a mutually exclusive group."""
+    parser.add_argument("--kubeconfig", metavar="FILE",
+                        help="cluster to list and watch (default: in-cluster, else ~/.kube/config)"
+                             + (f"; {implies}" if implies else ""))
+
+
+def add_log_level_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+
+
+def start(args: argparse.Namespace) -> None:
+    """What every serving command does first: log to stderr at ``--log-level``, and check ``--port``."""
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT, stream=sys.stderr)
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port must be 0..65535, got {args.port}")
