@@ -74,6 +74,15 @@ def new_private_key(key_type: KeyType) -> PrivateKey:
     raise ValueError(f"unknown key type {key_type!r}; expected one of {', '.join(KEY_TYPES)}")
 
 
+def private_key_pem(key: PrivateKey) -> bytes:
+    """The unencrypted PKCS#8 PEM a TLS Secret's ``tls.key`` (and any Kubernetes component) reads."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
 def _key_usage(*, ca: bool, key_type: KeyType) -> x509.KeyUsage:
     # keyEncipherment only means something for RSA key transport; an EC key
     # with it set is rejected by strict verifiers.
@@ -266,11 +275,7 @@ def generate(
 
     ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    key_pem = private_key_pem(key)
 
     _ensure_dir(directory)
     paths = (directory / CA_CERT_FILE, directory / CERT_FILE, directory / KEY_FILE)

@@ -1,8 +1,11 @@
 """Throwaway PKI for one LocalCluster: a CA, serving certs, service-account keys.
 
 Every cluster gets fresh keys in its own work dir, so nothing secret is ever
-committed and tests cannot depend on one another's credentials. EC P-256 keeps
-generation in the low milliseconds, which matters for startup time; the
+committed and tests cannot depend on one another's credentials. The keys and
+certificates are built by :mod:`certs.generate`, as the webhook's are, so the
+local cluster trusts exactly the kind of certificate meshfit ships; only the
+validity (a test session) and the file layout are the cluster's own. EC P-256
+keeps generation in the low milliseconds, which matters for startup time; the
 service-account key is RSA because that is what every Kubernetes client and
 verifier accepts without configuration.
 """
@@ -15,19 +18,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+
+from certs.generate import (
+    CLOCK_SKEW,
+    PrivateKey,
+    build_ca,
+    build_serving_cert,
+    new_private_key,
+    private_key_pem,
+    write_atomic,
+)
 
 _VALIDITY = dt.timedelta(days=2)
-_SKEW = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
 class CertificateAuthority:
     """A CA key and certificate kept in memory to sign leaf certs."""
 
-    key: ec.EllipticCurvePrivateKey
+    key: PrivateKey
     cert: x509.Certificate
 
     def pem(self) -> bytes:
@@ -42,55 +52,21 @@ class KeyPair:
     key: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _private_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+def _window() -> tuple[dt.datetime, dt.datetime]:
+    now = dt.datetime.now(dt.UTC)
+    return now - CLOCK_SKEW, now + _VALIDITY
 
 
 def _write(path: Path, data: bytes, *, private: bool = False) -> Path:
-    path.write_bytes(data)
-    if private:
-        path.chmod(0o600)
+    write_atomic(path, data, 0o600 if private else 0o644)
     return path
 
 
 def new_ca(common_name: str = "meshfit-local-cluster-ca") -> CertificateAuthority:
     """A self-signed CA valid for two days (a test session, with margin)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _SKEW)
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    key = new_private_key("ecdsa")
+    not_before, not_after = _window()
+    cert = build_ca(key, common_name=common_name, not_before=not_before, not_after=not_after, key_type="ecdsa")
     return CertificateAuthority(key=key, cert=cert)
 
 
@@ -108,29 +84,21 @@ def issue_serving_cert(
     ip_addresses: tuple[str, ...] = ("127.0.0.1",),
 ) -> KeyPair:
     """A TLS server cert signed by ``ca``, written as ``<name>.crt``/``<name>.key``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _SKEW)
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
-        )
-        .sign(ca.key, hashes.SHA256())
+    key = new_private_key("ecdsa")
+    not_before, not_after = _window()
+    cert = build_serving_cert(
+        key,
+        ca_cert=ca.cert,
+        ca_key=ca.key,
+        dns_names=dns_names,
+        ip_addresses=[ipaddress.ip_address(ip) for ip in ip_addresses],
+        not_before=not_before,
+        not_after=not_after,
+        key_type="ecdsa",
     )
     return KeyPair(
         cert=_write(directory / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM)),
-        key=_write(directory / f"{name}.key", _private_pem(key), private=True),
+        key=_write(directory / f"{name}.key", private_key_pem(key), private=True),
     )
 
 
@@ -140,11 +108,11 @@ def write_service_account_keys(directory: Path) -> KeyPair:
     ``cert`` holds the public key (``--service-account-key-file``), ``key`` the
     private key (``--service-account-signing-key-file``).
     """
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = new_private_key("rsa")
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return KeyPair(
         cert=_write(directory / "sa.pub", public),
-        key=_write(directory / "sa.key", _private_pem(key), private=True),
+        key=_write(directory / "sa.key", private_key_pem(key), private=True),
     )
