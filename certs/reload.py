@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certs.generate import CERT_FILE, KEY_FILE
 from certs.inspect import CertLoadError, key_matches_cert
+from serving.polling import poll
 
 log = logging.getLogger(__name__)
 
@@ -238,15 +239,7 @@ class CertReloader:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every ``interval`` seconds until ``stop`` is set."""
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.interval)
-            if stop.is_set():
-                return
-            try:
-                self.check_now()
-            except Exception:  # a bug here must not stop rotation for good
-                log.exception("certificate poll failed")
+        await poll(self.check_now, self.interval, stop, "certificate poll")
 
 
 def _validate(cert_pem: bytes, key_pem: bytes) -> tuple[x509.Certificate, str]:

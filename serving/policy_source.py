@@ -18,7 +18,6 @@ namespace policies, the extender's scorer) hangs on :meth:`GlobalPolicy._install
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -30,6 +29,7 @@ from typing import Any
 from policy.fields import PolicyError
 from policy.load import parse_policy_text, policy_from_configmap
 from policy.model import POLICY_KEY, Policy
+from serving.polling import poll
 
 log = logging.getLogger(__name__)
 
@@ -195,15 +195,8 @@ class PolicyFile:
         return self.live.offer_text(text, str(self.path))
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.interval)
-            if stop.is_set():
-                return
-            try:
-                self.check_now()
-            except Exception:  # a bug here must not stop reloads for good
-                log.exception("policy file poll failed")
+        """Poll every ``interval`` seconds until ``stop`` is set."""
+        await poll(self.check_now, self.interval, stop, "policy file poll")
 
 
 @dataclass(frozen=True, slots=True)
