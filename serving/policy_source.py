@@ -83,32 +83,29 @@ class GlobalPolicy:
 
     def offer_text(self, text: str, source: str) -> bool:
         """Offer a policy document (the policy itself or a ConfigMap manifest holding it)."""
-        if text == self._text:
-            self._restored(source)
-            return False
-        try:
-            policy = parse_policy_text(text, source=source)
-        except PolicyError as exc:
-            self._reject(rejection(source, exc), exc)
-            return False
-        self._text = text
-        self._install(policy, source)
-        return True
+        return self._offer(text, source, lambda: parse_policy_text(text, source=source))
 
     def offer_configmap(self, configmap: Mapping[str, Any]) -> bool:
         """Offer the global policy ConfigMap as the watch delivered it."""
         meta = configmap.get("metadata") or {}
         source = f"ConfigMap {meta.get('namespace', '')}/{meta.get('name', '')}"
         text = (configmap.get("data") or {}).get(POLICY_KEY)
-        if isinstance(text, str) and text == self._text:
-            self._restored(source)  # a label or annotation edit, a relist, or a revert to the policy in force
+        return self._offer(
+            text if isinstance(text, str) else None, source, lambda: policy_from_configmap(configmap, source=source)
+        )
+
+    def _offer(self, text: str | None, source: str, parse: Callable[[], Policy]) -> bool:
+        """Install what ``parse`` makes of ``text`` unless it is the text in force already, or invalid."""
+        if text is not None and text == self._text:
+            # A label or annotation edit, a relist, a file touched, or a revert to the policy in force.
+            self._restored(source)
             return False
         try:
-            policy = policy_from_configmap(configmap, source=source)
+            policy = parse()
         except PolicyError as exc:
             self._reject(rejection(source, exc), exc)
             return False
-        self._text = text if isinstance(text, str) else None
+        self._text = text
         self._install(policy, source)
         return True
 
