@@ -164,27 +164,12 @@ def start_webhook(
     wait: bool = True,
 ) -> MeshfitServer:
     """``meshfit webhook serve`` on loopback, watching the policy ConfigMap; waits for ready unless not ``wait``."""
-    port = port or free_port()
-    server = MeshfitServer(
-        name,
-        workdir,
-        meshfit_argv(
-            "webhook", "serve",
-            "--cert-dir", str(cert_dir),
-            "--host", LOOPBACK,
-            "--port", str(port),
-            "--policy-configmap", "/".join(policy_configmap),
-            "--kubeconfig", str(kubeconfig),
-            *extra_args,
-        ),
-        f"https://{LOOPBACK}:{port}",
+    return _start_serve(
+        "webhook", name, workdir, kubeconfig, port, policy_configmap,
+        ["--cert-dir", str(cert_dir), *extra_args],
         ssl.create_default_context(cafile=str(cert_dir / "ca.crt")),
+        timeout=timeout, wait=wait,
     )
-    if wait:
-        server.start(timeout)
-    else:
-        server.launch()
-    return server
 
 
 def start_extender(
@@ -199,19 +184,39 @@ def start_extender(
     wait: bool = True,
 ) -> MeshfitServer:
     """``meshfit extender serve`` on loopback over HTTP, list+watching the cluster; waits for ready unless not ``wait``."""
+    return _start_serve(
+        "extender", name, workdir, kubeconfig, port, policy_configmap, extra_args, None, timeout=timeout, wait=wait
+    )
+
+
+def _start_serve(
+    kind: str,
+    name: str,
+    workdir: Path,
+    kubeconfig: Path,
+    port: int | None,
+    policy_configmap: tuple[str, str],
+    args: Sequence[str],
+    ssl_context: ssl.SSLContext | None,
+    *,
+    timeout: float,
+    wait: bool,
+) -> MeshfitServer:
+    """``meshfit KIND serve`` with the options both servers take (cli/server_options.py), plus ``args``."""
     port = port or free_port()
     server = MeshfitServer(
         name,
         workdir,
         meshfit_argv(
-            "extender", "serve",
+            kind, "serve",
             "--host", LOOPBACK,
             "--port", str(port),
             "--kubeconfig", str(kubeconfig),
             "--policy-configmap", "/".join(policy_configmap),
-            *extra_args,
+            *args,
         ),
-        f"http://{LOOPBACK}:{port}",
+        f"{'https' if ssl_context else 'http'}://{LOOPBACK}:{port}",
+        ssl_context,
     )
     if wait:
         server.start(timeout)
