@@ -18,18 +18,7 @@ import orjson
 import yaml
 
 from cli.errors import CommandError
-
-#: Where each workload kind keeps its pod template.
-TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
-    "Deployment": ("spec", "template"),
-    "StatefulSet": ("spec", "template"),
-    "DaemonSet": ("spec", "template"),
-    "ReplicaSet": ("spec", "template"),
-    "ReplicationController": ("spec", "template"),
-    "Job": ("spec", "template"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template"),
-}
-
+from policy.workloads import TEMPLATE_PATHS, pod_template
 
 @dataclass(frozen=True, slots=True)
 class Document:
@@ -86,12 +75,10 @@ def transform(body: Any, on_pod: PodFn, default_namespace: str | None) -> Any:
         return {**body, "items": [transform(item, on_pod, default_namespace) for item in body.get("items") or ()]}
     if kind == "Pod":
         return on_pod(body, namespace, None)
-    path = TEMPLATE_PATHS.get(kind or "")
-    if path is None:
+    template = pod_template(body)
+    if template is None:
         return body
-    template = _dig(body, path)
-    if not isinstance(template, dict):
-        return body
+    path = TEMPLATE_PATHS[kind]
     name = (body.get("metadata") or {}).get("name") or ""
     as_pod = {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}
     new = on_pod(as_pod, namespace, (kind, name))
@@ -108,15 +95,6 @@ def pods_of(body: Any, default_namespace: str | None) -> Iterator[tuple[dict[str
 
     transform(body, collect, default_namespace)
     return iter(found)
-
-
-def _dig(body: dict[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = body
-    for key in path:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
 
 
 def _replace(body: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:

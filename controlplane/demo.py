@@ -34,12 +34,14 @@ from typing import Any, TextIO
 
 import yaml
 
+from policy.annotations import ACCOUNTING, STATUS
 from policy.decision import Namespace
 from policy.inject import inject
 from policy.load import parse_policy_text
 from policy.model import Policy
 from policy.quantity import Quantity
 from policy.resources import container_limits, container_requests, pod_limits, pod_requests
+from policy.workloads import pod_template
 
 from . import binaries
 from .client import JSON
@@ -68,16 +70,6 @@ NODES: tuple[tuple[str, str, str], ...] = (
 #: Pods made from each workload's template (a Deployment's replicas, a CronJob's runs).
 REPLICAS = 2
 #: Where each workload kind keeps its pod template.
-TEMPLATES: dict[str, tuple[str, ...]] = {
-    "Deployment": ("spec", "template"),
-    "StatefulSet": ("spec", "template"),
-    "DaemonSet": ("spec", "template"),
-    "ReplicaSet": ("spec", "template"),
-    "Job": ("spec", "template"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template"),
-}
-STATUS = "meshfit.io/status"
-ACCOUNTING = "meshfit.io/accounting"
 
 
 class Progress:
@@ -117,10 +109,7 @@ def sample_pods(directory: Any = MANIFESTS / "examples") -> list[DemoPod]:
             kind = doc.get("kind")
             if kind == "Pod":
                 pods.append(_pod(doc["metadata"]["name"], doc["metadata"], doc["spec"]))
-            elif kind in TEMPLATES:
-                template: Any = doc
-                for key in TEMPLATES[kind]:
-                    template = template[key]
+            elif (template := pod_template(doc)) is not None:
                 for i in range(1, REPLICAS + 1):
                     name = f"{doc['metadata']['name']}-{i}"
                     pods.append(_pod(name, template.get("metadata") or {}, template["spec"]))

@@ -25,7 +25,7 @@ from typing import Protocol
 from aiohttp import web
 
 from policy.inject import Namespace
-from webhook.exposition import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from serving.exposition import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from webhook.answer_cache import AnswerCache
 from webhook.metrics import WebhookMetrics
 from webhook.mutate import (

@@ -91,3 +91,18 @@ def test_best_effort() -> None:
     assert not is_best_effort(pod([container("a", {"cpu": "1m"})]))
     assert not is_best_effort(pod([container("a")], pod_limits={"memory": "1Gi"}))
     assert pod_requests(pod([container("a")]))["cpu"] == Quantity(0)
+
+
+def test_every_workload_kind_has_its_template_found() -> None:
+    from policy.workloads import TEMPLATE_PATHS, pod_template
+
+    template = {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": []}}
+    for kind, path in TEMPLATE_PATHS.items():
+        body: dict = {"kind": kind}
+        node = body
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = template
+        assert pod_template(body) is template, kind
+    assert pod_template({"kind": "ConfigMap", "spec": {"template": template}}) is None
+    assert pod_template({"kind": "Deployment", "spec": "broken"}) is None
