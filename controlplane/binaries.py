@@ -5,7 +5,7 @@ by ``hack/controlplane/build.sh`` into a cache directory outside the repository
 (so ``git clean`` never costs a 20-minute rebuild). The path rule here must stay
 the same as build.sh's: ``${MESHFIT_CACHE:-~/.cache/meshfit}/k8s-<v>-etcd-<v>/bin``.
 ``MESHFIT_CONTROLPLANE_BIN`` points at any other directory holding the three
-binaries (a prebuilt set, a distro package), and then nothing is built.
+binaries and kubectl (a prebuilt set, a distro package), and then nothing is built.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The three programs a LocalCluster runs, in start order.
-BINARIES: tuple[str, ...] = ("etcd", "kube-apiserver", "kube-scheduler")
+#: The programs build.sh makes: the three a LocalCluster runs, in start order,
+#: then kubectl, for rendering the kustomizations and for people poking at a demo.
+BINARIES: tuple[str, ...] = ("etcd", "kube-apiserver", "kube-scheduler", "kubectl")
 
 #: Overrides the computed bin dir; nothing is built when it is set.
 BIN_ENV = "MESHFIT_CONTROLPLANE_BIN"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver and kube-scheduler from the upstream Go modules
+# Build etcd, kube-apiserver, kube-scheduler and kubectl from the upstream Go modules
 # pinned in hack/controlplane/go.mod, into a cache directory outside the repo.
 #
 # Why build instead of download: this workplace (and CI) reaches the Go module
@@ -37,7 +37,7 @@ cache_root="${MESHFIT_CACHE:-$HOME/.cache/meshfit}"
 out_dir="$cache_root/k8s-$k8s_version-etcd-$etcd_version"
 bin_dir="$out_dir/bin"
 stamp_file="$out_dir/stamp"
-binaries=(etcd kube-apiserver kube-scheduler)
+binaries=(etcd kube-apiserver kube-scheduler kubectl)
 
 force=0
 case "${1:-}" in
@@ -98,11 +98,13 @@ declare -A pkg_of=(
   [etcd]="go.etcd.io/etcd/server/v3"
   [kube-apiserver]="k8s.io/kubernetes/cmd/kube-apiserver"
   [kube-scheduler]="k8s.io/kubernetes/cmd/kube-scheduler"
+  [kubectl]="k8s.io/kubernetes/cmd/kubectl"
 )
 declare -A ldflags_of=(
   [etcd]="-s -w"
   [kube-apiserver]="$kube_ldflags"
   [kube-scheduler]="$kube_ldflags"
+  [kubectl]="$kube_ldflags"
 )
 
 log "building kubernetes $k8s_version and etcd $etcd_version with $go_version into $bin_dir"

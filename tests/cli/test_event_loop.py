@@ -21,7 +21,8 @@ def test_asyncio_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_uvloop_by_default_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    uvloop = pytest.importorskip("uvloop")
+    import uvloop  # the test and bench extras install it (meshfit[speed])
+
     monkeypatch.delenv(event_loop.ENV, raising=False)
     assert event_loop.loop_name() == "uvloop"
     assert event_loop.run(_loop_type()).startswith(uvloop.__name__)

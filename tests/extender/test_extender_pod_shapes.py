@@ -64,8 +64,7 @@ MODES = {
 @pytest.mark.parametrize("name", sorted(SHAPES))
 def test_every_shape_is_charged_exactly_what_its_record_says(name: str, mode: str) -> None:
     result = inject(SHAPES[name], Namespace("shop", None), MODES[mode])
-    if not result.injected:
-        pytest.skip(f"{name} under {mode} is not injected: {result.reason}")
+    assert result.injected, f"{name} under {mode} is not injected: {result.reason}"
     pod = bound(result.pod, "node-a")
     cache = ClusterCache()
     cache.sync_nodes([node("node-a", "8", "16Gi")])
