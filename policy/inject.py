@@ -180,36 +180,29 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
         versions[sidecar.name] = choice
         warnings.extend(choice.warnings)
 
-    sizes = _size_all(decision.sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)
-    starved = [s.name for s in decision.sidecars
-               if variant == "pod-level" and sizes[s.name].limits.get("cpu", ZERO) < s.cpu_request_floor]
-    if starved:
-        # Inside a pod whose CPU limit is below the floor the mesh would starve
-        # (lesson 4); outside it, the node carries the exposure, bounded by the extender.
-        floor_note = f"the pod's CPU limit cannot hold {', '.join(starved)} at the request floor"
+    # The pod-level variant keeps the mesh inside the pod's own limit. Where that limit
+    # cannot hold the sidecars at the CPU floor (lesson 4: a starved mesh jitters) or
+    # their requests, the swap variant puts the exposure on the node, where the
+    # extender bounds it; a pod that sets its own pod-level limit cannot move it there.
+    while True:
+        sizes = _size_all(decision.sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)
+        starved = [s.name for s in decision.sidecars
+                   if variant == "pod-level" and sizes[s.name].limits.get("cpu", ZERO) < s.cpu_request_floor]
+        built = None if starved else _build(pod, decision.sidecars, versions, sizes, mode, variant, target,
+                                             before_limits, overhead)
+        if built is not None and built.fits:
+            break
+        problem = (f"the pod's CPU limit cannot hold {', '.join(starved)} at the request floor" if starved
+                   else "the sidecars' requests do not fit under the pod's limit")
         if has_pod_level:
-            reason = f"{floor_note}, and the pod sets its own pod-level limit"
+            reason = f"{problem}, and the pod sets its own pod-level limit"
             warnings.append(f"meshfit did not inject this pod: {reason}")
             return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits,
                                    skip_code="pod_too_small")
         variant = "swap"
-        notes.append(f"{floor_note}: the swap variant applies to this pod")
-        sizes = _size_all(decision.sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)
+        notes.append(f"{problem}: the swap variant applies to this pod")
     for name, size in sizes.items():
         notes.extend(f"{name}: {n}" for n in size.notes)
-
-    built = _build(pod, decision.sidecars, versions, sizes, mode, variant, target, before_limits, overhead)
-    if not built.fits:
-        crowded = "the sidecars' requests do not fit under the pod's limit"
-        if has_pod_level:
-            reason = f"{crowded}, and the pod sets its own pod-level limit"
-            warnings.append(f"meshfit did not inject this pod: {reason}")
-            return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits,
-                                   skip_code="pod_too_small")
-        variant = "swap"
-        notes.append(f"{crowded}: the swap variant applies to this pod")
-        sizes = _size_all(decision.sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)
-        built = _build(pod, decision.sidecars, versions, sizes, mode, variant, target, before_limits, overhead)
     editor, after, after_limits, drift = built.editor, built.after, built.after_limits, built.drift
     leak = {r: after.effective[r] - A[r] for r in RESOURCES if after.effective[r] > A[r]}
     if mode == "overcommit" and leak:
