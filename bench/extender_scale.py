@@ -18,7 +18,6 @@ targets off its figures:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import shutil
@@ -29,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench import command
 from bench import extender_bench
 from bench.report import RESULTS_DIR, Report, write
 
@@ -106,17 +106,7 @@ QUICK: dict[str, Any] = dict(nodes=200, pods=2000, rounds=10)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=10_000)
-    parser.add_argument("--pods", type=int, default=250_000)
-    parser.add_argument("--rounds", type=int, default=300)
-    parser.add_argument("--quick", action="store_true", help="a small fleet (a smoke run)")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    if args.quick:
-        run(**QUICK, out_dir=args.out)
-    else:
-        run(args.nodes, args.pods, args.rounds, out_dir=args.out)
+    command.main(run, QUICK, __doc__, {"nodes": "", "pods": "", "rounds": ""})
 
 
 if __name__ == "__main__":

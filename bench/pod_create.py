@@ -24,7 +24,6 @@ request counter checks it saw exactly the pods it should have.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import time
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import command
 from bench.apiserver import Api, bench_cluster, connect, create_pods, delete_pods, percentiles
 from bench.cpu import CpuMeter, cluster_pids
 from bench.pods import client_pod
@@ -202,17 +202,7 @@ QUICK: dict[str, Any] = dict(pods=20, rounds=2, concurrency=4)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pods", type=int, default=2000, help="pods per configuration (>= 2000 for the target)")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--quick", action="store_true", help="a few pods (a smoke run, not a measurement)")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    if args.quick:
-        run(**QUICK, out_dir=args.out)
-    else:
-        run(args.pods, args.rounds, args.concurrency, out_dir=args.out)
+    command.main(run, QUICK, __doc__, {"pods": "pods per configuration (>= 2000 for the target)", "rounds": "", "concurrency": "requests in flight"})
 
 
 if __name__ == "__main__":

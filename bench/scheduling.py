@@ -20,7 +20,6 @@ ratio is the extender's total rate over the stock scheduler's.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
@@ -28,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import command
 from bench.apiserver import NODE_TOLERATION, Api, bench_cluster, connect, create_nodes, create_pods
 from bench.cpu import CpuMeter, cluster_pids, cpu_seconds
 from bench.pods import client_pod
@@ -207,17 +207,7 @@ QUICK: dict[str, Any] = dict(nodes=20, pods=20, rounds=1, timeout=120.0)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=5000)
-    parser.add_argument("--pods", type=int, default=5000, help="pods per configuration")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="a few nodes and pods (a smoke run)")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    if args.quick:
-        run(**QUICK, out_dir=args.out)
-    else:
-        run(args.nodes, args.pods, args.rounds, out_dir=args.out)
+    command.main(run, QUICK, __doc__, {"nodes": "", "pods": "pods per configuration", "rounds": ""})
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ else this run's create rate), and the lag at the end of the churn small
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import command
 from bench.apiserver import Api, bench_cluster, connect, create_nodes, create_pods, delete_pods
 from bench.cpu import cpu_seconds
 from bench.report import RESULTS_DIR, Report, write
@@ -182,16 +182,7 @@ QUICK: dict[str, Any] = dict(pods=20, waves=1, nodes=5)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pods", type=int, default=3000)
-    parser.add_argument("--waves", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="a few pods (a smoke run)")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    if args.quick:
-        run(**QUICK, out_dir=args.out)
-    else:
-        run(args.pods, args.waves, out_dir=args.out)
+    command.main(run, QUICK, __doc__, {"pods": "", "waves": ""})
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ cache missed on every distinct pod.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import ssl
@@ -35,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from bench import command
 from bench import loadgen
 from bench.pods import SHAPES, distinct, review
 from bench.report import REPO, Report, write
@@ -230,17 +230,7 @@ QUICK: dict[str, Any] = dict(rounds=1, seconds=0.5, distinct_pods=100, rate_seco
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
-    parser.add_argument("--rate-seconds", type=float, default=5.0, help="per open-loop latency measurement")
-    parser.add_argument("--quick", action="store_true", help="one short round (a smoke run, not a measurement)")
-    parser.add_argument("--out", type=Path, default=None, help="results directory (default bench/results)")
-    args = parser.parse_args()
-    if args.quick:
-        run(**QUICK, out_dir=args.out)
-    else:
-        run(args.rounds, args.seconds, rate_seconds=args.rate_seconds, out_dir=args.out)
+    command.main(run, QUICK, __doc__, {"rounds": "", "seconds": "per throughput measurement", "rate_seconds": "per open-loop latency measurement"})
 
 
 if __name__ == "__main__":
