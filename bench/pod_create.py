@@ -42,7 +42,6 @@ from controlplane.meshfit_servers import (
     MeshfitServer,
     generate_certs,
     install_policy,
-    metric_value,
     register_webhook,
     start_webhook,
     unregister_webhook,

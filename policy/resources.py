@@ -180,6 +180,66 @@ def pod_limits(pod: Pod) -> Limits:
     return out
 
 
+def _container_nanos(container: Mapping[str, Any]) -> tuple[int, int]:
+    res = container.get("resources")
+    if not res:
+        return 0, 0
+    req = res.get("requests") or {}
+    lim = res.get("limits") or {}
+    cpu = req.get("cpu")
+    if cpu is None:
+        cpu = lim.get("cpu")
+    mem = req.get("memory")
+    if mem is None:
+        mem = lim.get("memory")
+    return (q(cpu).nanos if cpu is not None else 0, q(mem).nanos if mem is not None else 0)
+
+
+def requests_nanos(spec: Mapping[str, Any]) -> tuple[int, int]:
+    """``R(pod)`` for (cpu, memory) in nano-units: :func:`pod_requests` in plain ints.
+
+    The same formula, kept beside it, for the extender, which accounts every pod
+    of a fleet on each relist (250,000 pods) where the Quantity-based form costs
+    about 20 µs a pod. tests/policy/test_pod_accounting.py checks on random pods
+    that the two agree exactly.
+    """
+    cpu = mem = 0
+    for c in spec.get("containers") or ():
+        rc, rm = _container_nanos(c)
+        cpu += rc
+        mem += rm
+    init = spec.get("initContainers")
+    if init:
+        side_cpu = side_mem = init_cpu = init_mem = 0
+        for c in init:
+            rc, rm = _container_nanos(c)
+            if c.get("restartPolicy") == "Always":
+                side_cpu += rc
+                side_mem += rm
+                cpu += rc
+                mem += rm
+            else:
+                init_cpu = max(init_cpu, rc + side_cpu)
+                init_mem = max(init_mem, rm + side_mem)
+        cpu = max(cpu, init_cpu)
+        mem = max(mem, init_mem)
+    res = spec.get("resources")
+    if res:
+        for part in ("limits", "requests"):  # a pod-level request wins over its limit
+            values = res.get(part) or {}
+            if values.get("cpu") is not None:
+                cpu = q(values["cpu"]).nanos
+            if values.get("memory") is not None:
+                mem = q(values["memory"]).nanos
+    overhead = spec.get("overhead")
+    if overhead:
+        if overhead.get("cpu") is not None:
+            cpu += q(overhead["cpu"]).nanos
+        if overhead.get("memory") is not None:
+            mem += q(overhead["memory"]).nanos
+    return cpu, mem
+
+
 def is_best_effort(pod: Pod) -> bool:
     """No container (or pod-level field) requests or limits cpu or memory."""
     spec = pod.get("spec") or {}
