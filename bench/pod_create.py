@@ -47,13 +47,13 @@ from controlplane.meshfit_servers import (
     unregister_webhook,
     webhook_configuration,
 )
+from policy.annotations import STATUS
 
 TARGET = 0.85
 OFF, UNSELECTED = "no webhook", "webhook, namespace not selected"
 SKIP, INJECT = "webhook, not opted in", "webhook, injecting"
 CONFIGS = (OFF, UNSELECTED, SKIP, INJECT)
 RUN_LABEL = "bench.meshfit.io/run"
-STATUS_ANNOTATION = "meshfit.io/status"
 
 
 def webhook_requests(webhook: MeshfitServer) -> float:
@@ -115,7 +115,7 @@ async def _set_registered(api: Api, cluster: LocalCluster, config: dict[str, Any
         probe = client_pod(f"probe-{uuid.uuid4().hex[:10]}")
         created = await api.request("POST", f"/api/v1/namespaces/{namespace}/pods", probe)
         await delete_pods(api, namespace, [probe["metadata"]["name"]], concurrency=1)
-        injected = STATUS_ANNOTATION in (created["metadata"].get("annotations") or {})
+        injected = STATUS in (created["metadata"].get("annotations") or {})
         if injected == registered:
             return
         if time.monotonic() > deadline:

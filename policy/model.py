@@ -14,6 +14,7 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any, Literal
 
+from policy.annotations import DEFAULT_INJECT_KEY
 from policy.quantity import Quantity
 
 Mode = Literal["overcommit", "additive", "carve"]
@@ -67,9 +68,9 @@ class SidecarSpec:
 
 @dataclass(frozen=True, slots=True)
 class InjectionPolicy:
-    namespace_label: str = "meshfit.io/inject"
+    namespace_label: str = DEFAULT_INJECT_KEY
     namespace_label_value: str = "enabled"
-    pod_override_key: str = "meshfit.io/inject"
+    pod_override_key: str = DEFAULT_INJECT_KEY
     excluded_namespaces: tuple[str, ...] = ("kube-system", "kube-public", "kube-node-lease", "meshfit-system")
     host_network: Literal["skip", "inject"] = "skip"
     fail_closed: bool = False
