@@ -82,6 +82,8 @@ def transform(body: Any, on_pod: PodFn, default_namespace: str | None) -> Any:
     name = (body.get("metadata") or {}).get("name") or ""
     as_pod = {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}
     new = on_pod(as_pod, namespace, (kind, name))
+    if new is as_pod:
+        return body  # skipped: the document comes back exactly as it was
     return _replace(body, path, {**template, "metadata": new["metadata"], "spec": new["spec"]})
 
 
