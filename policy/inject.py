@@ -297,6 +297,8 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
         qos=(qos_before, qos_after),
         reduced=dict(fit.reduced),
         leak_reasons={r: leak_reasons[r] for r in leak if r in leak_reasons},
+        own_requests=_own_requests(spec),
+        own_pod_level=has_pod_level,
     )
     status = {
         "v": 1,
@@ -434,6 +436,22 @@ def _size_all(sidecars: tuple[SidecarSpec, ...], overrides: Mapping[str, Any], A
                                notes=size.notes + ("BestEffort pod: the sidecar gets no requests or limits",))
         sizes[sidecar.name] = size
     return sizes
+
+
+def _own_requests(spec: Mapping[str, Any]) -> dict[str, dict[str, Quantity]]:
+    """Each of the pod's own containers' requests before injection (after defaulting), as declared.
+
+    Kept in the record so re-accounting rebuilds the owner's pod exactly, whatever
+    any later donation did to the current requests.
+    """
+    out: dict[str, dict[str, Quantity]] = {}
+    for kind in ("initContainers", "containers"):
+        for c in spec.get(kind) or ():
+            res = c.get("resources") or {}
+            declared = {r for part in ("requests", "limits") for r in RESOURCES if (res.get(part) or {}).get(r) is not None}
+            requests = container_requests(c)
+            out[c["name"]] = {r: requests[r] for r in RESOURCES if r in declared}
+    return out
 
 
 def _add_app_env(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:

@@ -53,6 +53,11 @@ class AccountingRecord:
     reduced: dict[str, Quantity] = field(default_factory=dict)
     #: Per leaking resource, the policy rule that chose the leak.
     leak_reasons: dict[str, str] = field(default_factory=dict)
+    #: Every one of the pod's own containers with its requests before injection (those it
+    #: declares): with ``original`` this rebuilds the owner's pod exactly (``meshfit reaccount``).
+    own_requests: dict[str, dict[str, Quantity]] = field(default_factory=dict)
+    #: Whether ``spec.resources`` was the owner's (true) or written by meshfit's pod-level variant.
+    own_pod_level: bool = False
 
     def node_exposure(self) -> dict[str, Quantity]:
         """What this pod may use beyond its quota on its node (zero unless exposure is ``node``)."""
@@ -86,6 +91,10 @@ class AccountingRecord:
             out["qos"] = {"before": self.qos[0], "after": self.qos[1]}
         if any(self.reduced.values()):
             out["reduced"] = _fmt(self.reduced)
+        if self.own_pod_level:
+            out["ownPodLevel"] = True
+        if self.own_requests:
+            out["ownRequests"] = {name: _fmt(values) for name, values in self.own_requests.items()}
         if self.leak_reasons:
             out["leakReason"] = {name: self.leak_reasons[name] for name in RESOURCES if name in self.leak_reasons}
         return out
@@ -99,6 +108,11 @@ def _parse(values: Any) -> dict[str, Quantity]:
     if not isinstance(values, Mapping):
         raise ValueError("expected a mapping of quantities")
     return {name: Quantity.parse(values[name]) for name in RESOURCES if name in values}
+
+
+def _limits(values: Mapping[str, Quantity]) -> dict[str, Quantity | None]:
+    """Limits as the engine holds them: every resource present, ``None`` where unbounded."""
+    return {name: values.get(name) for name in RESOURCES}
 
 
 def _qos(value: Any) -> tuple[str, str] | None:
@@ -134,7 +148,7 @@ def parse_record(text: str) -> AccountingRecord:
                 for s in data.get("sidecars", ())
             ),
             requests=_parse(data["requests"]),
-            limits=dict(_parse(data.get("limits", {}))),
+            limits=_limits(_parse(data.get("limits", {}))),
             overcommit=_parse(data.get("overcommit", {})),
             exposure=exposure,
             leak=_parse(data.get("leak", {})),
@@ -142,6 +156,8 @@ def parse_record(text: str) -> AccountingRecord:
             qos=_qos(data.get("qos")),
             reduced=_parse(data.get("reduced", {})),
             leak_reasons={str(k): str(v) for k, v in (data.get("leakReason") or {}).items()},
+            own_requests={str(k): _parse(v) for k, v in (data.get("ownRequests") or {}).items()},
+            own_pod_level=data.get("ownPodLevel") is True,
         )
     except (KeyError, TypeError, AttributeError, QuantityError) as exc:
         raise ValueError(f"accounting record is incomplete or invalid: {exc}") from None
