@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "webhook",
     "extender",
     "leak",
+    "reaccount",
     "demo",
 )
 
