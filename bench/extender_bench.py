@@ -264,6 +264,7 @@ def measure_memory(nodes: int, pods: int, rounds: int) -> dict[str, Any]:
     from extender.protocol import decode_args, encode_filter, encode_priorities
     from extender.service import ExtenderService
     from policy.load import load_policy_file
+    from policy.pod_entry import reduce_pod
 
     import aiohttp  # noqa: F401  - what a serving process has loaded anyway
     from kube.config import ClusterConfig  # noqa: F401
@@ -275,7 +276,7 @@ def measure_memory(nodes: int, pods: int, rounds: int) -> dict[str, Any]:
     cache.sync_nodes([node_object(i) for i in range(nodes)])
     sync = cache.pod_sync()
     for i in range(pods):
-        sync.add(orjson.loads(fleet.pod_bytes(i)))
+        sync.add(reduce_pod(orjson.loads(fleet.pod_bytes(i))))
     sync.finish()
     build_seconds = time.perf_counter() - started
     settle()

@@ -67,7 +67,7 @@ async def _list_pods(kubeconfig: str | None, namespace: str | None) -> list[dict
 
 
 def run_leak(args: argparse.Namespace) -> int:
-    from policy.pod_accounting import leak_by_namespace
+    from policy.namespace_leak import leak_by_namespace
 
     if args.snapshot:
         from extender.snapshot import SnapshotError, load_snapshot

@@ -19,7 +19,7 @@ from replay_apiserver import ReplayApiServer, recording
 
 from cli.main import main
 from extender.policy_source import PolicyHolder
-from policy.pod_accounting import ISTIO_STATUS
+from policy.foreign_mesh import ISTIO_STATUS
 from serving.policy_source import PolicyFile
 
 MESHFIT = [sys.executable, "-m", "cli"]

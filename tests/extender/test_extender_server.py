@@ -12,6 +12,7 @@ from extender.cache import ClusterCache
 from extender.policy_source import PolicyHolder
 from extender.service import ExtenderService
 from policy.pod_accounting import account_pod
+from policy.pod_entry import reduce_pod
 
 RECORDED_POD = orjson.loads(recording("args-cache-filter.json"))["Pod"]
 
@@ -160,7 +161,7 @@ async def test_probes_metrics_and_debug(serve) -> None:
     status, _, text = await running.get("/readyz")
     assert status == 503 and "nodes" in text and "pods" in text
     service.on_node_sync([node("node-a")])
-    await service.on_pod_sync([bound(meshed(app_pod("web-0", "2", "4Gi")), "node-a")])
+    await service.on_pod_sync([reduce_pod(bound(meshed(app_pod("web-0", "2", "4Gi")), "node-a"))])
     assert (await running.get("/readyz"))[0] == 200
 
     await running.post("filter", recording("args-cache-filter.json"))
