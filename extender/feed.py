@@ -21,7 +21,7 @@ import gc
 from typing import Any
 
 from extender.collector import Settler, settle
-from extender.policy_source import PolicyHolder
+from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
 from kube.client import ApiClient
 from kube.watch import ListWatch
@@ -31,7 +31,7 @@ from serving.policy_source import ConfigMapHandlers, global_configmap_handlers
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 
 
-def policy_handlers(holder: PolicyHolder, namespace: str, name: str) -> ConfigMapHandlers:
+def policy_handlers(holder: LivePolicy, namespace: str, name: str) -> ConfigMapHandlers:
     """The global policy ConfigMap's callbacks; the holder is settled once the first LIST has answered."""
     handlers = global_configmap_handlers(holder, namespace, name)
     holder.settled = False
@@ -44,6 +44,8 @@ def policy_handlers(holder: PolicyHolder, namespace: str, name: str) -> ConfigMa
 
 
 class ClusterFeed:
+    """The list+watches of Nodes, Pods and the policy ConfigMap that keep a service current."""
+
     def __init__(
         self,
         client: ApiClient,
@@ -76,7 +78,7 @@ class ClusterFeed:
                 on_event=handlers.on_event, on_sync=handlers.on_sync,
                 field_selector=f"metadata.name={name}", name="policy",
             )
-        service.instruments.watches.update(self.watches)
+        service.metrics.watches.update(self.watches)
 
     def _on_pod_event(self, event: str, pod: PodEntry) -> None:
         self.service.on_pod_event(event, pod)
@@ -91,6 +93,7 @@ class ClusterFeed:
             gc.enable()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run every watch until ``stop`` is set."""
         if self.settle_gc:
             # The initial LIST decodes millions of short-lived dicts; collecting while the cache
             # grows under them doubles the time to ready. Nothing in a LIST is cyclic garbage.

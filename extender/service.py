@@ -22,8 +22,8 @@ from typing import Any
 from extender.binder import Binder, BindError
 from extender.cache import ClusterCache
 from extender.inflight import InFlight
-from extender.instruments import Instruments
-from extender.policy_source import PolicyHolder
+from extender.metrics import ExtenderMetrics
+from extender.policy_source import LivePolicy
 from extender.protocol import BindingArgs, ExtenderArgs, ProtocolError
 from extender.scoring import percent_text
 from policy.pod_entry import PodEntry, reduce_pod
@@ -54,7 +54,7 @@ class ExtenderService:
     def __init__(
         self,
         cache: ClusterCache,
-        policy: PolicyHolder,
+        policy: LivePolicy,
         *,
         binder: Binder | None = None,
         inflight: InFlight | None = None,
@@ -65,7 +65,7 @@ class ExtenderService:
         self.binder = binder
         self.clock = clock
         self.inflight = inflight if inflight is not None else InFlight(clock=clock, engaged=binder is not None)
-        self.instruments = Instruments(self)
+        self.metrics = ExtenderMetrics(cache, policy, self.inflight)
 
     # -- helpers -------------------------------------------------------------
     def _pod(self, pod: Mapping[str, Any]) -> PodEntry:
@@ -91,7 +91,7 @@ class ExtenderService:
 
         passed, failures, unknown = scorer.filter(entry, cache.accounting.nodes, args.names, judged)
         out = FilterOutcome(passed=passed)
-        ins = self.instruments
+        ins = self.metrics
         if unknown:
             ins.unknown_nodes.inc("filter", by=unknown)
         if failures:
@@ -125,7 +125,7 @@ class ExtenderService:
         entry = self._pod(args.pod)
         scores, unknown = self.policy.scorer.scores(entry, self.cache.accounting.nodes, args.names)
         if unknown:
-            self.instruments.unknown_nodes.inc("prioritize", by=unknown)
+            self.metrics.unknown_nodes.inc("prioritize", by=unknown)
         return scores
 
     async def bind(self, args: BindingArgs) -> str:
@@ -138,20 +138,20 @@ class ExtenderService:
         if not counted:
             # Neither the scheduler's request nor the watch showed us this pod: bind it anyway,
             # the watch will count it.
-            self.instruments.binds.inc("unknown-pod")
+            self.metrics.binds.inc("unknown-pod")
         self.inflight.resolve(uid)
         if self.binder is None:
             self.cache.forget(uid)
-            self.instruments.binds.inc("error")
+            self.metrics.binds.inc("error")
             return "this extender serves a snapshot and cannot bind pods"
         try:
             await self.binder.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
         except BindError as exc:
             self.cache.forget(uid)
-            self.instruments.binds.inc("error")
+            self.metrics.binds.inc("error")
             log.warning("%s", exc)
             return str(exc)
-        self.instruments.binds.inc("ok")
+        self.metrics.binds.inc("ok")
         return ""
 
     # -- watch events -------------------------------------------------------------

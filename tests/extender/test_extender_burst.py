@@ -26,7 +26,7 @@ from extender_shapes import app_pod, bound, meshed, node, policy_with
 from extender.binder import BindError
 from extender.cache import ClusterCache
 from extender.inflight import InFlight
-from extender.policy_source import PolicyHolder
+from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
 from policy.pod_accounting import account_pod
 from policy.pod_entry import reduce_pod
@@ -82,7 +82,7 @@ def new_service(watch: LaggingWatch, inflight: InFlight | None = None) -> Extend
     cache = ClusterCache()
     cache.sync_nodes(NODES)
     cache.sync_pods([])
-    return ExtenderService(cache, PolicyHolder(POLICY, "test"), binder=watch, inflight=inflight)
+    return ExtenderService(cache, LivePolicy(POLICY, "test"), binder=watch, inflight=inflight)
 
 
 async def schedule_one(running: Running, pod: dict, names: list[str]) -> str | None:

@@ -9,7 +9,7 @@ from extender_shapes import app_pod, bound, default_policy, meshed, node, policy
 from replay_apiserver import recording
 
 from extender.cache import ClusterCache
-from extender.policy_source import PolicyHolder
+from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
 from policy.pod_accounting import account_pod
 from policy.pod_entry import reduce_pod
@@ -24,7 +24,7 @@ def service_for(policy=None) -> ExtenderService:
     filler = meshed(app_pod("filler-0", "1", "2Gi", limits={"cpu": "1", "memory": "8Gi"}))
     assert account_pod(filler).exposure["memory"].format() == "640Mi"
     cache.sync_pods([bound(filler, "node-c")])
-    return ExtenderService(cache, PolicyHolder(policy or default_policy(), "test"))
+    return ExtenderService(cache, LivePolicy(policy or default_policy(), "test"))
 
 
 def keys(answer: object) -> set[str]:
@@ -155,7 +155,7 @@ async def test_a_pod_with_unreadable_quantities_is_a_400_not_a_crash(serve) -> N
 
 
 async def test_probes_metrics_and_debug(serve) -> None:
-    service = ExtenderService(ClusterCache(), PolicyHolder(default_policy(), "test"))
+    service = ExtenderService(ClusterCache(), LivePolicy(default_policy(), "test"))
     running: Running = await serve(service)
     assert (await running.get("/healthz"))[0] == 200
     status, _, text = await running.get("/readyz")
