@@ -50,7 +50,9 @@ Answer = Callable[[ExtenderService, bytes], Awaitable[bytes]]
 
 async def _timed(request: web.Request, verb: str, answer: Answer) -> web.Response:
     service = request.app[SERVICE_KEY]
+    metrics = service.metrics
     started = time.perf_counter()
+    metrics.in_flight += 1
     try:
         body = await request.read()
         response = _json(await answer(service, body))
@@ -60,7 +62,8 @@ async def _timed(request: web.Request, verb: str, answer: Answer) -> web.Respons
     except Exception as exc:  # a bug must cost one answer, not the process
         log.exception("%s failed", verb)
         response = _json(encode_error(f"{verb}: internal error: {type(exc).__name__}: {exc}"), 500)
-    metrics = service.metrics
+    finally:
+        metrics.in_flight -= 1
     metrics.latency.observe(time.perf_counter() - started, verb)
     metrics.requests.inc(verb, str(response.status))
     return response

@@ -73,6 +73,9 @@ class ExtenderMetrics:
         self.binds = r.counter(
             PREFIX + "binds_total", "Bind calls, by result (ok, error, unknown-pod).", ("result",),
         )
+        self.in_flight = 0
+        r.callback(PREFIX + "requests_in_flight", "Scheduler calls being answered now (bodies still arriving included).",
+                   lambda: [((), self.in_flight)])
         r.callback(PREFIX + "cache_nodes", "Nodes in the cache (known: the Node object was seen).",
                    self._nodes, ("state",))
         r.callback(PREFIX + "cache_pods", "Pods in the cache: placed on a node, or pending.",
