@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,7 +60,7 @@ def format_value(value: Value) -> str:
     return repr(float(value))
 
 
-def _capped(series: dict[Labels, object], labels: Labels, width: int) -> Labels:
+def _capped(series: Mapping[Labels, object], labels: Labels, width: int) -> Labels:
     """``labels`` if it is known or there is room for it, else the ``other`` label set."""
     if labels in series or len(series) < MAX_SERIES:
         return labels
