@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from extender.accounting import NodeMemo, NodeState
+from extender.accounting import MEMO_CAP_CPU, MEMO_CAP_MEMORY, NodeMemo, NodeState
 from policy.model import Scheduling
 from policy.pod_entry import PodEntry
 from policy.quantity import Quantity, format_ratio
@@ -124,7 +124,7 @@ class Scorer:
     def memo(self, node: NodeState) -> NodeMemo:
         """The node's values that do not depend on the pod, cached on it until it changes.
 
-        :class:`~extender.accounting.NodeMemo` ``(scorer, base_cpu, base_memory, a, b, den, cap_cpu,
+        :data:`~extender.accounting.NodeMemo` ``(scorer, base_cpu, base_memory, a, b, den, cap_cpu,
         cap_memory)``: with
         ``u_r = R_r(pod)·q + p·exposure_r(pod)`` (``w_e = p/q``), the score is
         ``(a·max(0, base_cpu − u_cpu) + b·max(0, base_memory − u_memory)) // den``, and
@@ -132,7 +132,7 @@ class Scorer:
         (``floor(allocatable × ceiling)``: exposures are integers, so this is exact).
         """
         memo = node.memo
-        if memo is not None and memo.scorer is self:
+        if memo is not None and memo[0] is self:
             return memo
         q, p = self.ew_den, self.ew_num
         ac, am = node.alloc_cpu, node.alloc_memory
@@ -141,7 +141,7 @@ class Scorer:
             a, b, den = MAX_PRIORITY * self.w_cpu * am, MAX_PRIORITY * self.w_mem * ac, self.w_sum * q * ac * am
         else:
             a = b = den = 0  # see _score_slow
-        memo = node.memo = NodeMemo(
+        memo = node.memo = (
             self,
             (ac - node.req_cpu) * q - p * node.exp_cpu,
             (am - node.req_memory) * q - p * node.exp_memory,
@@ -157,10 +157,10 @@ class Scorer:
         Every resource over its ceiling is named, so one message says all a
         person must change; fit is reported only when the ceilings hold.
         """
-        memo = node.memo if node.memo is not None and node.memo.scorer is self else self.memo(node)
+        memo = node.memo if node.memo is not None and node.memo[0] is self else self.memo(node)
         if (
-            (pod.exp_cpu and node.exp_cpu + pod.exp_cpu > memo.cap_cpu)
-            or (pod.exp_memory and node.exp_memory + pod.exp_memory > memo.cap_memory)
+            (pod.exp_cpu and node.exp_cpu + pod.exp_cpu > memo[MEMO_CAP_CPU])
+            or (pod.exp_memory and node.exp_memory + pod.exp_memory > memo[MEMO_CAP_MEMORY])
             or (pod.cpu and node.req_cpu + pod.cpu > node.alloc_cpu)
             or (pod.memory and node.req_memory + pod.memory > node.alloc_memory)
         ):
@@ -192,11 +192,11 @@ class Scorer:
                 continue
             if judged:
                 memo = node.memo
-                if memo is None or memo.scorer is not self:
+                if memo is None or memo[0] is not self:
                     memo = memo_of(node)
                 if (
-                    (exp_cpu and node.exp_cpu + exp_cpu > memo.cap_cpu)
-                    or (exp_mem and node.exp_memory + exp_mem > memo.cap_memory)
+                    (exp_cpu and node.exp_cpu + exp_cpu > memo[MEMO_CAP_CPU])
+                    or (exp_mem and node.exp_memory + exp_mem > memo[MEMO_CAP_MEMORY])
                     or (cpu and node.req_cpu + cpu > node.alloc_cpu)
                     or (mem and node.req_memory + mem > node.alloc_memory)
                 ):
@@ -209,8 +209,8 @@ class Scorer:
         failures: list[tuple[str, Failure]] = []
         for name, node, memo in failing:
             key = (
-                bool(exp_cpu and node.exp_cpu + exp_cpu > memo.cap_cpu),
-                bool(exp_mem and node.exp_memory + exp_mem > memo.cap_memory),
+                bool(exp_cpu and node.exp_cpu + exp_cpu > memo[MEMO_CAP_CPU]),
+                bool(exp_mem and node.exp_memory + exp_mem > memo[MEMO_CAP_MEMORY]),
                 bool(cpu and node.req_cpu + cpu > node.alloc_cpu),
                 bool(mem and node.req_memory + mem > node.alloc_memory),
             )
@@ -240,9 +240,9 @@ class Scorer:
 
     def _failure(self, pod: PodEntry, node: NodeState, memo: NodeMemo) -> Failure:
         failed: list[str] = []
-        if pod.exp_cpu and node.exp_cpu + pod.exp_cpu > memo.cap_cpu:
+        if pod.exp_cpu and node.exp_cpu + pod.exp_cpu > memo[MEMO_CAP_CPU]:
             failed.append(self._exposure_message("cpu", node.exp_cpu, pod.exp_cpu, node.alloc_cpu, self.ceil_cpu_text))
-        if pod.exp_memory and node.exp_memory + pod.exp_memory > memo.cap_memory:
+        if pod.exp_memory and node.exp_memory + pod.exp_memory > memo[MEMO_CAP_MEMORY]:
             failed.append(self._exposure_message(
                 "memory", node.exp_memory, pod.exp_memory, node.alloc_memory, self.ceil_mem_text
             ))
@@ -298,7 +298,7 @@ class Scorer:
                 append(NEUTRAL_SCORE)
                 continue
             memo = node.memo
-            if memo is None or memo.scorer is not self:
+            if memo is None or memo[0] is not self:
                 memo = memo_of(node)
             _, base_cpu, base_mem, a, b, den, _, _ = memo
             nc = base_cpu - use_cpu
