@@ -1,7 +1,7 @@
 """``meshfit leak``: where sidecars make namespaces pay for more than their apps asked for.
 
-Lesson 1 of the field: sidecars added on top of the app's requests leak
-quota. meshfit's overcommit mode leaks nothing, but additive mode, BestEffort
+Sidecars added on top of the app's requests leak quota
+(docs/design.md#lesson-1). meshfit's overcommit mode leaks nothing, but additive mode, BestEffort
 pods given a sidecar request, and pods injected by other meshes (Istio,
 Linkerd) do. This prints, per namespace, what those sidecars add to the
 requests the namespace's quota is charged, with totals, from a snapshot or a

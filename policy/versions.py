@@ -1,7 +1,7 @@
 """Which version of each sidecar a pod gets, and why — one precedence, explainable.
 
-Lesson 8 of the field: global, per-app, per-zone, experiment and bugfix
-versions scattered over config items broke the baseline. Here one policy holds
+Global, per-app, per-zone, experiment and bugfix versions scattered over
+config items broke the baseline (docs/design.md#lesson-8). Here one policy holds
 the baseline and ordered rules, and a fixed precedence decides:
 
     pod pin (if allowed) > bugfix > experiment > namespace pin > app > zone > baseline
