@@ -68,6 +68,7 @@ class NodeState:
         self.memo: NodeMemo | None = None
 
     def add(self, e: PodEntry) -> None:
+        """Count pod ``e`` on this node."""
         self.memo = None
         self.req_cpu += e.cpu
         self.req_memory += e.memory
@@ -82,6 +83,7 @@ class NodeState:
             sums[1] += e.leak_memory
 
     def remove(self, e: PodEntry) -> None:
+        """Stop counting pod ``e`` on this node."""
         self.memo = None
         self.req_cpu -= e.cpu
         self.req_memory -= e.memory
@@ -97,6 +99,7 @@ class NodeState:
 
     @property
     def empty(self) -> bool:
+        """Neither a Node object nor pods: the state can go."""
         return not self.known and self.pods == 0
 
     def to_dict(self) -> dict[str, object]:
@@ -139,12 +142,14 @@ class Accounting:
 
     # -- nodes ------------------------------------------------------------
     def node(self, name: str) -> NodeState:
+        """The state of node ``name``, created when first referenced."""
         state = self.nodes.get(name)
         if state is None:
             state = self.nodes[name] = NodeState(sys.intern(name))
         return state
 
     def set_node(self, name: str, alloc_cpu: int, alloc_memory: int) -> None:
+        """The Node object is seen: its allocatable, in nano-units."""
         state = self.node(name)
         state.known = True
         state.alloc_cpu = alloc_cpu
@@ -163,6 +168,7 @@ class Accounting:
             del self.nodes[name]
 
     def known_nodes(self) -> Iterator[NodeState]:
+        """The nodes whose Node object is seen."""
         return (s for s in self.nodes.values() if s.known)
 
     # -- pods ---------------------------------------------------------------
@@ -197,4 +203,5 @@ class Accounting:
         t.placed -= 1
 
     def get(self, uid: str) -> PodEntry | None:
+        """The entry of pod ``uid``, if known."""
         return self.pods.get(uid)

@@ -85,14 +85,17 @@ class ClusterCache:
 
     @property
     def nodes(self) -> dict[str, NodeState]:
+        """Node states by name."""
         return self.accounting.nodes
 
     @property
     def synced(self) -> bool:
+        """Both initial lists have arrived."""
         return self.nodes_synced and self.pods_synced
 
     # -- nodes ------------------------------------------------------------------
     def apply_node(self, event: str, node: JsonObject) -> None:
+        """One Node watch event."""
         name = (node.get("metadata") or {}).get("name")
         if not isinstance(name, str) or not name:
             self.stats.skipped += 1
@@ -103,6 +106,7 @@ class ClusterCache:
             self.accounting.set_node(name, *node_allocatable(node))
 
     def sync_nodes(self, nodes: Iterable[JsonObject]) -> None:
+        """A full list of Nodes: those absent from it are dropped."""
         seen: set[str] = set()
         for node in nodes:
             name = (node.get("metadata") or {}).get("name")

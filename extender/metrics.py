@@ -32,7 +32,9 @@ class WatchStatsSource(Protocol):
     """What :class:`kube.watch.ListWatch` exposes; a protocol so snapshots need no watch."""
 
     @property
-    def stats(self) -> Any: ...
+    def stats(self) -> Any:
+        """The watch's counters (:class:`kube.watch.WatchStats`)."""
+        ...
 
 
 PREFIX = "meshfit_extender_"

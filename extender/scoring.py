@@ -55,6 +55,8 @@ REASON_FIT = "fit"
 
 @dataclass(frozen=True, slots=True)
 class Failure:
+    """Why one node fails one pod, in words a person can act on."""
+
     reason: str
     message: str
     #: True when preemption cannot help (``FailedAndUnresolvableNodes``).

@@ -78,6 +78,7 @@ class ExtenderService:
 
     # -- verbs ------------------------------------------------------------------
     async def filter(self, args: ExtenderArgs) -> FilterOutcome:
+        """The candidate nodes that pass, and a message for each that fails."""
         entry = self._pod(args.pod)
         uid = entry.uid
         await self.inflight.wait_for_others(uid)
@@ -122,6 +123,7 @@ class ExtenderService:
         return out
 
     def prioritize(self, args: ExtenderArgs) -> list[int]:
+        """A 0..10 score per candidate node, in the order asked."""
         entry = self._pod(args.pod)
         scores, unknown = self.policy.scorer.scores(entry, self.cache.accounting.nodes, args.names)
         if unknown:
@@ -171,13 +173,16 @@ class ExtenderService:
         sync.finish()
 
     def on_node_event(self, event: str, node: dict[str, Any]) -> None:
+        """One Node watch event."""
         self.cache.apply_node(event, node)
 
     def on_node_sync(self, nodes: list[dict[str, Any]], _resource_version: str = "") -> None:
+        """A (re)list of Nodes."""
         self.cache.sync_nodes(nodes)
 
     # -- inspection -------------------------------------------------------------------
     def node_report(self, name: str) -> dict[str, Any] | None:
+        """One node's figures for ``/debug/nodes/NAME``, ``None`` when unknown."""
         state = self.cache.nodes.get(name)
         if state is None:
             return None

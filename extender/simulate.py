@@ -25,6 +25,8 @@ from policy.resources import format_resources
 
 @dataclass(frozen=True)
 class NodeVerdict:
+    """One node's verdict and score for one simulated pod."""
+
     node: str
     passed: bool
     reason: str | None
@@ -38,6 +40,8 @@ class NodeVerdict:
 
 @dataclass
 class PodOutcome:
+    """One simulated pod: its figures, every node's verdict, and where it went."""
+
     namespace: str
     name: str
     mesh: str | None
@@ -50,9 +54,11 @@ class PodOutcome:
 
     @property
     def failed(self) -> int:
+        """How many nodes failed the pod."""
         return sum(1 for v in self.verdicts if not v.passed)
 
     def to_dict(self) -> dict[str, Any]:
+        """The outcome as ``-o json`` prints it."""
         return {
             "namespace": self.namespace,
             "name": self.name,

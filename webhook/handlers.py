@@ -52,11 +52,15 @@ class CertState(Protocol):
     """What readiness reads of the serving certificate (:class:`certs.reload.CertReloader`)."""
 
     @property
-    def valid(self) -> bool: ...
+    def valid(self) -> bool:
+        """Whether the certificate is within its validity period."""
+        ...
 
     last_error: str
 
-    def seconds_until_expiry(self) -> float | None: ...
+    def seconds_until_expiry(self) -> float | None:
+        """Seconds until the certificate expires, ``None`` when none is loaded."""
+        ...
 
 
 class Synced(Protocol):
@@ -65,7 +69,9 @@ class Synced(Protocol):
     name: str
 
     @property
-    def has_synced(self) -> bool: ...
+    def has_synced(self) -> bool:
+        """Whether the initial list has arrived."""
+        ...
 
 
 class Webhook:
