@@ -189,7 +189,7 @@ class Registry:
         self.metrics: list[Metric] = []
 
     def add(self, metric: M) -> M:
-        """Register ``metric`` (its name must be new) and return it."""
+        """Register ``metric`` (rendered in the order added) and return it."""
         self.metrics.append(metric)
         return metric
 

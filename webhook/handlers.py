@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from time import perf_counter
-from typing import Protocol
 
 from aiohttp import web
 
@@ -26,7 +25,7 @@ from policy.inject import Namespace
 from serving.exposition import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serving.process import Process, http_app
 from webhook.answer_cache import AnswerCache
-from webhook.metrics import WebhookMetrics
+from webhook.metrics import CertSource, Synced, WebhookMetrics
 from webhook.mutate import (
     ADMITTED_ON_ERROR,
     DENIED,
@@ -48,32 +47,6 @@ DEFAULT_MAX_BODY_BYTES = 7 * 1024 * 1024
 MUTATE_PATH = "/mutate"
 
 
-class CertState(Protocol):
-    """What readiness reads of the serving certificate (:class:`certs.reload.CertReloader`)."""
-
-    @property
-    def valid(self) -> bool:
-        """Whether the certificate is within its validity period."""
-        ...
-
-    last_error: str
-
-    def seconds_until_expiry(self) -> float | None:
-        """Seconds until the certificate expires, ``None`` when none is loaded."""
-        ...
-
-
-class Synced(Protocol):
-    """A watch whose initial list readiness waits for."""
-
-    name: str
-
-    @property
-    def has_synced(self) -> bool:
-        """Whether the initial list has arrived."""
-        ...
-
-
 class Webhook:
     """Holds the live state the handlers read; ``app()`` wires them into aiohttp."""
 
@@ -83,7 +56,7 @@ class Webhook:
         namespaces: NamespaceLabels,
         metrics: WebhookMetrics,
         *,
-        certs: CertState | None = None,
+        certs: CertSource | None = None,
         watches: Sequence[Synced] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         cache: AnswerCache | None = None,

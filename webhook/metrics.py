@@ -24,18 +24,24 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 
 
 class CertSource(Protocol):
-    """What the certificate metrics read (:class:`certs.reload.CertReloader`)."""
+    """The serving certificate as metrics and readiness read it (:class:`certs.reload.CertReloader`)."""
 
     reloads: int
     failures: int
+    last_error: str
+
+    @property
+    def valid(self) -> bool:
+        """Whether the certificate is within its validity period."""
+        ...
 
     def seconds_until_expiry(self) -> float | None:
         """Seconds until the serving certificate expires, ``None`` when none is loaded."""
         ...
 
 
-class WatchSource(Protocol):
-    """What a list/watch exposes (``kube.watch.ListWatch``)."""
+class Synced(Protocol):
+    """A list/watch whose initial list readiness waits for (``kube.watch.ListWatch``)."""
 
     name: str
 
@@ -43,6 +49,10 @@ class WatchSource(Protocol):
     def has_synced(self) -> bool:
         """Whether the initial list has arrived."""
         ...
+
+
+class WatchSource(Synced, Protocol):
+    """What metrics read of a list/watch: its sync state and its counters."""
 
     @property
     def stats(self) -> object:
