@@ -9,7 +9,8 @@ A server says what it is made of and :class:`Process` runs it, in this order:
    handed an event that is set when the process has drained (watches,
    pollers and reloads keep the state the last requests read current);
 3. **serve** until the stop event is set: by SIGTERM or SIGINT (handlers
-   installed for the run and removed after it) or by the caller;
+   installed for the run and removed after it), by the caller, or from inside
+   by :meth:`Process.stop` (a controller that loses its lease);
 4. **drain**: :attr:`Process.draining` turns true at once, so readiness
    probes fail and endpoints stop sending traffic; after ``shutdown_delay``
    (the time endpoints controllers and kube-proxy need to notice) each
@@ -19,7 +20,8 @@ A server says what it is made of and :class:`Process` runs it, in this order:
    CREATE or scheduling cycle somewhere in the cluster;
 5. **clean up**: background tasks get a moment to return, then are
    cancelled; the cleanups (:meth:`Process.on_cleanup`, an API client's
-   close, a lease's release) run last registered first; the exit code is 0.
+   close, a lease's release) run last registered first; the exit code is 0
+   unless :meth:`Process.stop` said otherwise.
 
 Whatever a server adds to every listener (request limits, timeouts,
 connection caps) belongs here, in :func:`http_app` and :meth:`Process.listen`,
@@ -158,6 +160,8 @@ class Process:
         self.listeners: list[Listener] = []
         self._background: list[tuple[str, Background]] = []
         self._cleanups: list[Cleanup] = []
+        self._stop: asyncio.Event | None = None
+        self._exit_code = 0
 
     # -- what the process is made of ---------------------------------------------
     def listen(
@@ -182,6 +186,12 @@ class Process:
         """Await ``cleanup()`` at exit, after the listeners and the background tasks; last registered first."""
         self._cleanups.append(cleanup)
 
+    def stop(self, exit_code: int = 0) -> None:
+        """End the run from inside (a lost leader lease, a fatal watch): drain, clean up, return ``exit_code``."""
+        self._exit_code = exit_code
+        if self._stop is not None:
+            self._stop.set()
+
     # -- running -------------------------------------------------------------------
     async def run(
         self,
@@ -194,7 +204,7 @@ class Process:
         Raises :class:`StartError` when a listener cannot bind; what was set
         up by then is cleaned up.
         """
-        stop = stop if stop is not None else asyncio.Event()
+        stop = self._stop = stop if stop is not None else asyncio.Event()
         stopped = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
         loop = asyncio.get_running_loop()
@@ -215,7 +225,7 @@ class Process:
                     await result
             await stop.wait()
             await self._drain()
-            return 0
+            return self._exit_code
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
