@@ -1,8 +1,9 @@
 """What one pod costs its node and its namespace's quota, from the pod dict alone.
 
 The extender sums these figures per node and ``meshfit leak`` sums them per
-namespace; both must agree, so both call :func:`account_pod`. It is a pure
-function of the pod as the API serves it:
+namespace; both must agree, so both come from here: ``meshfit leak`` calls
+:func:`account_pod`, and the extender's integer fast path is tested against it.
+It is a pure function of the pod as the API serves it:
 
 * ``requests`` is ``R(pod)`` (:func:`policy.resources.pod_requests`), what the
   scheduler charges the node and ResourceQuota charges the namespace;
