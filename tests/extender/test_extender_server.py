@@ -230,3 +230,29 @@ async def test_a_snapshot_server_refuses_to_bind(serve) -> None:
     running: Running = await serve(service_for())
     status, answer = await running.post("bind", recording("bind.json"))
     assert status == 200 and "snapshot" in answer["Error"]
+
+
+async def test_readyz_fails_while_the_process_drains() -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from extender.handlers import build_app
+    from serving.process import Process
+
+    process = Process("extender", handle_signals=False)
+    service = ExtenderService(ClusterCache(), LivePolicy(default_policy(), "test"))
+    service.cache.sync_nodes([])
+    service.cache.sync_pods([])
+    runner = web.AppRunner(build_app(service, process=process), handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/readyz"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as response:
+                assert response.status == 200
+            process.draining = True
+            async with session.get(url) as response:
+                assert response.status == 503 and "shutting down" in await response.text()
+    finally:
+        await runner.cleanup()
