@@ -166,3 +166,20 @@ def test_the_console_script_runs_from_stdin() -> None:
                           capture_output=True, cwd=ROOT, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert orjson.loads(proc.stdout)["metadata"]["annotations"]["meshfit.io/status"]
+
+
+def test_every_command_is_registered_and_none_is_hidden_by_an_import_error(monkeypatch) -> None:
+    from cli import main as cli_main
+
+    parser = cli_main.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    assert list(commands.choices) == list(cli_main.COMMANDS)
+
+    listed = cli_main.COMMANDS
+    monkeypatch.setitem(sys.modules, "cli.broken_cmd", None)  # importing it raises ImportError
+    monkeypatch.setattr(cli_main, "COMMANDS", (*listed, "broken"))
+    with pytest.raises(ImportError):
+        cli_main.build_parser()
+    monkeypatch.setattr(cli_main, "COMMANDS", (*listed, "missing"))
+    with pytest.raises(ModuleNotFoundError):
+        cli_main.build_parser()
