@@ -34,7 +34,7 @@ from policy.annotations import ACCOUNTING, STATUS
 from policy.decision import Namespace
 from policy.fields import PolicyError
 from policy.model import NAMESPACE_POLICY_CONFIGMAP, NamespacePolicy, Policy
-from policy.pod_accounting import foreign_mesh
+from policy.foreign_mesh import foreign_mesh
 from policy.reaccount import ReaccountPlan, plan_reaccount
 
 POD_LEVEL_GATE = "InPlacePodLevelResourcesVerticalScaling"

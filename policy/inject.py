@@ -30,7 +30,7 @@ from policy.edits import PodEditor, json_copy
 from policy.model import Policy, ResourcePolicy, SidecarSpec
 from policy.qos import exclusive_cpu_candidate, pod_qos
 from policy.quantity import ZERO, Quantity, QuantityError
-from policy.record import AccountingRecord, SidecarRecord
+from policy.record import AccountingRecord, Exposure, SidecarRecord
 from policy.resources import (
     RESOURCES,
     Aggregate,
@@ -280,7 +280,7 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
                            else " (resources.qosChange: allow)"))
     sum_limits = {r: sum((s.limits.get(r, ZERO) for s in plan.sizes.values()), ZERO) for r in RESOURCES}
     overcommit = sum_limits if mode == "overcommit" and plan.variant is not Variant.BEST_EFFORT else {}
-    exposure = "pod" if plan.variant is Variant.POD_LEVEL else "node" if plan.variant is Variant.SWAP else "none"
+    exposure: Exposure = "pod" if plan.variant is Variant.POD_LEVEL else "node" if plan.variant is Variant.SWAP else "none"
     record = AccountingRecord(
         mode=mode,
         variant=plan.variant.value,
@@ -420,7 +420,7 @@ def _size_all(sidecars: tuple[SidecarSpec, ...], overrides: Mapping[str, Any], A
     """Each sidecar's size; in the pod-level variant no sidecar may exceed the pod's own limit."""
     rp = policy.resources
     cap: dict[str, Quantity | None] = {
-        r: (before_limits[r] - overhead.get(r, ZERO)) if variant is Variant.POD_LEVEL and before_limits[r] is not None else None
+        r: _minus(before_limits[r], overhead.get(r, ZERO)) if variant is Variant.POD_LEVEL else None
         for r in RESOURCES
     }
     base = app_allocation(A, before_limits)
@@ -452,6 +452,10 @@ def _own_requests(spec: Mapping[str, Any]) -> dict[str, dict[str, Quantity]]:
             requests = container_requests(c)
             out[c["name"]] = {r: requests[r] for r in RESOURCES if r in declared}
     return out
+
+
+def _minus(limit: Quantity | None, overhead: Quantity) -> Quantity | None:
+    return None if limit is None else limit - overhead
 
 
 def _add_app_env(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:
@@ -491,8 +495,8 @@ def _container(sidecar: SidecarSpec, choice: VersionChoice, size: SidecarSize) -
     return c
 
 
-def _place_sidecars(editor: PodEditor, sidecars: tuple[SidecarSpec, ...], versions: dict[str, VersionChoice],
-                    sizes: dict[str, SidecarSize]) -> set[str]:
+def _place_sidecars(editor: PodEditor, sidecars: tuple[SidecarSpec, ...], versions: Mapping[str, VersionChoice],
+                    sizes: Mapping[str, SidecarSize]) -> set[str]:
     """Native sidecars go to initContainers (before the app's init containers when ``first``)."""
     placed = {"initContainers": 0, "containers": 0}
     for sidecar in sidecars:

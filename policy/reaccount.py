@@ -142,7 +142,7 @@ def own_shape(pod: Mapping[str, Any], record: AccountingRecord) -> dict[str, Any
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": own_spec}
 
 
-def plan_reaccount(pod: Mapping[str, Any], namespace: Namespace, policy: Policy, *,
+def plan_reaccount(pod: dict[str, Any], namespace: Namespace, policy: Policy, *,
                    pod_level_resize: bool = False) -> ReaccountPlan:
     """What re-accounting ``pod`` under ``policy`` would change, or why it must not be touched."""
     annotations = (pod.get("metadata") or {}).get("annotations") or {}

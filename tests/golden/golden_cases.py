@@ -84,7 +84,9 @@ def render(case: Case) -> str:
         raise RuntimeError(f"{case.name}: meshfit inject exited {code}: {err.getvalue()}")
     header = [f"# {case.source.relative_to(REPO)} injected with the {case.policy} policy "
               "(regenerate: make golden)"]
-    header += [WARNING + line.removeprefix("warning: ") for line in err.getvalue().splitlines() if line.strip()]
+    where = str(case.source.relative_to(REPO))  # the same text in any checkout
+    header += [WARNING + line.removeprefix("warning: ").replace(str(case.source), where)
+               for line in err.getvalue().splitlines() if line.strip()]
     return "\n".join(header) + "\n" + out.getvalue()
 
 
