@@ -298,7 +298,7 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
         reduced=dict(fit.reduced),
         leak_reasons={r: leak_reasons[r] for r in leak if r in leak_reasons},
         own_requests=_own_requests(spec),
-        own_pod_level=has_pod_level,
+        own_pod_level=_own_pod_level(spec) if has_pod_level else {},
     )
     status = {
         "v": 1,
@@ -436,6 +436,13 @@ def _size_all(sidecars: tuple[SidecarSpec, ...], overrides: Mapping[str, Any], A
                                notes=size.notes + ("BestEffort pod: the sidecar gets no requests or limits",))
         sizes[sidecar.name] = size
     return sizes
+
+
+def _own_pod_level(spec: Mapping[str, Any]) -> dict[str, dict[str, Quantity]]:
+    """The owner's ``spec.resources`` for cpu/memory, as written (before apiserver defaulting)."""
+    res = spec.get("resources") or {}
+    return {part: {r: q(res[part][r]) for r in RESOURCES if (res.get(part) or {}).get(r) is not None}
+            for part in ("requests", "limits") if res.get(part)}
 
 
 def _own_requests(spec: Mapping[str, Any]) -> dict[str, dict[str, Quantity]]:

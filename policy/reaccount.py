@@ -137,8 +137,12 @@ def own_shape(pod: Mapping[str, Any], record: AccountingRecord) -> dict[str, Any
     for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
         meta.pop(key, None)
     own_spec.pop("nodeName", None)
-    if record.variant == "pod-level" and not record.own_pod_level:
-        own_spec.pop("resources", None)  # meshfit's pod-level fields, not the owner's
+    if record.variant == "pod-level":
+        # the owner's pod-level fields as written; whatever the variant added is meshfit's
+        own_spec.pop("resources", None)
+        if record.own_pod_level:
+            own_spec["resources"] = {part: {r: v.format() for r, v in values.items()}
+                                     for part, values in record.own_pod_level.items()}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": own_spec}
 
 

@@ -56,8 +56,9 @@ class AccountingRecord:
     #: Every one of the pod's own containers with its requests before injection (those it
     #: declares): with ``original`` this rebuilds the owner's pod exactly (``meshfit reaccount``).
     own_requests: dict[str, dict[str, Quantity]] = field(default_factory=dict)
-    #: Whether ``spec.resources`` was the owner's (true) or written by meshfit's pod-level variant.
-    own_pod_level: bool = False
+    #: The owner's own ``spec.resources`` (cpu/memory requests and limits) before injection, if any:
+    #: what the pod-level variant added to it is meshfit's.
+    own_pod_level: dict[str, dict[str, Quantity]] = field(default_factory=dict)
 
     def node_exposure(self) -> dict[str, Quantity]:
         """What this pod may use beyond its quota on its node (zero unless exposure is ``node``)."""
@@ -92,7 +93,7 @@ class AccountingRecord:
         if any(self.reduced.values()):
             out["reduced"] = _fmt(self.reduced)
         if self.own_pod_level:
-            out["ownPodLevel"] = True
+            out["ownPodLevel"] = {part: _fmt(values) for part, values in self.own_pod_level.items()}
         if self.own_requests:
             out["ownRequests"] = {name: _fmt(values) for name, values in self.own_requests.items()}
         if self.leak_reasons:
@@ -157,7 +158,7 @@ def parse_record(text: str) -> AccountingRecord:
             reduced=_parse(data.get("reduced", {})),
             leak_reasons={str(k): str(v) for k, v in (data.get("leakReason") or {}).items()},
             own_requests={str(k): _parse(v) for k, v in (data.get("ownRequests") or {}).items()},
-            own_pod_level=data.get("ownPodLevel") is True,
+            own_pod_level={str(k): _parse(v) for k, v in (data.get("ownPodLevel") or {}).items()},
         )
     except (KeyError, TypeError, AttributeError, QuantityError) as exc:
         raise ValueError(f"accounting record is incomplete or invalid: {exc}") from None

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from corpus.conftest import create_service_accounts
 
 from controlplane.cluster import LocalCluster
-from corpus.load import CorpusDocument, documents, runtime_classes
+from corpus.load import CorpusDocument, documents
 
 pytestmark = pytest.mark.e2e
 
@@ -59,38 +59,11 @@ def in_namespace(doc: CorpusDocument) -> dict[str, Any]:
     return body
 
 
-def pod_service_accounts() -> set[str]:
-    names = set()
-    for doc in DOCUMENTS:
-        if doc.kind == "Pod":
-            spec = doc.pod_spec
-            name = spec.get("serviceAccountName") or spec.get("serviceAccount")
-            if name and name != "default":
-                names.add(name)
-    return names
-
-
-@pytest.fixture(scope="module")
-def corpus_runtime_classes(local_cluster: LocalCluster) -> Iterator[list[str]]:
-    created = []
-    for name, body in runtime_classes().items():
-        status, answer = local_cluster.request("POST", "/apis/node.k8s.io/v1/runtimeclasses", body)
-        assert status in (201, 409), f"RuntimeClass {name}: HTTP {status}: {answer.get('message', answer)}"
-        if status == 201:
-            created.append(name)
-    yield sorted(runtime_classes())
-    for name in created:
-        local_cluster.request("DELETE", f"/apis/node.k8s.io/v1/runtimeclasses/{name}")
-
-
 @pytest.fixture(scope="module")
 def corpus_namespace(local_cluster: LocalCluster, corpus_runtime_classes: list[str]) -> str:
     name = f"corpus-{uuid.uuid4().hex[:6]}"
     local_cluster.create_namespace(name, {"meshfit.io/e2e-test": "true"})
-    for account in sorted(pod_service_accounts()):
-        body = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}}
-        status, answer = local_cluster.request("POST", f"/api/v1/namespaces/{name}/serviceaccounts", body)
-        assert status in (201, 409), f"ServiceAccount {name}/{account}: HTTP {status}: {answer.get('message', answer)}"
+    create_service_accounts(local_cluster, name)
     return name
 
 
