@@ -252,7 +252,8 @@ async def _apply_one(run: _Run, pod: dict[str, Any], plan: ReaccountPlan) -> Non
                 resized = await run.call("PATCH", path + "/resize", body,
                                          content_type="application/strategic-merge-patch+json", write=True)
                 rv = (resized.get("metadata") or {}).get("resourceVersion")
-                run.resized.append((meta["namespace"], meta["name"]))
+                if run.args.wait_resize > 0:  # kept only to follow them: the run's memory stays flat otherwise
+                    run.resized.append((meta["namespace"], meta["name"]))
             patch = plan.record_patch()
             patch["metadata"]["resourceVersion"] = rv
             await run.call("PATCH", path, patch, content_type="application/merge-patch+json", write=True)
@@ -321,9 +322,9 @@ async def _main(config: Any, args: argparse.Namespace, out: TextIO) -> Summary:
         def restarted() -> None:
             summary.list_restarts += 1
 
-        async def handle(pod: dict[str, Any]) -> None:
+        async def handle(pod: dict[str, Any], plan: ReaccountPlan) -> None:
             async with workers:
-                await _apply_one(run, pod, run.plan(pod))
+                await _apply_one(run, pod, plan)
 
         try:
             for path in paths:
@@ -331,6 +332,7 @@ async def _main(config: Any, args: argparse.Namespace, out: TextIO) -> Summary:
                                              fetch=lambda p, q: run.call("GET", p, params=q)):
                     tasks = []
                     for pod in page:
+                        (pod.get("metadata") or {}).pop("managedFields", None)  # the bulk of a listed pod
                         if stop.is_set():
                             break
                         summary.pods += 1
@@ -349,7 +351,7 @@ async def _main(config: Any, args: argparse.Namespace, out: TextIO) -> Summary:
                             continue
                         plan = run.plan(pod)
                         if plan.action in ("resize", "record_only") and args.apply:
-                            tasks.append(asyncio.create_task(handle(pod)))
+                            tasks.append(asyncio.create_task(handle(pod, plan)))
                         else:
                             _count_plan(run, pod, plan)
                             if plan.action == "unchanged":
