@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -465,3 +466,38 @@ def test_deleting_a_pod_on_a_fake_node_completes(
         WAIT,
         what=f"pod {e2e_namespace}/{name} gone",
     )
+
+
+def test_without_the_apiservers_check_the_kubelet_calls_a_resize_beyond_allocatable_infeasible(
+    controlplane_bindir: Path, kwok_bindir: Path
+) -> None:
+    """The kubelet's own answer, for clusters that run without PodResizeValidator.
+
+    A cluster of its own: the session cluster keeps the admission chain of a
+    default 1.36 apiserver.
+    """
+    with LocalCluster(
+        bindir=controlplane_bindir,
+        kwok=True,
+        kwok_bindir=kwok_bindir,
+        extra_args={"kube-apiserver": ["--disable-admission-plugins=PodResizeValidator"]},
+    ) as cluster:
+        cluster.create_fake_node("small", cpu="2", memory="4Gi")
+        cluster.create_namespace("shop")
+        before = _running_pod(cluster, "shop", "small")
+        name = before["metadata"]["name"]
+        status, resized = _resize(
+            cluster, "shop", name, "app",
+            {"requests": {"cpu": "500m", "memory": "6Gi"}, "limits": {"cpu": "1", "memory": "6Gi"}},
+        )
+        assert status == 200, resized
+        pod = _wait_pod(
+            cluster, "shop", name,
+            lambda p: (_condition(p, "PodResizePending") or {}).get("observedGeneration")
+            == resized["metadata"]["generation"],
+            "PodResizePending for the resize's generation",
+        )
+        pending = _condition(pod, "PodResizePending")
+        assert pending is not None and pending["reason"] == "Infeasible"
+        assert pending["message"] == "Node didn't have enough capacity: memory, capacity: 4294967296"
+        assert _status(pod, "app")["resources"] == _status(before, "app")["resources"]
