@@ -41,6 +41,9 @@ to the config file the controller reads at start. What they do, per fake node:
     (spec back to what runs) clears them.
 ``pod-delete``
     a pod being deleted (and without finalizers) goes away.
+``pod-settled``
+    any other live pod: a patch that changes nothing, so that KWOK, after a
+    restart, knows which pod IPs are in use.
 
 The stages for one pod exclude each other (KWOK picks at random among the stages
 that match), in this order: an image change, then a resize, then readiness, then
@@ -549,54 +552,76 @@ def pod_stages(node: FakeNode, timing: Timing) -> list[dict[str, Any]]:
         ' | "\\(floor)ms"'
     )
 
-    return [
-        _stage("pod-start", node,
-               [_jq(f"{on} and .metadata.deletionTimestamp == null and .status.podIP == null", **args)],
-               start_tpl, delay={"durationMilliseconds": timing.start_ms}),
-        _stage("container-image-change", node,
-               [_jq(f"{live} and image_changed($sidecars)", **args)], image_tpl),
-        _stage("resize-infeasible-cpu-manager", node,
-               [_jq(f"{live} and {quiet_image} and resize_wanted($reports)"
-                    " and cpu_manager_blocks($static)"
-                    ' and (condition_for_generation("PodResizePending") | not)', **args)],
-               infeasible_because(
-                   'Resize is infeasible for Guaranteed Pods alongside CPU Manager policy "static"')),
-        _stage("resize-start", node,
-               [_jq(f"{live} and {quiet_image} and resize_wanted($reports) and {fits} and {admissible}"
-                    ' and (condition_for_generation("PodResizeInProgress") | not)', **args)],
-               resize_start_tpl),
-        _stage("resize-infeasible-cpu", node,
-               [_jq(f"{live} and {quiet_image} and resize_wanted($reports) and {admissible}"
-                    ' and pod_req("cpu") > $cpu'
-                    ' and (condition_for_generation("PodResizePending") | not)', **args)],
-               infeasible_tpl("cpu", node.cpu_millis)),
-        _stage("resize-infeasible-memory", node,
-               [_jq(f"{live} and {quiet_image} and resize_wanted($reports) and {admissible}"
-                    ' and pod_req("cpu") <= $cpu and pod_req("memory") > $memory'
-                    ' and (condition_for_generation("PodResizePending") | not)', **args)],
-               infeasible_tpl("memory", node.memory_bytes)),
-        _stage("resize-actuate", node,
-               [_jq(f"{live} and {quiet_image} and resize_wanted($reports)"
-                    ' and condition_for_generation("PodResizeInProgress")', **args)],
-               resize_actuate_tpl, delay={"durationMilliseconds": timing.resize_delay_ms}),
-        _stage("resize-clear", node,
-               [_jq(f"{live} and {quiet_image} and (resize_wanted($reports) | not)"
-                    ' and (condition("PodResizePending") != null or condition("PodResizeInProgress") != null)',
-                    **args)],
-               clear_tpl),
-        _stage("containers-ready", node,
-               [_jq(f"{settled} and not_ready_running", **args)],
-               ready_tpl, delay={"durationMilliseconds": timing.ready_delay_ms}),
-        _stage("crashloop", node,
-               [_jq(f"{settled} and (not_ready_running | not) and crashlooping", **args)],
-               crash_tpl,
-               delay={"durationMilliseconds": timing.crashloop_backoff_ms,
-                      "durationFrom": {"jq": {"expression": crash_delay_jq}}}),
-        _stage("pod-delete", node,
-               [_jq(f"{on} and .metadata.deletionTimestamp != null"
-                    " and ((.metadata.finalizers // []) | length == 0)", **args)],
-               None, delay={"durationMilliseconds": timing.delete_ms}, delete=True),
+    crash_delay = {"durationMilliseconds": timing.crashloop_backoff_ms,
+                   "durationFrom": {"jq": {"expression": crash_delay_jq}}}
+    plays = [
+        _Play("pod-start",
+              f"{on} and .metadata.deletionTimestamp == null and .status.podIP == null",
+              start_tpl, delay_ms=timing.start_ms),
+        _Play("container-image-change", f"{live} and image_changed($sidecars)", image_tpl),
+        _Play("resize-infeasible-cpu-manager",
+              f"{live} and {quiet_image} and resize_wanted($reports)"
+              " and cpu_manager_blocks($static)"
+              ' and (condition_for_generation("PodResizePending") | not)',
+              infeasible_because(
+                  'Resize is infeasible for Guaranteed Pods alongside CPU Manager policy "static"')),
+        _Play("resize-start",
+              f"{live} and {quiet_image} and resize_wanted($reports) and {fits} and {admissible}"
+              ' and (condition_for_generation("PodResizeInProgress") | not)',
+              resize_start_tpl),
+        _Play("resize-infeasible-cpu",
+              f"{live} and {quiet_image} and resize_wanted($reports) and {admissible}"
+              ' and pod_req("cpu") > $cpu'
+              ' and (condition_for_generation("PodResizePending") | not)',
+              infeasible_tpl("cpu", node.cpu_millis)),
+        _Play("resize-infeasible-memory",
+              f"{live} and {quiet_image} and resize_wanted($reports) and {admissible}"
+              ' and pod_req("cpu") <= $cpu and pod_req("memory") > $memory'
+              ' and (condition_for_generation("PodResizePending") | not)',
+              infeasible_tpl("memory", node.memory_bytes)),
+        _Play("resize-actuate",
+              f"{live} and {quiet_image} and resize_wanted($reports)"
+              ' and condition_for_generation("PodResizeInProgress")',
+              resize_actuate_tpl, delay_ms=timing.resize_delay_ms),
+        _Play("resize-clear",
+              f"{live} and {quiet_image} and (resize_wanted($reports) | not)"
+              ' and (condition("PodResizePending") != null or condition("PodResizeInProgress") != null)',
+              clear_tpl),
+        _Play("containers-ready", f"{settled} and not_ready_running",
+              ready_tpl, delay_ms=timing.ready_delay_ms),
+        _Play("crashloop", f"{settled} and (not_ready_running | not) and crashlooping",
+              crash_tpl, delay=crash_delay),
+        _Play("pod-delete",
+              f"{on} and .metadata.deletionTimestamp != null"
+              " and ((.metadata.finalizers // []) | length == 0)",
+              None, delay_ms=timing.delete_ms, delete=True),
     ]
+    # Any other live pod: a patch that changes nothing. Why: KWOK hands out pod
+    # IPs from a pool per node CIDR that it fills only from the pods it plays,
+    # and a restart (a fake node added) empties it; playing every settled pod
+    # once refills it, so a new pod never gets an address already in use. The
+    # selector is the exact complement of the others', so it never races them.
+    others = " or ".join(f"({p.expr})" for p in plays)
+    plays.append(_Play("pod-settled", f"{live} and (({others}) | not)",
+                       "podIP: {{ $pod.status.podIP | Quote }}\n"))
+    return [
+        _stage(p.name, node, [_jq(p.expr, **args)], p.template,
+               delay=p.delay or ({"durationMilliseconds": p.delay_ms} if p.delay_ms else None),
+               delete=p.delete)
+        for p in plays
+    ]
+
+
+@dataclass(frozen=True)
+class _Play:
+    """One stage of a node: when (a jq expression over the pod) and what (a status template)."""
+
+    name: str
+    expr: str
+    template: str | None
+    delay_ms: int = 0
+    delay: dict[str, Any] | None = None
+    delete: bool = False
 
 
 def _node_stage() -> dict[str, Any]:

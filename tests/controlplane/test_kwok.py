@@ -199,6 +199,17 @@ def test_a_pod_on_a_fake_node_runs_and_becomes_ready(
     assert mesh["allocatedResources"] == {"cpu": "100m", "memory": "64Mi"}
 
 
+def test_pod_ips_stay_unique_on_a_node_when_more_fake_nodes_are_added(
+    kwok_cluster: LocalCluster, e2e_namespace: str, fake_node: str
+) -> None:
+    """Adding a fake node restarts the kwok controller; addresses in use stay in use."""
+    first = _running_pod(kwok_cluster, e2e_namespace, fake_node)
+    kwok_cluster.create_fake_node(_name("kwok"), cpu="1", memory="1Gi")
+    second = _running_pod(kwok_cluster, e2e_namespace, fake_node)
+    assert second["status"]["podIP"] != first["status"]["podIP"]
+    assert _get(kwok_cluster, e2e_namespace, first["metadata"]["name"])["status"]["podIP"] == first["status"]["podIP"]
+
+
 def test_changing_a_native_sidecars_image_restarts_only_that_sidecar(
     kwok_cluster: LocalCluster, e2e_namespace: str, fake_node: str
 ) -> None:
