@@ -362,8 +362,9 @@ class LocalCluster:
         """A Ready node whose kubelet KWOK plays, with ``kubelet_version`` in its nodeInfo.
 
         Like :meth:`create_node` (capacity = allocatable, no taints), plus the
-        ``kwok.x-k8s.io/node=fake`` label, a ``podCIDR`` of its own (pod IPs
-        are unique across fake nodes) and ``status.nodeInfo``. Its stages carry
+        ``kwok.x-k8s.io/node=fake`` label, a ``podCIDR`` and an ``InternalIP``
+        of its own (pod and host IPs differ across fake nodes) and
+        ``status.nodeInfo``. Its stages carry
         its allocatable (for resize feasibility) and what a kubelet of that
         version does (:class:`controlplane.kwok.KubeletProfile`), so adding it
         restarts a running kwok controller (a fraction of a second) to read them.
@@ -383,6 +384,7 @@ class LocalCluster:
             {_kwok.NODE_LABEL: _kwok.NODE_LABEL_VALUE, **(labels or {})},
             ephemeral_storage=ephemeral_storage,
             pod_cidr=f"10.{64 + index // 256}.{index % 256}.0/24",
+            internal_ip=f"10.63.{index // 256}.{index % 256}",
             node_info={
                 "kubeletVersion": kubelet_version,
                 "kubeProxyVersion": kubelet_version,
@@ -470,12 +472,14 @@ class LocalCluster:
         ephemeral_storage: str = "100Gi",
         pod_cidr: str | None = None,
         node_info: Mapping[str, str] | None = None,
+        internal_ip: str | None = None,
     ) -> JSON:
         """A schedulable Node: capacity = allocatable, ``Ready=True``, no taints.
 
         Status is written through the ``/status`` subresource, as a kubelet
         would; a create ignores it. ``pod_cidr`` sets ``spec.podCIDR``;
-        ``node_info`` is written as ``status.nodeInfo``.
+        ``node_info`` is written as ``status.nodeInfo``; ``internal_ip`` adds
+        an ``InternalIP`` address.
         """
         node_labels = {
             "kubernetes.io/hostname": name,
@@ -517,6 +521,8 @@ class LocalCluster:
         }
         if node_info:
             node_status["status"]["nodeInfo"] = dict(node_info)
+        if internal_ip:
+            node_status["status"]["addresses"].insert(0, {"type": "InternalIP", "address": internal_ip})
         status, node = self.request("PATCH", f"/api/v1/nodes/{name}/status", node_status)
         _expect(status, node, f"set status of node {name}")
         if node.get("spec", {}).get("taints"):

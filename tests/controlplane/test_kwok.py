@@ -174,6 +174,8 @@ def test_a_pod_on_a_fake_node_runs_and_becomes_ready(
     assert st["phase"] == "Running"
     node = kwok_cluster.request("GET", f"/api/v1/nodes/{fake_node}")[1]
     assert ipaddress.ip_address(st["podIP"]) in ipaddress.ip_network(node["spec"]["podCIDR"])
+    internal = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+    assert st["hostIP"] == internal[0]
     for ctype in ("PodScheduled", "Initialized", "ContainersReady", "Ready"):
         cond = _condition(pod, ctype)
         assert cond is not None and cond["status"] == "True", (ctype, st["conditions"])
