@@ -502,7 +502,10 @@ class LocalCluster:
             "pods": pods,
             "ephemeral-storage": ephemeral_storage,
         }
-        node_status = {
+        addresses = [{"type": "Hostname", "address": name}]
+        if internal_ip:
+            addresses.insert(0, {"type": "InternalIP", "address": internal_ip})
+        node_status: JSON = {
             "status": {
                 "capacity": resources,
                 "allocatable": resources,
@@ -516,13 +519,12 @@ class LocalCluster:
                         "lastTransitionTime": now,
                     }
                 ],
-                "addresses": [{"type": "Hostname", "address": name}],
+                "addresses": addresses,
             }
         }
         if node_info:
             node_status["status"]["nodeInfo"] = dict(node_info)
-        if internal_ip:
-            node_status["status"]["addresses"].insert(0, {"type": "InternalIP", "address": internal_ip})
+
         status, node = self.request("PATCH", f"/api/v1/nodes/{name}/status", node_status)
         _expect(status, node, f"set status of node {name}")
         if node.get("spec", {}).get("taints"):
