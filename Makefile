@@ -26,10 +26,10 @@ test: venv controlplane
 unit: venv
 	$(PY) -m pytest -m 'not e2e' $(PYTEST_ARGS)
 
-## make controlplane: build etcd, kube-apiserver, kube-scheduler and KWOK's fake kubelet from their Go modules (cached).
+## make controlplane: build etcd, kube-apiserver and kube-scheduler from their Go modules (cached).
 controlplane:
 	@bash hack/controlplane/build.sh
-	@bash hack/kwok/build.sh
+	@bash hack/kwok/build.sh  # KWOK's kwok controller, the fake kubelet of the e2e tests
 
 ## make demo: a local control plane, the webhook and the extender, sample pods, and what happened to them.
 demo: venv controlplane
