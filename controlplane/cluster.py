@@ -363,8 +363,9 @@ class LocalCluster:
 
         Like :meth:`create_node` (capacity = allocatable, no taints), plus the
         ``kwok.x-k8s.io/node=fake`` label, a ``podCIDR`` and an ``InternalIP``
-        of its own (pod and host IPs differ across fake nodes) and
-        ``status.nodeInfo``. Its stages carry
+        of its own (pod and host IPs differ across fake nodes),
+        ``status.nodeInfo`` and the ``status.declaredFeatures`` a kubelet of
+        that version declares. Its stages carry
         its allocatable (for resize feasibility) and what a kubelet of that
         version does (:class:`controlplane.kwok.KubeletProfile`), so adding it
         restarts a running kwok controller (a fraction of a second) to read them.
@@ -385,6 +386,7 @@ class LocalCluster:
             ephemeral_storage=ephemeral_storage,
             pod_cidr=f"10.{64 + index // 256}.{index % 256}.0/24",
             internal_ip=f"10.63.{index // 256}.{index % 256}",
+            declared_features=profile.declared_features,
             node_info={
                 "kubeletVersion": kubelet_version,
                 "kubeProxyVersion": kubelet_version,
@@ -473,13 +475,16 @@ class LocalCluster:
         pod_cidr: str | None = None,
         node_info: Mapping[str, str] | None = None,
         internal_ip: str | None = None,
+        declared_features: Sequence[str] = (),
     ) -> JSON:
         """A schedulable Node: capacity = allocatable, ``Ready=True``, no taints.
 
         Status is written through the ``/status`` subresource, as a kubelet
         would; a create ignores it. ``pod_cidr`` sets ``spec.podCIDR``;
         ``node_info`` is written as ``status.nodeInfo``; ``internal_ip`` adds
-        an ``InternalIP`` address.
+        an ``InternalIP`` address; ``declared_features`` is
+        ``status.declaredFeatures``, which kube-apiserver consults before a pod
+        update that needs one (e.g. resizing pod-level resources).
         """
         node_labels = {
             "kubernetes.io/hostname": name,
@@ -524,6 +529,8 @@ class LocalCluster:
         }
         if node_info:
             node_status["status"]["nodeInfo"] = dict(node_info)
+        if declared_features:
+            node_status["status"]["declaredFeatures"] = sorted(declared_features)
 
         status, node = self.request("PATCH", f"/api/v1/nodes/{name}/status", node_status)
         _expect(status, node, f"set status of node {name}")

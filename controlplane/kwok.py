@@ -53,7 +53,9 @@ Why one set of stages per node and not one for all: a pod stage sees only the po
 and the kubelet's answers depend on its node: the allocatable a resize must fit,
 its CPU manager policy and its kubelet version (:class:`KubeletProfile`: before
 1.32 a sidecar's image change is ignored; before 1.33 no ``resources`` are
-reported, so kube-apiserver refuses resizes). So each node's facts are written
+reported, so kube-apiserver refuses resizes; from 1.36 the node declares the
+features that let kube-apiserver pass resizes of pod-level resources and of
+regular init containers). So each node's facts are written
 into its stages, and the controller is restarted (a fraction of a second) when a
 fake node is added.
 
@@ -88,6 +90,18 @@ BAD_IMAGE_MARKER = "crashloop"
 #:   for resize"; InPlacePodVerticalScaling beta and on by default in 1.33).
 SIDECAR_IMAGE_RESTART_SINCE = (1, 32)
 RESIZE_SINCE = (1, 33)
+#: From 1.36 a kubelet declares, in ``status.declaredFeatures`` (NodeDeclaredFeatures,
+#: beta and on by default), the features whose gates are on; kube-apiserver refuses
+#: a pod update that needs one its node does not declare ("pod update requires
+#: features ... which are not available on node"). These are the ones a 1.36
+#: kubelet with default gates declares (k8s.io/component-helpers/nodedeclaredfeatures).
+DECLARED_FEATURES_SINCE = (1, 36)
+DECLARED_FEATURES_1_36: tuple[str, ...] = (
+    "ExtendWebSocketsToKubelet",
+    "InPlacePodLevelResourcesVerticalScaling",
+    "InPlacePodVerticalScalingInitContainers",
+    "RestartAllContainersOnContainerExits",
+)
 
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([a-zA-Z]*)$")
 _SUFFIX: dict[str, Decimal] = {
@@ -134,6 +148,11 @@ class KubeletProfile:
     version: str
     restarts_sidecar_on_image_change: bool
     reports_resources: bool
+    declared_features: tuple[str, ...] = ()
+
+    @property
+    def resizes_pod_level_resources(self) -> bool:
+        return "InPlacePodLevelResourcesVerticalScaling" in self.declared_features
 
     @classmethod
     def for_version(cls, version: str) -> KubeletProfile:
@@ -142,6 +161,7 @@ class KubeletProfile:
             version=version,
             restarts_sidecar_on_image_change=v >= SIDECAR_IMAGE_RESTART_SINCE,
             reports_resources=v >= RESIZE_SINCE,
+            declared_features=DECLARED_FEATURES_1_36 if v >= DECLARED_FEATURES_SINCE else (),
         )
 
 
@@ -223,12 +243,14 @@ def image_changed($sidecars_too):
   . as $p
   | any((if $sidecars_too then runnable else (.spec.containers // []) end)[];
         . as $c | ($p | status_of($c.name)) as $s | $s != null and $s.image != $c.image);
-def resources_of: {requests: (.resources.requests // {}), limits: (.resources.limits // {})};
-def resize_wanted($reports):
-  $reports and (. as $p | any(runnable[];
-    . as $c | ($p | status_of($c.name)) as $s
-    | $s != null and ($s.resources // {} | {requests: (.requests // {}), limits: (.limits // {})})
-      != ($c | resources_of)));
+def norm: {requests: (.requests // {}), limits: (.limits // {})};
+def resize_wanted($reports; $podlevel):
+  $reports and (
+    (. as $p | any(((.spec.initContainers // []) + (.spec.containers // []))[];
+      . as $c | ($p | status_of($c.name)) as $s
+      | $s != null and (($s.resources // {}) | norm) != (($c.resources // {}) | norm)))
+    or ($podlevel and .spec.resources != null
+        and ((.status.resources // {}) | norm) != (.spec.resources | norm)));
 def condition($t): [(.status.conditions // [])[] | select(.type == $t)] | first;
 def condition_for_generation($t):
   condition($t) as $c | $c != null and $c.observedGeneration == .metadata.generation;
@@ -392,6 +414,21 @@ _READINESS = (
 _CONDITIONS_OUT = "conditions: {{ toJson $conds }}\nobservedGeneration: {{ $pod.metadata.generation }}\n"
 
 
+def _pod_level_resources(field: str) -> str:
+    """``status.resources`` (or ``allocatedResources``: the requests) from the pod-level ``spec.resources``."""
+    value = (
+        '(dict "requests" (dig "spec" "resources" "requests" (dict) $pod)'
+        ' "limits" (dig "spec" "resources" "limits" (dict) $pod))'
+        if field == "resources"
+        else '(dig "spec" "resources" "requests" (dict) $pod)'
+    )
+    return (
+        '{{- if (dig "spec" "resources" "" $pod) }}\n'
+        f"{field}: {{{{ toJson {value} }}}}\n"
+        "{{- end }}\n"
+    )
+
+
 def _restarts_plus_one() -> str:
     return "{{- $restarts := add1 ($old.restartCount | default 0) }}\n"
 
@@ -433,13 +470,14 @@ def pod_stages(node: FakeNode, timing: Timing) -> list[dict[str, Any]]:
     side = node.kubelet.restarts_sidecar_on_image_change
     args = {"node": node.name, "reports": rep, "sidecars": side,
             "cpu": node.cpu_millis / 1000, "memory": node.memory_bytes,
-            "static": node.cpu_manager_policy == "static"}
+            "static": node.cpu_manager_policy == "static",
+            "podlevel": node.kubelet.resizes_pod_level_resources}
     on = "(.spec.nodeName == $node)"
     live = f"{on} and live"
     quiet_image = "(image_changed($sidecars) | not)"
     fits = '(pod_req("cpu") <= $cpu and pod_req("memory") <= $memory)'
     admissible = "(cpu_manager_blocks($static) | not)"
-    busy_resize = '(resize_wanted($reports) and (condition_for_generation("PodResizePending") | not))'
+    busy_resize = '(resize_wanted($reports; $podlevel) and (condition_for_generation("PodResizePending") | not))'
     settled = f"{live} and {quiet_image} and ({busy_resize} | not)"
 
     start = _statuses(
@@ -461,6 +499,8 @@ def pod_stages(node: FakeNode, timing: Timing) -> list[dict[str, Any]]:
     )
     start_tpl = (
         start
+        + (_pod_level_resources("resources") + _pod_level_resources("allocatedResources")
+           if node.kubelet.resizes_pod_level_resources else "")
         + _READINESS
         + _CONDITIONS_OUT
         + "{{- $ip := PodIPWith $pod.spec.nodeName ($pod.spec.hostNetwork | default false)"
@@ -523,14 +563,19 @@ def pod_stages(node: FakeNode, timing: Timing) -> list[dict[str, Any]]:
         ' "limits" ($c.resources.limits | default (dict))) }}{{- end }}\n'
     )
     generation = ' "observedGeneration" $pod.metadata.generation'
+    pod_level = node.kubelet.resizes_pod_level_resources
+    pod_allocate = _pod_level_resources("allocatedResources") if pod_level else ""
+    pod_actuate = _pod_level_resources("resources") if pod_level else ""
     resize_start_tpl = (
-        _statuses(init="", sidecar=allocate, container=allocate)
+        _statuses(init=allocate, sidecar=allocate, container=allocate)
+        + pod_allocate
         + _condition("PodResizeInProgress", '"True"', extra=generation)
         + _delete_condition("PodResizePending")
         + _CONDITIONS_OUT
     )
     resize_actuate_tpl = (
-        _statuses(init="", sidecar=actuate, container=actuate)
+        _statuses(init=actuate, sidecar=actuate, container=actuate)
+        + pod_actuate
         + _delete_condition("PodResizeInProgress")
         + _CONDITIONS_OUT
     )
@@ -562,31 +607,31 @@ def pod_stages(node: FakeNode, timing: Timing) -> list[dict[str, Any]]:
               start_tpl, delay_ms=timing.start_ms),
         _Play("container-image-change", f"{live} and image_changed($sidecars)", image_tpl),
         _Play("resize-infeasible-cpu-manager",
-              f"{live} and {quiet_image} and resize_wanted($reports)"
+              f"{live} and {quiet_image} and resize_wanted($reports; $podlevel)"
               " and cpu_manager_blocks($static)"
               ' and (condition_for_generation("PodResizePending") | not)',
               infeasible_because(
                   'Resize is infeasible for Guaranteed Pods alongside CPU Manager policy "static"')),
         _Play("resize-start",
-              f"{live} and {quiet_image} and resize_wanted($reports) and {fits} and {admissible}"
+              f"{live} and {quiet_image} and resize_wanted($reports; $podlevel) and {fits} and {admissible}"
               ' and (condition_for_generation("PodResizeInProgress") | not)',
               resize_start_tpl),
         _Play("resize-infeasible-cpu",
-              f"{live} and {quiet_image} and resize_wanted($reports) and {admissible}"
+              f"{live} and {quiet_image} and resize_wanted($reports; $podlevel) and {admissible}"
               ' and pod_req("cpu") > $cpu'
               ' and (condition_for_generation("PodResizePending") | not)',
               infeasible_tpl("cpu", node.cpu_millis)),
         _Play("resize-infeasible-memory",
-              f"{live} and {quiet_image} and resize_wanted($reports) and {admissible}"
+              f"{live} and {quiet_image} and resize_wanted($reports; $podlevel) and {admissible}"
               ' and pod_req("cpu") <= $cpu and pod_req("memory") > $memory'
               ' and (condition_for_generation("PodResizePending") | not)',
               infeasible_tpl("memory", node.memory_bytes)),
         _Play("resize-actuate",
-              f"{live} and {quiet_image} and resize_wanted($reports)"
+              f"{live} and {quiet_image} and resize_wanted($reports; $podlevel)"
               ' and condition_for_generation("PodResizeInProgress")',
               resize_actuate_tpl, delay_ms=timing.resize_delay_ms),
         _Play("resize-clear",
-              f"{live} and {quiet_image} and (resize_wanted($reports) | not)"
+              f"{live} and {quiet_image} and (resize_wanted($reports; $podlevel) | not)"
               ' and (condition("PodResizePending") != null or condition("PodResizeInProgress") != null)',
               clear_tpl),
         _Play("containers-ready", f"{settled} and not_ready_running",

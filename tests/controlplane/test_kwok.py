@@ -35,8 +35,14 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _pod(name: str, node: str, *, qos: str = "burstable", mesh_image: str = MESH_1) -> JSON:
-    """A regular init container, a native sidecar and an app, pinned to ``node``."""
+def _pod(
+    name: str, node: str, *, qos: str = "burstable", mesh_image: str = MESH_1, pod_level: bool = False
+) -> JSON:
+    """A regular init container, a native sidecar and an app, pinned to ``node``.
+
+    ``pod_level`` adds pod-level resources (1 CPU and 1Gi requested, 2 CPU and
+    1Gi limit), as the webhook's pod-level variant writes them.
+    """
     if qos == "guaranteed":
         mesh = {"requests": {"cpu": "200m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}}
         app = {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
@@ -45,7 +51,7 @@ def _pod(name: str, node: str, *, qos: str = "burstable", mesh_image: str = MESH
         mesh = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}}
         app = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
         init = {"requests": {"cpu": "100m", "memory": "32Mi"}}
-    return {
+    pod: JSON = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": "shop"}},
@@ -65,6 +71,12 @@ def _pod(name: str, node: str, *, qos: str = "burstable", mesh_image: str = MESH
             "containers": [{"name": "app", "image": APP_1, "resources": app}],
         },
     }
+    if pod_level:
+        pod["spec"]["resources"] = {
+            "requests": {"cpu": "1", "memory": "1Gi"},
+            "limits": {"cpu": "2", "memory": "1Gi"},
+        }
+    return pod
 
 
 def _path(namespace: str, name: str = "") -> str:
@@ -160,6 +172,13 @@ def test_fake_nodes_carry_the_kubelet_version_and_capacity_asked_for(kwok_cluste
         assert ready and ready[0]["status"] == "True"
         assert not node["spec"].get("taints")
     assert set(kwok_cluster.fake_nodes) >= {new, old}
+    # A 1.36 kubelet declares the features kube-apiserver checks before some
+    # pod updates; an older one declares none (the field came with 1.36).
+    new_node = kwok_cluster.request("GET", f"/api/v1/nodes/{new}")[1]
+    assert "InPlacePodLevelResourcesVerticalScaling" in new_node["status"]["declaredFeatures"]
+    assert "InPlacePodVerticalScalingInitContainers" in new_node["status"]["declaredFeatures"]
+    old_node = kwok_cluster.request("GET", f"/api/v1/nodes/{old}")[1]
+    assert not old_node["status"].get("declaredFeatures")
 
 
 # ------------------------------------------------------------------- pods
@@ -243,6 +262,34 @@ def test_changing_a_native_sidecars_image_restarts_only_that_sidecar(
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
     assert after["status"]["podIP"] == before["status"]["podIP"]
     assert after["status"]["observedGeneration"] == updated["metadata"]["generation"]
+
+
+@pytest.mark.parametrize(
+    ("change", "forbidden"),
+    [
+        ({"env": [{"name": "MESH_MODE", "value": "hot"}]}, "pod updates may not change fields other than"),
+        ({"restartPolicy": None}, "pod updates may not change fields other than"),
+        ({"resources": {"requests": {"cpu": "150m"}}}, "pod updates may not change fields other than"),
+    ],
+    ids=["env", "restartPolicy", "resources-by-update"],
+)
+def test_the_apiserver_lets_only_a_native_sidecars_image_change_in_place(
+    kwok_cluster: LocalCluster, e2e_namespace: str, fake_node: str, change: JSON, forbidden: str
+) -> None:
+    """What the controller may do in place: the image by update, resources by pods/resize."""
+    pod = _running_pod(kwok_cluster, e2e_namespace, fake_node)
+    patch = {"spec": {"initContainers": [{"name": "rpc-mesh", **change}]}}
+    status, body = kwok_cluster.request(
+        "PATCH", _path(e2e_namespace, pod["metadata"]["name"]), patch, content_type=SMP
+    )
+    assert status == 422, body
+    assert forbidden in body["message"]
+    added = {"spec": {"initContainers": [{"name": "msg-mesh", "image": MESH_1, "restartPolicy": "Always"}]}}
+    status, body = kwok_cluster.request(
+        "PATCH", _path(e2e_namespace, pod["metadata"]["name"]), added, content_type=SMP
+    )
+    assert status == 422, body
+    assert "may not add or remove containers" in body["message"]
 
 
 def test_a_sidecar_restarted_for_a_new_image_is_not_ready_until_the_delay_passes(
@@ -385,6 +432,59 @@ def test_a_feasible_resize_of_a_sidecar_is_reported_in_status(
     assert _condition(done, "PodResizePending") is None
     assert _status(done, "app") == _status(before, "app")
     assert done["status"]["qosClass"] == before["status"]["qosClass"]
+
+
+def test_a_resize_of_pod_level_resources_is_reported_in_the_pods_status(
+    kwok_cluster: LocalCluster, e2e_namespace: str, fake_node: str
+) -> None:
+    """1.36: InPlacePodLevelResourcesVerticalScaling is beta and on; the node declares it."""
+    before = _running_pod(kwok_cluster, e2e_namespace, fake_node, pod_level=True)
+    assert before["status"]["resources"] == before["spec"]["resources"]
+    name = before["metadata"]["name"]
+    new = {"requests": {"cpu": "1500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+    patch = {"spec": {"resources": new}}
+    status, resized = kwok_cluster.request(
+        "PATCH", _path(e2e_namespace, name) + "/resize", patch, content_type=SMP
+    )
+    assert status == 200, resized
+    after = _wait_pod(
+        kwok_cluster, e2e_namespace, name,
+        lambda p: p["status"].get("resources") == new
+        and _condition(p, "PodResizeInProgress") is None,
+        "the pod-level resize in status",
+    )
+    assert after["status"]["allocatedResources"] == new["requests"]
+    assert _status(after, "app") == _status(before, "app")
+
+
+def test_a_pod_level_resize_on_a_node_that_does_not_declare_it_is_refused(
+    kwok_cluster: LocalCluster, e2e_namespace: str
+) -> None:
+    node = _name("kwok-135")
+    kwok_cluster.create_fake_node(node, cpu="4", memory="8Gi", kubelet_version="v1.35.2")
+    pod = _running_pod(kwok_cluster, e2e_namespace, node, pod_level=True)
+    patch = {"spec": {"resources": {"requests": {"cpu": "1500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}}}
+    status, body = kwok_cluster.request(
+        "PATCH", _path(e2e_namespace, pod["metadata"]["name"]) + "/resize", patch, content_type=SMP
+    )
+    assert status == 403, body
+    assert "requires features InPlacePodLevelResourcesVerticalScaling" in body["message"]
+    assert "not available on node" in body["message"]
+
+
+def test_the_resize_subresource_changes_resources_only(
+    kwok_cluster: LocalCluster, e2e_namespace: str, fake_node: str
+) -> None:
+    """An image sent to pods/resize is dropped without a word: images go through a pod update."""
+    pod = _running_pod(kwok_cluster, e2e_namespace, fake_node)
+    name = pod["metadata"]["name"]
+    patch = {"spec": {"initContainers": [{"name": "rpc-mesh", "image": MESH_2}]}}
+    status, body = kwok_cluster.request(
+        "PATCH", _path(e2e_namespace, name) + "/resize", patch, content_type=SMP
+    )
+    assert status == 200, body
+    assert body["spec"]["initContainers"][1]["image"] == MESH_1
+    assert body["metadata"]["generation"] == pod["metadata"]["generation"]
 
 
 def test_a_resize_beyond_the_nodes_allocatable_is_refused_by_the_apiserver(

@@ -32,6 +32,13 @@ def test_a_kubelets_abilities_follow_its_version(
     assert profile.reports_resources is resources
 
 
+def test_only_a_136_kubelet_declares_features() -> None:
+    assert kwok.KubeletProfile.for_version("v1.35.2").declared_features == ()
+    profile = kwok.KubeletProfile.for_version("v1.36.3")
+    assert profile.resizes_pod_level_resources
+    assert "InPlacePodVerticalScalingInitContainers" in profile.declared_features
+
+
 def test_a_bad_version_is_named() -> None:
     with pytest.raises(ValueError, match="'latest'"):
         kwok.parse_version("latest")
