@@ -84,7 +84,9 @@ BAD_IMAGE_MARKER = "crashloop"
 
 #: Kubelet versions from which the fake kubelet behaves as the real one does:
 #: - restarting a native sidecar alone when its image changes (kubernetes PR
-#:   #126525; before it the kubelet ignored the change until the pod restarted);
+#:   #126525; before it the kubelet ignored the change until the pod restarted).
+#:   Checked in the kubelet's source: computeInitContainerActions in v1.32.0
+#:   kills and restarts only the changed sidecar; v1.31.14, the last 1.31, does not;
 #: - reporting ``status.containerStatuses[].resources``, without which
 #:   kube-apiserver refuses ``pods/resize`` ("Pod running on node without support
 #:   for resize"; InPlacePodVerticalScaling beta and on by default in 1.33).
