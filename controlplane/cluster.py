@@ -387,6 +387,7 @@ class LocalCluster:
             pod_cidr=f"10.{64 + index // 256}.{index % 256}.0/24",
             internal_ip=f"10.63.{index // 256}.{index % 256}",
             declared_features=profile.declared_features,
+            ready_message=f"kwok plays this node's kubelet ({kubelet_version})",
             node_info={
                 "kubeletVersion": kubelet_version,
                 "kubeProxyVersion": kubelet_version,
@@ -476,6 +477,7 @@ class LocalCluster:
         node_info: Mapping[str, str] | None = None,
         internal_ip: str | None = None,
         declared_features: Sequence[str] = (),
+        ready_message: str = "node created by meshfit's LocalCluster (no kubelet)",
     ) -> JSON:
         """A schedulable Node: capacity = allocatable, ``Ready=True``, no taints.
 
@@ -519,7 +521,7 @@ class LocalCluster:
                         "type": "Ready",
                         "status": "True",
                         "reason": "KubeletReady",
-                        "message": "node created by meshfit's LocalCluster (no kubelet)",
+                        "message": ready_message,
                         "lastHeartbeatTime": now,
                         "lastTransitionTime": now,
                     }
