@@ -273,7 +273,6 @@ def _jq(expr: str, **args: Any) -> dict[str, Any]:
     return {"jq": {"key": f"{_JQ_PRELUDE}\n{binds}{expr}", "operator": "In", "values": ["true"]}}
 
 
-
 # -------------------------------------------------------------- templates
 
 # Go templates (text/template with sprig, as KWOK renders them; `.` is the pod as
@@ -352,7 +351,7 @@ def _completed_init(reports: bool) -> str:
     )
 
 
-def _statuses(*, init: str, sidecar: str, container: str, emit_init: bool = True) -> str:
+def _statuses(*, init: str, sidecar: str, container: str) -> str:
     """Rebuild both status lists; each body sets ``$e`` from ``$c`` (spec) and ``$old``.
 
     ``$e`` starts as a copy of the container's current status (``$old``), so a
@@ -380,8 +379,7 @@ def _statuses(*, init: str, sidecar: str, container: str, emit_init: bool = True
     out = "{{- $ics := list }}{{- $cs := list }}{{- $unready := list }}\n"
     out += loop("initContainers", "initContainerStatuses", "ics", init_body)
     out += loop("containers", "containerStatuses", "cs", container)
-    if emit_init:
-        out += "{{- if $pod.spec.initContainers }}\ninitContainerStatuses: {{ toJson $ics }}\n{{- end }}\n"
+    out += "{{- if $pod.spec.initContainers }}\ninitContainerStatuses: {{ toJson $ics }}\n{{- end }}\n"
     out += "containerStatuses: {{ toJson $cs }}\n"
     return out
 
@@ -482,23 +480,15 @@ def pod_stages(node: FakeNode, timing: Timing) -> list[dict[str, Any]]:
     busy_resize = '(resize_wanted($reports; $podlevel) and (condition_for_generation("PodResizePending") | not))'
     settled = f"{live} and {quiet_image} and ({busy_resize} | not)"
 
-    start = _statuses(
-        init=_completed_init(rep),
-        sidecar=(
-            '{{- if contains "%s" $c.image }}\n' % BAD_IMAGE_MARKER
-            + _crashed(rep, restarts="1")
-            + "{{- else }}\n"
-            + _running(rep, ready="true", restarts="0")
-            + "{{- end }}\n"
-        ),
-        container=(
-            '{{- if contains "%s" $c.image }}\n' % BAD_IMAGE_MARKER
-            + _crashed(rep, restarts="1")
-            + "{{- else }}\n"
-            + _running(rep, ready="true", restarts="0")
-            + "{{- end }}\n"
-        ),
+    # A bad image crash-loops from its first start; anything else runs and is ready.
+    first_start = (
+        '{{- if contains "%s" $c.image }}\n' % BAD_IMAGE_MARKER
+        + _crashed(rep, restarts="1")
+        + "{{- else }}\n"
+        + _running(rep, ready="true", restarts="0")
+        + "{{- end }}\n"
     )
+    start = _statuses(init=_completed_init(rep), sidecar=first_start, container=first_start)
     start_tpl = (
         start
         + (_pod_level_resources("resources") + _pod_level_resources("allocatedResources")
