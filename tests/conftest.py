@@ -17,4 +17,11 @@ from e2e_fixtures import *  # noqa: F401,F403
 settings.register_profile("default", max_examples=200, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
-settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "default")
+# Under mutation testing every mutant reruns the property tests: fewer examples, the same
+# fixed ones each time (so a mutant's verdict does not depend on the draw), no example database.
+settings.register_profile("mutation", max_examples=40, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=list(HealthCheck))
+if os.environ.get("MUTANT_UNDER_TEST"):
+    settings.load_profile("mutation")
+else:
+    settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "default")

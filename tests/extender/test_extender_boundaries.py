@@ -1,0 +1,90 @@
+"""Every comparison the extender makes on input, at the value, one below and one above.
+
+The scheduler calls ``filter`` (not ``check``) and, past DETAILED_FAILURES failing
+nodes, its summarising branch: both are tested at each edge. Expected verdicts
+come from the numbers themselves — the ceiling is ``floor(allocatable × ceiling)``
+written out here, not taken from the scorer.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from extender.accounting import NodeState
+from extender.scoring import DETAILED_FAILURES, Scorer
+from policy.model import Scheduling
+from policy.pod_entry import PodEntry
+
+GIB = 2**30 * 10**9  # nano-bytes
+CORE = 10**9
+SCORER = Scorer(Scheduling(exposure_ceiling={"cpu": Fraction(1, 4), "memory": Fraction(1, 10)}))
+
+
+def node(name: str, *, alloc_cpu: int = 8 * CORE, alloc_mem: int = 10 * GIB, req_cpu: int = 0, req_mem: int = 0,
+         exp_cpu: int = 0, exp_mem: int = 0) -> NodeState:
+    s = NodeState(name)
+    s.known = True
+    s.alloc_cpu, s.alloc_memory = alloc_cpu, alloc_mem
+    s.req_cpu, s.req_memory = req_cpu, req_mem
+    s.exp_cpu, s.exp_memory = exp_cpu, exp_mem
+    return s
+
+
+def pod(cpu: int = 0, mem: int = 0, exp_cpu: int = 0, exp_mem: int = 0) -> PodEntry:
+    return PodEntry(None, "shop", cpu, mem, exp_cpu, exp_mem)
+
+
+CPU_CAP = 8 * CORE // 4           # 25% of 8 cores, in nano-cores
+MEM_CAP = 10 * GIB // 10          # 10% of 10Gi
+
+# (what is compared, node fields, pod fields at exactly the edge)
+EDGES = [
+    ("cpu exposure", dict(exp_cpu=CPU_CAP - CORE // 2), dict(exp_cpu=CORE // 2)),
+    ("memory exposure", dict(exp_mem=MEM_CAP - GIB // 4), dict(exp_mem=GIB // 4)),
+    ("cpu fit", dict(req_cpu=6 * CORE), dict(cpu=2 * CORE)),
+    ("memory fit", dict(req_mem=9 * GIB), dict(mem=GIB)),
+]
+
+
+def _bump(fields: dict[str, int], by: int) -> dict[str, int]:
+    return {k: v + by for k, v in fields.items()}
+
+
+@pytest.mark.parametrize(("what", "node_fields", "pod_fields"), EDGES, ids=[e[0] for e in EDGES])
+@pytest.mark.parametrize(("delta", "passes"), [(-1, True), (0, True), (1, False)], ids=["below", "at", "above"])
+def test_filter_at_each_edge(what: str, node_fields: dict[str, int], pod_fields: dict[str, int], delta: int,
+                             passes: bool) -> None:
+    nodes = {"n": node("n", **node_fields)}
+    passed, failures, unknown = SCORER.filter(pod(**_bump(pod_fields, delta)), nodes, ["n"], True)
+    assert (passed == ["n"]) is passes, (what, delta, failures)
+    assert unknown == 0
+    failure = SCORER.check(pod(**_bump(pod_fields, delta)), nodes["n"])
+    assert (failure is None) is passes, "check and filter agree"
+
+
+@pytest.mark.parametrize(("what", "node_fields", "pod_fields"), EDGES, ids=[e[0] for e in EDGES])
+def test_the_summarising_filter_keeps_the_same_edges(what: str, node_fields: dict[str, int],
+                                                     pod_fields: dict[str, int]) -> None:
+    """Past DETAILED_FAILURES failing nodes the messages aggregate; the verdicts must not move."""
+    count = DETAILED_FAILURES + 5
+    nodes = {f"over-{i}": node(f"over-{i}", **_bump(node_fields, 1)) for i in range(count)}
+    nodes["at"] = node("at", **node_fields)
+    nodes["below"] = node("below", **_bump(node_fields, -1))
+    passed, failures, _ = SCORER.filter(pod(**pod_fields), nodes, sorted(nodes), True)
+    assert sorted(passed) == ["at", "below"], what
+    assert len(failures) == count
+
+
+def test_an_unjudged_pod_passes_every_known_node_and_unknown_nodes_are_counted() -> None:
+    full = node("full", req_cpu=8 * CORE, req_mem=10 * GIB, exp_cpu=CPU_CAP, exp_mem=MEM_CAP)
+    passed, failures, unknown = SCORER.filter(pod(CORE, GIB, CORE, GIB), {"full": full}, ["full", "ghost"], False)
+    assert passed == ["full", "ghost"] and failures == [] and unknown == 1
+
+
+def test_a_zero_pod_resource_is_never_compared() -> None:
+    """A pod with no exposure fits a node already past its ceiling (the comparison is skipped, not `>= 0`)."""
+    past = node("past", exp_cpu=CPU_CAP + 1, exp_mem=MEM_CAP + 1)
+    assert SCORER.filter(pod(cpu=CORE), {"past": past}, ["past"], True)[0] == ["past"]
+    assert SCORER.filter(pod(cpu=CORE, exp_cpu=1), {"past": past}, ["past"], True)[0] == []
