@@ -6,14 +6,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all venv lint test unit e2e golden run demo controlplane bench certs manifests clean
+.PHONY: all venv lint test unit e2e golden run demo controlplane bench certs manifests mutation clean
 
 all: test
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench,lint]'
+	$(PY) -m pip install --quiet -e '.[test,bench,lint,mutation]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -59,6 +59,10 @@ manifests: venv
 ## make bench: every benchmark; figures as tables and JSON under bench/results/.
 bench: venv controlplane
 	$(PY) -m bench.run_all
+
+## make mutation: mutmut over policy/ and the servers' input comparisons; the score and every survivor.
+mutation: venv
+	bash hack/mutation.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache
