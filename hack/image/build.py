@@ -367,6 +367,8 @@ def build_base(lock_: Lock) -> Path:
         status.append(subprocess.run(["dpkg-deb", "-f", str(deb)], check=True, capture_output=True,
                                      text=True).stdout.rstrip("\n"))
     trim(root)
+    # `python3`, as exec probes and people type it (manifests/extender/second-scheduler.yaml).
+    (root / "usr/bin/python3").symlink_to(PYTHON)
     write_base_files(root, lock_.epoch)
     # What scanners (trivy, grype, syft) read to know the image's Debian packages.
     status_dir = root / "var/lib/dpkg/status.d"
