@@ -547,6 +547,18 @@ def build(args: argparse.Namespace) -> None:
     deb_lock, req_lock = read_lock(DEBIAN_LOCK), read_lock(REQUIREMENTS_LOCK)
 
     out = Path(args.out)
+    # A clean work tree at a commit already built: nothing to do (make test runs this every time).
+    clean = bool(git("rev-parse", "HEAD")) and not git("status", "--porcelain")
+    stamp = sha256_text(revision, str(epoch), tag, source, Path(__file__).read_text(), DEBIAN_LOCK.read_text(),
+                        REQUIREMENTS_LOCK.read_text(), str(out.resolve()))
+    stamp_file = out / "stamp"
+    if clean and not args.force and stamp_file.exists() and stamp_file.read_text() == stamp \
+            and (out / "digest").exists() and (out / "oci/index.json").exists():
+        digest = (out / "digest").read_text().strip()
+        log(f"up to date: {IMAGE_NAME}:{tag} {digest} (commit {revision[:12]}); --force rebuilds")
+        print(digest)
+        return
+    stamp_file.unlink(missing_ok=True)
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     wheel = build_wheel(work / "wheel")
@@ -658,6 +670,8 @@ def build(args: argparse.Namespace) -> None:
         add("oci-layout", (layout / "oci-layout").read_bytes())
 
     (out / "digest").write_text(manifest_digest + "\n")
+    if clean:
+        stamp_file.write_text(stamp)
     (out / "image.json").write_text(json.dumps({
         "reference": f"{IMAGE_NAME}:{tag}", "digest": manifest_digest, "config": config_digest,
         "uncompressed_bytes": uncompressed, "compressed_bytes": sum(layer["size"] for layer in layers),
@@ -678,6 +692,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", nargs="?", choices=("build", "lock"), default="build")
     parser.add_argument("--out", default=str(OUT), help="output directory (default build/image)")
+    parser.add_argument("--force", action="store_true", help="build even if the stamp says the commit is built")
     args = parser.parse_args()
     if args.action == "lock":
         lock(int(time.time()))
