@@ -12,8 +12,11 @@ from bench import command
 from bench.report import QUICK_RESULTS_DIR, RESULTS_DIR, results_dir
 
 
-def run(size: int = 100, out_dir: Path | None = None) -> dict[str, Any]:
-    return {"size": size, "out_dir": out_dir}
+SEEN: list[dict[str, Any]] = []
+
+
+def run(size: int = 100, out_dir: Path | None = None) -> None:
+    SEEN.append({"size": size, "out_dir": out_dir})
 
 
 @pytest.mark.parametrize(("argv", "size", "out"), [
@@ -23,10 +26,10 @@ def run(size: int = 100, out_dir: Path | None = None) -> dict[str, Any]:
     (["--size", "7", "--out", "/tmp/y"], 7, Path("/tmp/y")),
 ])
 def test_where_results_go(monkeypatch: pytest.MonkeyPatch, argv: list[str], size: int, out: Path | None) -> None:
-    seen: list[dict[str, Any]] = []
+    SEEN.clear()
     monkeypatch.setattr(sys, "argv", ["bench", *argv])
-    command.main(lambda **kw: seen.append(run(**kw)), {"size": 1}, "doc", {"size": "how many"})
-    assert seen == [{"size": size, "out_dir": out}]
+    command.main(run, {"size": 1}, "doc", {"size": "how many"})
+    assert SEEN == [{"size": size, "out_dir": out}]
 
 
 def test_quick_results_are_outside_the_committed_ones() -> None:
