@@ -67,6 +67,8 @@ DEBIAN_PACKAGES = (
     "libc6", "libgcc-s1", "libstdc++6", "libssl3", "zlib1g", "libexpat1", "libffi8", "libbz2-1.0",
     "liblzma5", "libcrypt1", "libuuid1", "python3.11-minimal", "libpython3.11-minimal",
     "libpython3.11-stdlib", "media-types", "netbase", "ca-certificates",
+    # Only the copyright file libgcc-s1's and libstdc++6's documentation links to.
+    "gcc-12-base",
 )
 PYTHON = "python3.11"
 #: The wheels' target: Debian 12's glibc is 2.36, so every manylinux_2_N tag up to N = 36 fits.
@@ -83,7 +85,7 @@ IMAGE_NAME = "meshfit/meshfit"
 #: nobody runs in a server image. Paths are relative to the root; a trailing ``/``
 #: is a directory.
 TRIM = (
-    "usr/share/doc/", "usr/share/man/", "usr/share/info/", "usr/share/lintian/", "usr/share/locale/",
+    "usr/share/man/", "usr/share/info/", "usr/share/lintian/", "usr/share/locale/",
     "usr/share/bug/", "usr/share/gcc/", "usr/share/gdb/", "usr/share/binfmts/", "usr/share/pixmaps/",
     "usr/share/applications/", "usr/share/python3/", "usr/share/menu/",
     "usr/bin/", "usr/sbin/", "sbin/", "bin/", "usr/libexec/", "usr/lib/x86_64-linux-gnu/gconv/",
@@ -291,6 +293,18 @@ def project_version() -> str:
 
 
 def trim(root: Path) -> None:
+    # Documentation goes, but each package's copyright file stays: it is the licence
+    # notice that must travel with the binaries.
+    doc = root / "usr/share/doc"
+    for path in sorted(doc.rglob("*"), reverse=True):
+        if path.name == "copyright" and not path.is_symlink():
+            continue
+        if path.parent == doc and path.is_symlink():
+            continue  # libstdc++6 -> gcc-12-base: the package's notice is its target's
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
     keep = {root / p: (root / p).read_bytes() for p in KEEP_PROGRAMS if (root / p).exists()}
     modes = {p: p.stat().st_mode for p in keep}
     for rel in TRIM:
