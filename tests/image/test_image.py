@@ -6,7 +6,8 @@ there and reads back the config and the flattened filesystem. Then the layers
 are unpacked and run the way a kubelet would run them — the image's own
 entrypoint, environment and user, the root filesystem mounted read-only, an
 ``emptyDir``-like tmpfs on ``/tmp`` — in a private mount namespace with
-chroot, and the webhook inside answers a real AdmissionReview over TLS.
+chroot; the webhook inside answers a real AdmissionReview over TLS, and the
+extender, from the same image, filters and scores nodes.
 """
 
 from __future__ import annotations
@@ -145,9 +146,12 @@ def rootfs(image: Image, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def in_image(image: Image, root: Path, argv: list[str], *, tls: Path | None = None,
+def in_image(image: Image, root: Path, argv: list[str], *, files: Path | None = None,
              **popen) -> subprocess.Popen:
-    """``argv`` after the image's entrypoint, as its user and with its environment, on a read-only root."""
+    """``argv`` after the image's entrypoint, as its user and with its environment, on a read-only root.
+
+    ``files`` are copied to ``/tmp/in`` on the tmpfs, as a mounted Secret or ConfigMap would appear.
+    """
     config = image.config["config"]
     script = r"""
 set -eu
@@ -157,15 +161,15 @@ mount -o remount,bind,ro "$R"
 mount -t tmpfs -o size=16m,mode=1777 tmpfs "$R/tmp"
 mount --rbind /dev "$R/dev"
 mount --bind /proc "$R/proc"
-if [ -n "${TLS_DIR:-}" ]; then
-  mkdir "$R/tmp/tls" && cp "$TLS_DIR"/ca.crt "$TLS_DIR"/tls.crt "$TLS_DIR"/tls.key "$R/tmp/tls/"
-  chown -R 65532:65532 "$R/tmp/tls"
+if [ -n "${FILES_DIR:-}" ]; then
+  mkdir "$R/tmp/in" && cp "$FILES_DIR"/* "$R/tmp/in/"
+  chown -R 65532:65532 "$R/tmp/in"
 fi
 exec env -i "$@"
 """
     user = config["User"]
     command = [*config["Env"], shutil.which("chroot") or "chroot", f"--userspec={user}", str(root), *config["Entrypoint"], *argv]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **({"TLS_DIR": str(tls)} if tls else {})}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **({"FILES_DIR": str(files)} if files else {})}
     return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
                              str(root), *command], env=env, **popen)
 
@@ -203,9 +207,9 @@ def test_webhook_serves_a_review_from_inside(image: Image, rootfs: Path, tmp_pat
     generate_certs(certs)
     port = free_port()
     log = (tmp_path / "webhook.log").open("w")
-    proc = in_image(image, rootfs, ["webhook", "serve", "--cert-dir=/tmp/tls", "--host=127.0.0.1",
+    proc = in_image(image, rootfs, ["webhook", "serve", "--cert-dir=/tmp/in", "--host=127.0.0.1",
                                     f"--port={port}", f"--policy={POLICY_IN_IMAGE}"],
-                    tls=certs, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                    files=certs, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
     base = f"https://127.0.0.1:{port}"
     try:
@@ -241,3 +245,51 @@ def test_webhook_serves_a_review_from_inside(image: Image, rootfs: Path, tmp_pat
             proc.wait(10)
         log.close()
     assert proc.returncode == 0, (tmp_path / "webhook.log").read_text()[-3000:]
+
+
+def test_extender_serves_from_inside(image: Image, rootfs: Path, tmp_path: Path) -> None:
+    """The same image runs the extender: a snapshot of two nodes, a filter and a prioritize call."""
+    files = tmp_path / "in"
+    files.mkdir()
+    nodes = [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+              "status": {"allocatable": {"cpu": cpu, "memory": "16Gi", "pods": "110"}}}
+             for name, cpu in (("node-a", "4"), ("node-b", "16"))]
+    (files / "snapshot.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
+    port = free_port()
+    log = (tmp_path / "extender.log").open("w")
+    proc = in_image(image, rootfs, ["extender", "serve", "--snapshot=/tmp/in/snapshot.json", "--host=127.0.0.1",
+                                    f"--port={port}", f"--policy={POLICY_IN_IMAGE}"],
+                    files=files, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    pod = {"metadata": {"name": "p", "namespace": "shop", "uid": "u1"},
+           "spec": {"containers": [{"name": "app", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the extender in the image did not become ready:\n{(tmp_path / 'extender.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+
+        def post(verb: str) -> object:
+            body = json.dumps({"Pod": pod, "NodeNames": ["node-a", "node-b"]}).encode()
+            request = urllib.request.Request(f"{base}/{verb}", data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return json.loads(r.read())
+
+        assert post("filter")["NodeNames"] == ["node-a", "node-b"]
+        scores = {s["Host"]: s["Score"] for s in post("prioritize")}
+        assert set(scores) == {"node-a", "node-b"} and scores["node-b"] >= scores["node-a"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
