@@ -327,7 +327,7 @@ def trim(root: Path) -> None:
             path.unlink()
 
 
-def image_python(base: Path, *args: str, pythonpath: Iterable[Path] = ()) -> list[str]:
+def image_python(base: Path, *args: str) -> list[str]:
     """Run the base layer's interpreter on this machine through the base's own loader."""
     return [str(base / "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"), "--library-path",
             f"{base}/lib/x86_64-linux-gnu:{base}/usr/lib/x86_64-linux-gnu",
@@ -345,7 +345,7 @@ def compile_tree(base: Path, layer: Path, *dirs: str, legacy: bool = False) -> N
         env=env, stdout=subprocess.DEVNULL)
 
 
-def write_base_files(root: Path, epoch: int) -> None:
+def write_base_files(root: Path) -> None:
     etc = root / "etc"
     etc.mkdir(exist_ok=True)
     (etc / "passwd").write_text("root:x:0:0:root:/root:/usr/sbin/nologin\n"
@@ -383,7 +383,7 @@ def build_base(lock_: Lock) -> Path:
     trim(root)
     # `python3`, as exec probes and people type it (manifests/extender/second-scheduler.yaml).
     (root / "usr/bin/python3").symlink_to(PYTHON)
-    write_base_files(root, lock_.epoch)
+    write_base_files(root)
     # What scanners (trivy, grype, syft) read to know the image's Debian packages.
     status_dir = root / "var/lib/dpkg/status.d"
     status_dir.mkdir(parents=True)
@@ -672,7 +672,6 @@ def build(args: argparse.Namespace) -> None:
             else:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-        dir_info = tarfile.TarInfo("blobs")
         for d in ("blobs", "blobs/sha256"):
             dir_info = tarfile.TarInfo(d)
             dir_info.type, dir_info.mode, dir_info.mtime = tarfile.DIRTYPE, 0o755, epoch
