@@ -6,25 +6,34 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all venv test unit e2e run demo controlplane tools image bench certs manifests clean
+.PHONY: all venv lint test unit e2e golden run demo controlplane tools image bench certs manifests clean
 
 all: test
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,lint]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
-## make test: the whole suite, end-to-end tests on a real control plane included.
-test: venv controlplane tools image
+## make lint: the layers (import-linter contracts in pyproject.toml) and the types (mypy).
+lint: venv
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+## make test: the checks, then the whole suite, end-to-end tests on a real control plane included.
+test: venv lint controlplane tools image
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## make unit: everything but the end-to-end tests (no control plane needed).
 unit: venv
 	$(PY) -m pytest -m 'not e2e' $(PYTEST_ARGS)
+
+## make golden: regenerate tests/golden/*.out.yaml from the engine's output and show what changed.
+golden: venv
+	$(PY) -m tests.golden --update
 
 ## make controlplane: build etcd, kube-apiserver and kube-scheduler from their Go modules (cached).
 controlplane:

@@ -260,10 +260,11 @@ def measure_memory(nodes: int, pods: int, rounds: int) -> dict[str, Any]:
     from extender.cache import ClusterCache
     from extender.collector import settle
     from extender.inflight import InFlight
-    from extender.policy_source import PolicyHolder
+    from extender.policy_source import LivePolicy
     from extender.protocol import decode_args, encode_filter, encode_priorities
     from extender.service import ExtenderService
     from policy.load import load_policy_file
+    from policy.pod_entry import reduce_pod
 
     import aiohttp  # noqa: F401  - what a serving process has loaded anyway
     from kube.config import ClusterConfig  # noqa: F401
@@ -275,12 +276,12 @@ def measure_memory(nodes: int, pods: int, rounds: int) -> dict[str, Any]:
     cache.sync_nodes([node_object(i) for i in range(nodes)])
     sync = cache.pod_sync()
     for i in range(pods):
-        sync.add(orjson.loads(fleet.pod_bytes(i)))
+        sync.add(reduce_pod(orjson.loads(fleet.pod_bytes(i))))
     sync.finish()
     build_seconds = time.perf_counter() - started
     settle()
     rss, _ = rss_kib()
-    service = ExtenderService(cache, PolicyHolder(load_policy_file(POLICY_FILE), "bench"), inflight=InFlight(0))
+    service = ExtenderService(cache, LivePolicy(load_policy_file(POLICY_FILE), "bench"), inflight=InFlight(0))
     verbs: dict[str, Any] = {}
     for label, body in request_bodies(fleet).items():
         async def run(body: bytes = body) -> tuple[list[float], list[float]]:

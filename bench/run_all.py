@@ -17,13 +17,13 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from bench import extender_scale, pod_create, scheduling, watch_throughput, webhook_floor
+from bench import extender_scale, pod_create, reaccount, scheduling, watch_throughput, webhook_floor
 from bench.report import Report, Target, results_dir, targets_table
 
 #: In run order (see the module docstring).
 BENCHMARKS: dict[str, ModuleType] = {
     m.__name__.rpartition(".")[2]: m
-    for m in (webhook_floor, extender_scale, pod_create, scheduling, watch_throughput)
+    for m in (webhook_floor, extender_scale, pod_create, scheduling, watch_throughput, reaccount)
 }
 
 

@@ -78,10 +78,12 @@ def transform(body: Any, on_pod: PodFn, default_namespace: str | None) -> Any:
     template = pod_template(body)
     if template is None:
         return body
-    path = TEMPLATE_PATHS[kind]
-    name = (body.get("metadata") or {}).get("name") or ""
+    path = TEMPLATE_PATHS[str(kind)]
+    name = str((body.get("metadata") or {}).get("name") or "")
     as_pod = {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}
-    new = on_pod(as_pod, namespace, (kind, name))
+    new = on_pod(as_pod, namespace, (str(kind), name))
+    if new is as_pod:
+        return body  # skipped: the document comes back exactly as it was
     return _replace(body, path, {**template, "metadata": new["metadata"], "spec": new["spec"]})
 
 

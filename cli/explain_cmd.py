@@ -14,8 +14,9 @@ from typing import Any
 
 from cli.documents import pods_of, read_documents
 from cli.errors import CommandError
-from cli.inject_cmd import inject_template
-from cli.options import add_namespace_options, add_policy_option, load_policy
+from cli.inject_cmd import add_runtime_class_option, inject_template
+from cli.options import add_namespace_options, add_policy_option, load_policy, namespace_for
+from cli.runtime_classes import overheads_from
 from policy.inject import InjectionError, InjectionResult
 from policy.quantity import Quantity
 from policy.resources import RESOURCES, container_requests, container_limits
@@ -33,24 +34,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("-f", "--filename", required=True, metavar="FILE", help="file, directory or - for stdin")
     add_policy_option(p)
     add_namespace_options(p)
+    add_runtime_class_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     policy = load_policy(args)
     out: list[str] = [f"policy revision {policy.revision}, mode {policy.resources.mode}"]
-    for doc in read_documents(args.filename):
+    documents = read_documents(args.filename)
+    overheads = overheads_from((d.body for d in documents), args.runtime_class)
+    failed: list[str] = []
+    for doc in documents:
         for pod, ns, owner in pods_of(doc.body, args.namespace):
             meta = pod.get("metadata") or {}
+            ns = namespace_for(args, ns).name
             title = f"{owner[0]} {ns}/{owner[1]} (pod template)" if owner else \
                 f"Pod {ns}/{meta.get('name') or meta.get('generateName') or '<unnamed>'}"
             try:
-                result, _ = inject_template(pod, ns or "", owner, policy, args)
+                result, _ = inject_template(pod, ns, owner, policy, args, overheads)
             except InjectionError as exc:
-                raise CommandError(f"{doc.label}: {exc}") from None
+                failed.append(f"{doc.label}: {exc}")
+                continue
             out.append("")
             out.extend(explain(title, pod, result))
     sys.stdout.write("\n".join(out) + "\n")
+    if failed:
+        for line in failed[:-1]:
+            print(f"meshfit explain: {line}", file=sys.stderr)
+        raise CommandError(failed[-1])
     return 0
 
 
@@ -100,7 +111,17 @@ def explain(title: str, pod: dict[str, Any], result: InjectionResult) -> list[st
     if record.overcommit:
         where = "inside the pod's limit" if record.exposure == "pod" else "on the node, beyond the pod's limit"
         lines.append(f"  overcommit: {_res(record.overcommit)} ({where})")
-    lines.append(f"  leak:     {_res(record.leak) if record.leak else 'none'}")
+    if record.qos is not None:
+        same = " (unchanged)" if record.qos[0] == record.qos[1] else "   ← changed"
+        lines.append(f"  qos:      {record.qos[0]} → {record.qos[1]}{same}")
+    if record.reduced:
+        lines.append(f"  reduced:  the sidecars' requests cut by {_res(record.reduced)} to fit the pod's own budget")
+    if record.leak:
+        lines.append(f"  leak:     {_res(record.leak)}")
+        for name, why in record.leak_reasons.items():
+            lines.append(f"            {name}: {why}")
+    else:
+        lines.append("  leak:     none")
     if record.drift:
         lines.append(f"  drift:    {_res(record.drift)} taken from the app containers")
     return lines

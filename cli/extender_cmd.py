@@ -81,7 +81,8 @@ def register(subparsers: Any) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     server_options.start(args)
-    from extender.run import ServeOptions, StartupError, prepare, serve
+    from extender.process import ServeOptions, prepare, serve
+    from serving.process import StartError
 
     if args.tls_client_ca and not args.tls_cert_dir:
         raise CommandError("--tls-client-ca needs --tls-cert-dir")
@@ -101,10 +102,9 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     try:
         prepared = prepare(options)
-        asyncio.run(serve(prepared))
-    except StartupError as exc:
+        return asyncio.run(serve(prepared))
+    except StartError as exc:
         raise CommandError(str(exc).replace("\n", " ")) from None
-    return 0
 
 
 def run_simulate(args: argparse.Namespace) -> int:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from cli.documents import dump, read_documents, transform
 from cli.errors import CommandError
 from cli.options import add_namespace_options, add_policy_option, load_policy, namespace_for
+from cli.runtime_classes import overheads_from, with_overhead, without_overhead
 from policy.inject import InjectionError, inject
 
 OWNER_KEY = "ownerReferences"
@@ -22,43 +24,72 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser("inject", help="inject sidecars into Pods and workload manifests",
                               description="Read Pods and workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, "
                                           "Job, CronJob, List), inject into pods and pod templates, pass everything "
-                                          "else through, write the stream to stdout.")
+                                          "else through, write the stream to stdout. A document that cannot be "
+                                          "injected is reported with its index, kind and name and left out; the "
+                                          "others are written, and the exit status is 1.")
     p.add_argument("-f", "--filename", required=True, metavar="FILE", help="file, directory or - for stdin")
     add_policy_option(p)
     add_namespace_options(p)
+    add_runtime_class_option(p)
     p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     p.set_defaults(func=run)
 
 
+def add_runtime_class_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime-class", metavar="NAME=cpu=Q,memory=Q", action="append", default=[],
+                        help="the overhead a RuntimeClass adds at admission (repeatable); RuntimeClass "
+                             "documents in the input count too")
+
+
 def inject_template(pod: dict[str, Any], namespace: str, owner: tuple[str, str] | None, policy: Any,
-                    args: argparse.Namespace) -> Any:
-    """Inject one pod or template; a template gets its workload as owner for the duration."""
-    subject = pod
-    if owner is not None and not (pod.get("metadata") or {}).get(OWNER_KEY):
-        meta = {**(pod.get("metadata") or {}), OWNER_KEY: [{"kind": owner[0], "name": owner[1], "controller": True}]}
-        subject = {**pod, "metadata": meta}
+                    args: argparse.Namespace, overheads: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+    """Inject one pod or template as admission would see it; a skip returns the very object given.
+
+    A template gets its workload as owner for the duration (experiments bucket by
+    workload), and a RuntimeClass's overhead for the computation only.
+    """
+    subject, overhead_warning = with_overhead(pod, overheads or {})
+    added_overhead = subject is not pod
+    if owner is not None and not (subject.get("metadata") or {}).get(OWNER_KEY):
+        meta = {**(subject.get("metadata") or {}), OWNER_KEY: [{"kind": owner[0], "name": owner[1], "controller": True}]}
+        subject = {**subject, "metadata": meta}
     result = inject(subject, namespace_for(args, namespace), policy)
-    if subject is not pod:
-        meta = dict(result.pod["metadata"])
+    if overhead_warning:
+        result.warnings.append(overhead_warning)
+    if not result.injected:
+        return result, pod
+    new = result.pod
+    if owner is not None and subject is not pod and not (pod.get("metadata") or {}).get(OWNER_KEY):
+        meta = dict(new["metadata"])
         meta.pop(OWNER_KEY, None)
-        return result, {**result.pod, "metadata": meta}
-    return result, result.pod
+        new = {**new, "metadata": meta}
+    if added_overhead:
+        new = without_overhead(new)
+    return result, new
 
 
 def run(args: argparse.Namespace) -> int:
     policy = load_policy(args)
     documents = read_documents(args.filename)
+    overheads = overheads_from((d.body for d in documents), args.runtime_class)
     out = []
+    failed = []
     for doc in documents:
         def on_pod(pod: dict[str, Any], ns: str | None, owner: tuple[str, str] | None) -> dict[str, Any]:
-            result, new = inject_template(pod, ns or "", owner, policy, args)
+            result, new = inject_template(pod, ns or "", owner, policy, args, overheads)
             for warning in result.warnings:
                 print(f"warning: {doc.label}: {warning}", file=sys.stderr)
-            return new
+            return new  # type: ignore[no-any-return]
 
         try:
             out.append(transform(doc.body, on_pod, args.namespace))
         except InjectionError as exc:
-            raise CommandError(f"{doc.label}: {exc}") from None
-    sys.stdout.write(dump(out, args.output))
+            failed.append(f"{doc.label}: {exc}")
+    sys.stdout.write(dump(out, args.output) if out else "")
+    if failed:
+        for line in failed[:-1]:
+            print(f"meshfit inject: {line}", file=sys.stderr)
+        raise CommandError(failed[-1] if len(failed) == 1 else
+                           f"{failed[-1]}\n{len(failed)} of {len(documents)} documents could not be injected "
+                           "and were left out")
     return 0

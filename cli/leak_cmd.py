@@ -1,7 +1,7 @@
 """``meshfit leak``: where sidecars make namespaces pay for more than their apps asked for.
 
-Lesson 1 of the field: sidecars added on top of the app's requests leak
-quota. meshfit's overcommit mode leaks nothing, but additive mode, BestEffort
+Sidecars added on top of the app's requests leak quota
+(docs/design.md#lesson-1). meshfit's overcommit mode leaks nothing, but additive mode, BestEffort
 pods given a sidecar request, and pods injected by other meshes (Istio,
 Linkerd) do. This prints, per namespace, what those sidecars add to the
 requests the namespace's quota is charged, with totals, from a snapshot or a
@@ -67,7 +67,7 @@ async def _list_pods(kubeconfig: str | None, namespace: str | None) -> list[dict
 
 
 def run_leak(args: argparse.Namespace) -> int:
-    from policy.pod_accounting import leak_by_namespace
+    from policy.namespace_leak import leak_by_namespace
 
     if args.snapshot:
         from extender.snapshot import SnapshotError, load_snapshot

@@ -1,9 +1,12 @@
 """The one console command, ``meshfit``, that fronts every offline and serving entry point.
 
 Each sub-command lives in its own module ``cli/<name>_cmd.py`` exposing
-``register(subparsers)``; the module is imported only when it exists, so a
-command's heavy imports (aiohttp, kubernetes) are paid only by the commands
-that need them and ``meshfit inject`` stays quick.
+``register(subparsers)``. Every module listed in :data:`COMMANDS` is imported,
+and one that fails to import fails the command line with its own traceback:
+a command must never vanish from ``meshfit --help`` because of a typo in it.
+The modules keep their heavy imports (aiohttp, kubernetes) inside the
+functions that run a command, so those are paid only by the commands that
+need them and ``meshfit inject`` stays quick.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "webhook",
     "extender",
     "leak",
+    "reaccount",
     "demo",
 )
 
@@ -43,6 +47,7 @@ class _VersionAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``meshfit`` parser with every command of :data:`COMMANDS`; an import error in one propagates."""
     parser = argparse.ArgumentParser(
         prog="meshfit",
         description="Mesh sidecars overcommitted from the pod's own budget.",
@@ -52,13 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"cli.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"cli.{name}_cmd":
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"cli.{name}_cmd").register(subparsers)
     return parser
 
 

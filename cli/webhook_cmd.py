@@ -97,7 +97,8 @@ def register(subparsers: Any) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     server_options.start(args)
     # Imported here so `meshfit --help` and the offline commands never pay for aiohttp.
-    from webhook.server import ServeOptions, StartError, serve
+    from serving.process import StartError
+    from webhook.process import ServeOptions, serve
 
     options = ServeOptions(
         cert_dir=Path(args.cert_dir),

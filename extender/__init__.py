@@ -8,9 +8,12 @@ Pure core, importable without a server or a cluster:
 * :mod:`extender.protocol`: ``k8s.io/kube-scheduler/extender/v1`` bytes in and out;
 * :mod:`extender.simulate`, :mod:`extender.snapshot`: what-ifs on a static cluster state.
 
-Edges: :mod:`extender.service` (the verbs), :mod:`extender.server` (HTTP),
-:mod:`extender.feed` (list+watch),
-:mod:`extender.binder` (Bindings), :mod:`extender.inflight` (waiting for binds),
-:mod:`extender.policy_source`, :mod:`extender.instruments` (``/metrics``, in the
-format of :mod:`serving.exposition`), :mod:`extender.collector`, :mod:`extender.run`.
+Edges, named as the webhook's are: :mod:`extender.process` (the process, run by
+:mod:`serving.process`), :mod:`extender.handlers` (HTTP), :mod:`extender.metrics`
+(``/metrics``, in the format of :mod:`serving.exposition`),
+:mod:`extender.policy_source` (the live policy); and :mod:`extender.service`
+(the verbs), :mod:`extender.feed` (list+watch), :mod:`extender.binder`
+(Bindings), :mod:`extender.inflight` (waiting for binds), :mod:`extender.collector`.
+
+A pod has one shape here, :class:`policy.pod_entry.PodEntry`, from the watch to the scorer.
 """

@@ -3,7 +3,7 @@
 The extender answers every scheduling cycle from these sums, so they are
 plain ``int`` nano-units (the unit of :class:`policy.quantity.Quantity`) in
 ``__slots__`` objects: no ``Quantity`` or dict on the hot path, and nothing
-of the pod kept but the eight numbers and two names accounting needs. A fleet
+of the pod kept but its :class:`~policy.pod_entry.PodEntry`. A fleet
 of 250,000 pods then costs a few hundred bytes each, not the tens of
 kilobytes of the pod dict.
 
@@ -18,102 +18,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Final
 
-from policy.pod_accounting import PodAccounting, PodFigures
+from policy.pod_entry import PodEntry
 from policy.quantity import Quantity
 from policy.resources import RESOURCES
 
 #: The resources the hot path is written for; ``policy.resources`` is the source.
 assert RESOURCES == ("cpu", "memory")
 
-_ints: dict[int, int] = {}
-
-
-def _shared(value: int) -> int:
-    """One int object per distinct value: a fleet repeats the same few hundred sizes."""
-    if -5 <= value <= 256:
-        return value
-    got = _ints.get(value)
-    if got is None:
-        if len(_ints) > 200_000:  # a pathological fleet: stop sharing rather than grow
-            return value
-        _ints[value] = value
-        return value
-    return got
-
-
-class PodEntry:
-    """What a pod holds on its node: requests, node-level exposure, leak, in nano-units."""
-
-    __slots__ = ("node", "namespace", "cpu", "memory", "exp_cpu", "exp_memory", "leak_cpu", "leak_memory")
-
-    def __init__(
-        self,
-        node: str | None,
-        namespace: str,
-        cpu: int,
-        memory: int,
-        exp_cpu: int = 0,
-        exp_memory: int = 0,
-        leak_cpu: int = 0,
-        leak_memory: int = 0,
-    ) -> None:
-        self.node = node
-        self.namespace = namespace
-        self.cpu = cpu
-        self.memory = memory
-        self.exp_cpu = exp_cpu
-        self.exp_memory = exp_memory
-        self.leak_cpu = leak_cpu
-        self.leak_memory = leak_memory
-
-    @classmethod
-    def from_accounting(cls, pod: PodAccounting, node: str | None = None) -> PodEntry:
-        """The entry for ``pod``, placed on ``node`` (default: the node it is bound to)."""
-        return cls(
-            sys.intern(node) if node is not None else (sys.intern(pod.node) if pod.node else None),
-            sys.intern(pod.namespace),
-            _shared(pod.requests["cpu"].nanos),
-            _shared(pod.requests["memory"].nanos),
-            _shared(pod.exposure["cpu"].nanos),
-            _shared(pod.exposure["memory"].nanos),
-            _shared(pod.leak["cpu"].nanos),
-            _shared(pod.leak["memory"].nanos),
-        )
-
-    @classmethod
-    def from_figures(cls, f: PodFigures) -> PodEntry:
-        """The entry for a pod accounted in ints (:func:`policy.pod_accounting.pod_figures`)."""
-        return cls(
-            sys.intern(f.node) if f.node else None,
-            sys.intern(f.namespace),
-            _shared(f.cpu),
-            _shared(f.memory),
-            _shared(f.exp_cpu),
-            _shared(f.exp_memory),
-            _shared(f.leak_cpu),
-            _shared(f.leak_memory),
-        )
-
-    def placed(self, node: str) -> PodEntry:
-        """The same pod counted on ``node`` (an assumed binding)."""
-        return PodEntry(
-            sys.intern(node), self.namespace, self.cpu, self.memory,
-            self.exp_cpu, self.exp_memory, self.leak_cpu, self.leak_memory,
-        )
-
-    def unplaced(self) -> PodEntry:
-        """The same pod, holding no node (a binding undone)."""
-        return PodEntry(
-            None, self.namespace, self.cpu, self.memory,
-            self.exp_cpu, self.exp_memory, self.leak_cpu, self.leak_memory,
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"PodEntry(node={self.node!r}, namespace={self.namespace!r}, cpu={self.cpu}, memory={self.memory}, "
-            f"exposure=({self.exp_cpu}, {self.exp_memory}), leak=({self.leak_cpu}, {self.leak_memory}))"
-        )
+#: What a scorer derived from a node's figures, kept on the node until they change
+#: (:meth:`extender.scoring.Scorer.memo` says what each value means):
+#: ``(scorer, base_cpu, base_memory, a, b, den, cap_cpu, cap_memory)``. A plain tuple of
+#: that exact shape, not a NamedTuple: the scorer unpacks it for thousands of nodes a
+#: cycle, and a tuple subclass unpacks three times slower.
+NodeMemo = tuple[object, int, int, int, int, int, int, int]
+#: Positions in a :data:`NodeMemo` read on their own.
+MEMO_CAP_CPU: Final = 6
+MEMO_CAP_MEMORY: Final = 7
 
 
 class NodeState:
@@ -143,9 +65,10 @@ class NodeState:
         self.leak: dict[str, list[int]] | None = None
         #: What a scorer derived from these figures (:meth:`extender.scoring.Scorer.memo`);
         #: cleared on every change, so it is recomputed only for nodes that changed.
-        self.memo: tuple[object, ...] | None = None
+        self.memo: NodeMemo | None = None
 
     def add(self, e: PodEntry) -> None:
+        """Count pod ``e`` on this node."""
         self.memo = None
         self.req_cpu += e.cpu
         self.req_memory += e.memory
@@ -160,6 +83,7 @@ class NodeState:
             sums[1] += e.leak_memory
 
     def remove(self, e: PodEntry) -> None:
+        """Stop counting pod ``e`` on this node."""
         self.memo = None
         self.req_cpu -= e.cpu
         self.req_memory -= e.memory
@@ -175,6 +99,7 @@ class NodeState:
 
     @property
     def empty(self) -> bool:
+        """Neither a Node object nor pods: the state can go."""
         return not self.known and self.pods == 0
 
     def to_dict(self) -> dict[str, object]:
@@ -217,12 +142,14 @@ class Accounting:
 
     # -- nodes ------------------------------------------------------------
     def node(self, name: str) -> NodeState:
+        """The state of node ``name``, created when first referenced."""
         state = self.nodes.get(name)
         if state is None:
             state = self.nodes[name] = NodeState(sys.intern(name))
         return state
 
     def set_node(self, name: str, alloc_cpu: int, alloc_memory: int) -> None:
+        """The Node object is seen: its allocatable, in nano-units."""
         state = self.node(name)
         state.known = True
         state.alloc_cpu = alloc_cpu
@@ -241,6 +168,7 @@ class Accounting:
             del self.nodes[name]
 
     def known_nodes(self) -> Iterator[NodeState]:
+        """The nodes whose Node object is seen."""
         return (s for s in self.nodes.values() if s.known)
 
     # -- pods ---------------------------------------------------------------
@@ -275,4 +203,5 @@ class Accounting:
         t.placed -= 1
 
     def get(self, uid: str) -> PodEntry | None:
+        """The entry of pod ``uid``, if known."""
         return self.pods.get(uid)

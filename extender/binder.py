@@ -22,10 +22,15 @@ class BindError(Exception):
 
 
 class Binder(Protocol):
-    async def bind(self, namespace: str, name: str, uid: str, node: str) -> None: ...
+    """What bind needs: something that creates a pod's Binding."""
+
+    async def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
+        """Bind the pod to ``node``; raise :class:`BindError` with the reason on failure."""
+        ...
 
 
 def binding_body(namespace: str, name: str, uid: str, node: str) -> dict[str, object]:
+    """The ``Binding`` object, with the pod's uid as a precondition when known."""
     metadata: dict[str, str] = {"name": name, "namespace": namespace}
     if uid:
         metadata["uid"] = uid
@@ -38,11 +43,14 @@ def binding_body(namespace: str, name: str, uid: str, node: str) -> dict[str, ob
 
 
 class ApiBinder:
+    """Binds through the apiserver's ``pods/binding`` subresource."""
+
     def __init__(self, client: ApiClient, timeout: float = 10.0) -> None:
         self.client = client
         self.timeout = timeout
 
     async def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
+        """POST the Binding; a refusal or a transport error is a :class:`BindError`."""
         path = f"/api/v1/namespaces/{namespace}/pods/{name}/binding"
         try:
             await self.client.request("POST", path, binding_body(namespace, name, uid, node), timeout=self.timeout)

@@ -29,8 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from extender.accounting import Accounting, NodeState, PodEntry
-from policy.pod_accounting import PodAccounting, pod_figures, pod_uid
+from extender.accounting import Accounting, NodeState
+from policy.pod_entry import PodEntry, reduce_pod
 from policy.resources import q
 
 log = logging.getLogger(__name__)
@@ -54,39 +54,6 @@ class CacheStats:
     bad_records: int = 0
     #: Objects skipped because accounting could not read them (no name, bad quantities).
     skipped: int = 0
-
-
-class ReducedPod:
-    """What :class:`ClusterCache` needs of one pod: 64 bytes instead of the pod's dicts.
-
-    The feed's list/watch makes one of every pod it receives (:func:`reduce_pod`
-    as its ``transform``), so a LIST of the fleet never sits in memory whole.
-    """
-
-    __slots__ = ("uid", "entry", "bad_record", "skipped")
-
-    def __init__(self, uid: str, entry: PodEntry | None, bad_record: bool = False, skipped: str = "") -> None:
-        self.uid = uid
-        #: ``None`` for a finished pod.
-        self.entry = entry
-        self.bad_record = bad_record
-        #: Why the pod could not be accounted, after its ``namespace/name`` ('' when it could).
-        self.skipped = skipped
-
-    @property
-    def settled(self) -> bool:
-        """Bound, or finished: no bind of it is still to come."""
-        return not self.skipped and (self.entry is None or self.entry.node is not None)
-
-
-def reduce_pod(pod: JsonObject) -> ReducedPod:
-    """A pod, accounted: the transform of the feed's pod list/watch, applied as each object arrives."""
-    try:
-        f = pod_figures(pod)
-    except (ValueError, TypeError, AttributeError) as exc:
-        meta = pod.get("metadata") or {}
-        return ReducedPod(pod_uid(pod), None, skipped=f"{meta.get('namespace')}/{meta.get('name')}: {exc}")
-    return ReducedPod(f.uid, None if f.terminal else PodEntry.from_figures(f), bad_record=f.record_error is not None)
 
 
 def node_allocatable(node: JsonObject) -> tuple[int, int]:
@@ -118,14 +85,17 @@ class ClusterCache:
 
     @property
     def nodes(self) -> dict[str, NodeState]:
+        """Node states by name."""
         return self.accounting.nodes
 
     @property
     def synced(self) -> bool:
+        """Both initial lists have arrived."""
         return self.nodes_synced and self.pods_synced
 
     # -- nodes ------------------------------------------------------------------
     def apply_node(self, event: str, node: JsonObject) -> None:
+        """One Node watch event."""
         name = (node.get("metadata") or {}).get("name")
         if not isinstance(name, str) or not name:
             self.stats.skipped += 1
@@ -136,6 +106,7 @@ class ClusterCache:
             self.accounting.set_node(name, *node_allocatable(node))
 
     def sync_nodes(self, nodes: Iterable[JsonObject]) -> None:
+        """A full list of Nodes: those absent from it are dropped."""
         seen: set[str] = set()
         for node in nodes:
             name = (node.get("metadata") or {}).get("name")
@@ -147,45 +118,33 @@ class ClusterCache:
         self.nodes_synced = True
 
     # -- pods -------------------------------------------------------------------
-    def _entry(self, pod: JsonObject | ReducedPod) -> tuple[str, PodEntry | None] | None:
-        """``(uid, entry)`` for a watched or listed pod; entry ``None`` for a finished pod."""
-        if isinstance(pod, ReducedPod):  # accounted already, as the watch received it
-            reduced = pod
-            if reduced.skipped:
-                log.warning("skipping pod %s", reduced.skipped)
-                self.stats.skipped += 1
-                return None
-            if reduced.bad_record:
-                self.stats.bad_records += 1
-            return reduced.uid, reduced.entry
-        try:
-            f = pod_figures(pod)
-        except (ValueError, TypeError, AttributeError) as exc:
+    def _admitted(self, entry: PodEntry) -> bool:
+        """Whether a watched or listed pod can be counted (the one place an unreadable pod is dealt with)."""
+        if entry.error is not None:
             # Unreadable quantities: the apiserver validates them, so only a hand-built snapshot gets here.
-            meta = pod.get("metadata") or {}
-            log.warning("skipping pod %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+            log.warning("skipping pod %s: %s", entry.uid, entry.error)
             self.stats.skipped += 1
-            return None
-        if f.record_error:
+            return False
+        if entry.record_error is not None:
             self.stats.bad_records += 1
-        if f.terminal:
-            return f.uid, None
-        return f.uid, PodEntry.from_figures(f)
+        return True
 
-    def apply_pod(self, event: str, pod: JsonObject | ReducedPod) -> None:
-        """One watch event (``ADDED``, ``MODIFIED``, ``DELETED``)."""
+    def apply(self, event: str, entry: PodEntry) -> None:
+        """One watch event (``ADDED``, ``MODIFIED``, ``DELETED``) of a pod the watch has reduced."""
         if event == "DELETED":
-            self._observe(pod.uid if isinstance(pod, ReducedPod) else pod_uid(pod), None)
-            return
-        got = self._entry(pod)
-        if got is not None:
-            self._observe(*got)
+            self._observe(entry.uid, None)
+        elif self._admitted(entry):
+            self._observe(entry.uid, None if entry.terminal else entry)
 
-    def sync_pods(self, pods: Iterable[JsonObject | ReducedPod]) -> None:
-        """A full list: the new truth, except for bindings newer than it."""
+    def apply_pod(self, event: str, pod: JsonObject) -> None:
+        """:meth:`apply` for a pod dict (snapshots, tests)."""
+        self.apply(event, reduce_pod(pod))
+
+    def sync_pods(self, pods: Iterable[JsonObject]) -> None:
+        """A full list of pod dicts: the new truth, except for bindings newer than it."""
         sync = self.pod_sync()
         for pod in pods:
-            sync.add(pod)
+            sync.add(reduce_pod(pod))
         sync.finish()
 
     def pod_sync(self) -> PodSync:
@@ -253,9 +212,9 @@ class ClusterCache:
             log.warning("%d assumed binding(s) expired before the watch confirmed them", dropped)
         return dropped
 
-    def place(self, uid: str, acc: PodAccounting, node: str) -> None:
+    def place(self, uid: str, entry: PodEntry, node: str) -> None:
         """Count a pod on ``node`` for good (``simulate``'s what-if placements)."""
-        self.accounting.put(uid, PodEntry.from_accounting(acc, node))
+        self.accounting.put(uid, entry.placed(node))
 
 
 class PodSync:
@@ -269,13 +228,15 @@ class PodSync:
         self.cache = cache
         self.seen: set[str] = set()
 
-    def add(self, pod: JsonObject | ReducedPod) -> None:
-        got = self.cache._entry(pod)
-        if got is not None:
-            self.seen.add(got[0])
-            self.cache._observe(*got)
+    def add(self, entry: PodEntry) -> None:
+        """One pod of the new list, as the watch reduced it."""
+        cache = self.cache
+        if cache._admitted(entry):
+            self.seen.add(entry.uid)
+            cache._observe(entry.uid, None if entry.terminal else entry)
 
     def finish(self) -> None:
+        """The list is complete: drop the pods it did not hold (but the assumed ones)."""
         cache = self.cache
         seen = self.seen
         for uid in [u for u in cache.accounting.pods if u not in seen and u not in cache.assumed]:

@@ -23,6 +23,7 @@ EVERY = 10_000
 
 
 def settle() -> None:
+    """Collect once and freeze what is alive, so the collector stops scanning the cache."""
     gc.collect(1)
     gc.freeze()
 
@@ -35,6 +36,7 @@ class Settler:
         self.events = 0
 
     def tick(self) -> None:
+        """One event applied; settle every so many."""
         self.events += 1
         if self.events >= self.every:
             self.events = 0

@@ -10,7 +10,7 @@ Three :class:`kube.watch.ListWatch` es, independent of each other:
   (:func:`serving.policy_source.global_configmap_handlers`).
 
 Pods are reduced to accounting entries the moment they are decoded, LIST
-pages included (:func:`extender.cache.reduce_pod` as the watch's
+pages included (:func:`policy.pod_entry.reduce_pod` as the watch's
 ``transform``); nothing else of them is kept.
 """
 
@@ -20,18 +20,18 @@ import asyncio
 import gc
 from typing import Any
 
-from extender.cache import ReducedPod, reduce_pod
 from extender.collector import Settler, settle
-from extender.policy_source import PolicyHolder
+from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
 from kube.client import ApiClient
 from kube.watch import ListWatch
+from policy.pod_entry import PodEntry, reduce_pod
 from serving.policy_source import ConfigMapHandlers, global_configmap_handlers
 
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 
 
-def policy_handlers(holder: PolicyHolder, namespace: str, name: str) -> ConfigMapHandlers:
+def policy_handlers(holder: LivePolicy, namespace: str, name: str) -> ConfigMapHandlers:
     """The global policy ConfigMap's callbacks; the holder is settled once the first LIST has answered."""
     handlers = global_configmap_handlers(holder, namespace, name)
     holder.settled = False
@@ -44,6 +44,8 @@ def policy_handlers(holder: PolicyHolder, namespace: str, name: str) -> ConfigMa
 
 
 class ClusterFeed:
+    """The list+watches of Nodes, Pods and the policy ConfigMap that keep a service current."""
+
     def __init__(
         self,
         client: ApiClient,
@@ -76,14 +78,14 @@ class ClusterFeed:
                 on_event=handlers.on_event, on_sync=handlers.on_sync,
                 field_selector=f"metadata.name={name}", name="policy",
             )
-        service.instruments.watches.update(self.watches)
+        service.metrics.watches.update(self.watches)
 
-    def _on_pod_event(self, event: str, pod: ReducedPod) -> None:
+    def _on_pod_event(self, event: str, pod: PodEntry) -> None:
         self.service.on_pod_event(event, pod)
         if self.settle_gc:
             self.settler.tick()
 
-    async def _on_pod_sync(self, pods: list[ReducedPod], resource_version: str) -> None:
+    async def _on_pod_sync(self, pods: list[PodEntry], resource_version: str) -> None:
         await self.service.on_pod_sync(pods, resource_version)
         if self.settle_gc:
             # What is alive now is the cache (and the reduced LIST, freed by refcount when the watch drops it).
@@ -91,6 +93,7 @@ class ClusterFeed:
             gc.enable()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run every watch until ``stop`` is set."""
         if self.settle_gc:
             # The initial LIST decodes millions of short-lived dicts; collecting while the cache
             # grows under them doubles the time to ready. Nothing in a LIST is cyclic garbage.

@@ -39,6 +39,8 @@ DISENGAGE_AFTER = 3
 
 @dataclass
 class InFlightStats:
+    """Counters of the waits, for metrics."""
+
     waits: int = 0
     timeouts: int = 0
     waited_seconds: float = 0.0
@@ -46,6 +48,8 @@ class InFlightStats:
 
 
 class InFlight:
+    """The pods filtered but not bound yet, and the filters that wait for their binds."""
+
     def __init__(
         self,
         timeout: float = DEFAULT_TIMEOUT,
@@ -63,6 +67,7 @@ class InFlight:
         self._changed = asyncio.Event()
 
     def bind_seen(self) -> None:
+        """A bind arrived: the scheduler does bind through this extender, so filters wait."""
         self.stats.binds += 1
         if self.timeout > 0:
             self.engaged = True

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 BUILTIN_POLICY = Policy(revision="builtin-defaults", sidecars=())
 
 
-class PolicyHolder(GlobalPolicy):
+class LivePolicy(GlobalPolicy):
     """Holds the current policy and its :class:`Scorer`, swapped together."""
 
     policy: Policy
@@ -41,9 +41,11 @@ class PolicyHolder(GlobalPolicy):
 
     @property
     def observe_only(self) -> bool:
+        """``emergency.extenderObserveOnly``: compute every verdict, enforce none."""
         return self.policy.emergency.extender_observe_only
 
     def absent(self, source: str, reason: str) -> None:
+        """The configured policy is not there: a warning, the policy in force goes on."""
         log.warning("%s: %s; serving policy %s from %s", source, reason, self.policy.revision, self.source)
 
     def _installed(self, previous: Policy | None) -> None:

@@ -34,6 +34,8 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ExtenderArgs:
+    """A filter or prioritize call: the pod, and the candidate node names."""
+
     pod: JsonObject
     #: Candidate node names, in the order the scheduler sent them.
     names: list[str]
@@ -42,11 +44,14 @@ class ExtenderArgs:
 
     @property
     def node_cache_capable(self) -> bool:
+        """Whether only node names travel (``nodeCacheCapable: true``)."""
         return self.nodes is None
 
 
 @dataclass(frozen=True, slots=True)
 class BindingArgs:
+    """A bind call: the pod and the node chosen."""
+
     pod_name: str
     pod_namespace: str
     pod_uid: str

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from extender.accounting import NodeState, PodEntry
+from extender.accounting import MEMO_CAP_CPU, MEMO_CAP_MEMORY, NodeMemo, NodeState
 from policy.model import Scheduling
+from policy.pod_entry import PodEntry
 from policy.quantity import Quantity, format_ratio
 
 #: ``k8s.io/kube-scheduler/extender/v1.MaxExtenderPriority``.
@@ -54,6 +55,8 @@ REASON_FIT = "fit"
 
 @dataclass(frozen=True, slots=True)
 class Failure:
+    """Why one node fails one pod, in words a person can act on."""
+
     reason: str
     message: str
     #: True when preemption cannot help (``FailedAndUnresolvableNodes``).
@@ -120,10 +123,11 @@ class Scorer:
         """Whether filter looks at this pod at all (see the module docstring)."""
         return meshfit or bool(pod.exp_cpu or pod.exp_memory)
 
-    def memo(self, node: NodeState) -> tuple[object, ...]:
+    def memo(self, node: NodeState) -> NodeMemo:
         """The node's values that do not depend on the pod, cached on it until it changes.
 
-        ``(scorer, base_cpu, base_memory, a, b, den, cap_cpu, cap_memory)``: with
+        :data:`~extender.accounting.NodeMemo` ``(scorer, base_cpu, base_memory, a, b, den, cap_cpu,
+        cap_memory)``: with
         ``u_r = R_r(pod)·q + p·exposure_r(pod)`` (``w_e = p/q``), the score is
         ``(a·max(0, base_cpu − u_cpu) + b·max(0, base_memory − u_memory)) // den``, and
         a pod's exposure fits under the ceiling while ``exposure(node) + exposure(pod) ≤ cap``
@@ -157,8 +161,8 @@ class Scorer:
         """
         memo = node.memo if node.memo is not None and node.memo[0] is self else self.memo(node)
         if (
-            (pod.exp_cpu and node.exp_cpu + pod.exp_cpu > memo[6])  # type: ignore[operator]
-            or (pod.exp_memory and node.exp_memory + pod.exp_memory > memo[7])  # type: ignore[operator]
+            (pod.exp_cpu and node.exp_cpu + pod.exp_cpu > memo[MEMO_CAP_CPU])
+            or (pod.exp_memory and node.exp_memory + pod.exp_memory > memo[MEMO_CAP_MEMORY])
             or (pod.cpu and node.req_cpu + pod.cpu > node.alloc_cpu)
             or (pod.memory and node.req_memory + pod.memory > node.alloc_memory)
         ):
@@ -178,7 +182,7 @@ class Scorer:
         summary messages aggregate into "3839 memory exposure over the ceiling ...".
         """
         passed: list[str] = []
-        failing: list[tuple[str, NodeState, tuple[object, ...]]] = []
+        failing: list[tuple[str, NodeState, NodeMemo]] = []
         unknown = 0
         memo_of = self.memo
         exp_cpu, exp_mem, cpu, mem = pod.exp_cpu, pod.exp_memory, pod.cpu, pod.memory
@@ -193,8 +197,8 @@ class Scorer:
                 if memo is None or memo[0] is not self:
                     memo = memo_of(node)
                 if (
-                    (exp_cpu and node.exp_cpu + exp_cpu > memo[6])  # type: ignore[operator]
-                    or (exp_mem and node.exp_memory + exp_mem > memo[7])  # type: ignore[operator]
+                    (exp_cpu and node.exp_cpu + exp_cpu > memo[MEMO_CAP_CPU])
+                    or (exp_mem and node.exp_memory + exp_mem > memo[MEMO_CAP_MEMORY])
                     or (cpu and node.req_cpu + cpu > node.alloc_cpu)
                     or (mem and node.req_memory + mem > node.alloc_memory)
                 ):
@@ -207,8 +211,8 @@ class Scorer:
         failures: list[tuple[str, Failure]] = []
         for name, node, memo in failing:
             key = (
-                bool(exp_cpu and node.exp_cpu + exp_cpu > memo[6]),  # type: ignore[operator]
-                bool(exp_mem and node.exp_memory + exp_mem > memo[7]),  # type: ignore[operator]
+                bool(exp_cpu and node.exp_cpu + exp_cpu > memo[MEMO_CAP_CPU]),
+                bool(exp_mem and node.exp_memory + exp_mem > memo[MEMO_CAP_MEMORY]),
                 bool(cpu and node.req_cpu + cpu > node.alloc_cpu),
                 bool(mem and node.req_memory + mem > node.alloc_memory),
             )
@@ -236,11 +240,11 @@ class Scorer:
             parts.append(f"not enough memory left for this pod's {_memory(pod.memory)}")
         return Failure(REASON_FIT, "pod does not fit: " + "; ".join(parts), False)
 
-    def _failure(self, pod: PodEntry, node: NodeState, memo: tuple[object, ...]) -> Failure:
+    def _failure(self, pod: PodEntry, node: NodeState, memo: NodeMemo) -> Failure:
         failed: list[str] = []
-        if pod.exp_cpu and node.exp_cpu + pod.exp_cpu > memo[6]:  # type: ignore[operator]
+        if pod.exp_cpu and node.exp_cpu + pod.exp_cpu > memo[MEMO_CAP_CPU]:
             failed.append(self._exposure_message("cpu", node.exp_cpu, pod.exp_cpu, node.alloc_cpu, self.ceil_cpu_text))
-        if pod.exp_memory and node.exp_memory + pod.exp_memory > memo[7]:  # type: ignore[operator]
+        if pod.exp_memory and node.exp_memory + pod.exp_memory > memo[MEMO_CAP_MEMORY]:
             failed.append(self._exposure_message(
                 "memory", node.exp_memory, pod.exp_memory, node.alloc_memory, self.ceil_mem_text
             ))
@@ -299,14 +303,14 @@ class Scorer:
             if memo is None or memo[0] is not self:
                 memo = memo_of(node)
             _, base_cpu, base_mem, a, b, den, _, _ = memo
-            nc = base_cpu - use_cpu  # type: ignore[operator]
-            nm = base_mem - use_mem  # type: ignore[operator]
+            nc = base_cpu - use_cpu
+            nm = base_mem - use_mem
             if nc < 0:
                 nc = 0
             if nm < 0:
                 nm = 0
             if den:
-                append((a * nc + b * nm) // den)  # type: ignore[operator]
+                append((a * nc + b * nm) // den)
             else:
                 append(self._score_slow(node, nc, nm))
         return out, unknown

@@ -15,19 +15,18 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from extender.accounting import PodEntry
 from extender.binder import Binder, BindError
-from extender.cache import ClusterCache, ReducedPod, reduce_pod
+from extender.cache import ClusterCache
 from extender.inflight import InFlight
-from extender.instruments import Instruments
-from extender.policy_source import PolicyHolder
+from extender.metrics import ExtenderMetrics
+from extender.policy_source import LivePolicy
 from extender.protocol import BindingArgs, ExtenderArgs, ProtocolError
 from extender.scoring import percent_text
-from policy.pod_accounting import PodAccounting, account_pod, pod_uid
+from policy.pod_entry import PodEntry, reduce_pod
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +36,25 @@ SYNC_SLICE = 1000
 
 @dataclass
 class FilterOutcome:
+    """Filter's verdict: the nodes that passed, and why each other one failed."""
+
     passed: list[str]
     failed: dict[str, str] = field(default_factory=dict)
     unresolvable: dict[str, str] = field(default_factory=dict)
 
 
+def _name(pod: Mapping[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    return str(meta.get("name") or meta.get("generateName") or "")
+
+
 class ExtenderService:
+    """The extender's verbs and watch handlers over one cache and one live policy."""
+
     def __init__(
         self,
         cache: ClusterCache,
-        policy: PolicyHolder,
+        policy: LivePolicy,
         *,
         binder: Binder | None = None,
         inflight: InFlight | None = None,
@@ -57,35 +65,34 @@ class ExtenderService:
         self.binder = binder
         self.clock = clock
         self.inflight = inflight if inflight is not None else InFlight(clock=clock, engaged=binder is not None)
-        self.instruments = Instruments(self)
+        self.metrics = ExtenderMetrics(cache, policy, self.inflight)
 
     # -- helpers -------------------------------------------------------------
-    def _pod(self, pod: Mapping[str, Any]) -> tuple[PodAccounting, PodEntry]:
-        try:
-            acc = account_pod(pod)
-        except (ValueError, TypeError, AttributeError) as exc:
+    def _pod(self, pod: Mapping[str, Any]) -> PodEntry:
+        entry = reduce_pod(pod)
+        if entry.error is not None:
             # The apiserver validated the pod, so only a hand-made request gets here; say what is wrong.
-            raise ProtocolError(f"cannot account pod {pod_uid(pod)}: {exc}") from None
-        entry = PodEntry.from_accounting(acc)
+            raise ProtocolError(f"cannot account pod {entry.uid}: {entry.error}")
         # The pod is being scheduled: whatever nodeName a caller put in, it holds no node yet.
-        return acc, entry if entry.node is None else entry.unplaced()
+        return entry if entry.node is None else entry.unplaced()
 
     # -- verbs ------------------------------------------------------------------
     async def filter(self, args: ExtenderArgs) -> FilterOutcome:
-        acc, entry = self._pod(args.pod)
-        uid = acc.uid
+        """The candidate nodes that pass, and a message for each that fails."""
+        entry = self._pod(args.pod)
+        uid = entry.uid
         await self.inflight.wait_for_others(uid)
         cache = self.cache
         cache.expire(self.clock())
         # Asked again about a pod we bound: that binding failed, it holds no node.
         cache.forget(uid)
         scorer = self.policy.scorer
-        judged = scorer.judged(entry, acc.mesh == "meshfit")
+        judged = scorer.judged(entry, entry.mesh == "meshfit")
         cache.remember(uid, entry, judged)
 
         passed, failures, unknown = scorer.filter(entry, cache.accounting.nodes, args.names, judged)
         out = FilterOutcome(passed=passed)
-        ins = self.instruments
+        ins = self.metrics
         if unknown:
             ins.unknown_nodes.inc("filter", by=unknown)
         if failures:
@@ -108,7 +115,7 @@ class ExtenderService:
                     detail = scorer.check(entry, cache.accounting.nodes[first])
                     log.info(
                         "pod %s/%s fits no candidate node (%d asked); first: %s: %s",
-                        acc.namespace, acc.name, len(args.names), first,
+                        entry.namespace, _name(args.pod), len(args.names), first,
                         detail.message if detail else failures[0][1].message,
                     )
         if out.passed:
@@ -116,10 +123,11 @@ class ExtenderService:
         return out
 
     def prioritize(self, args: ExtenderArgs) -> list[int]:
-        _acc, entry = self._pod(args.pod)
+        """A 0..10 score per candidate node, in the order asked."""
+        entry = self._pod(args.pod)
         scores, unknown = self.policy.scorer.scores(entry, self.cache.accounting.nodes, args.names)
         if unknown:
-            self.instruments.unknown_nodes.inc("prioritize", by=unknown)
+            self.metrics.unknown_nodes.inc("prioritize", by=unknown)
         return scores
 
     async def bind(self, args: BindingArgs) -> str:
@@ -132,31 +140,30 @@ class ExtenderService:
         if not counted:
             # Neither the scheduler's request nor the watch showed us this pod: bind it anyway,
             # the watch will count it.
-            self.instruments.binds.inc("unknown-pod")
+            self.metrics.binds.inc("unknown-pod")
         self.inflight.resolve(uid)
         if self.binder is None:
             self.cache.forget(uid)
-            self.instruments.binds.inc("error")
+            self.metrics.binds.inc("error")
             return "this extender serves a snapshot and cannot bind pods"
         try:
             await self.binder.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
         except BindError as exc:
             self.cache.forget(uid)
-            self.instruments.binds.inc("error")
+            self.metrics.binds.inc("error")
             log.warning("%s", exc)
             return str(exc)
-        self.instruments.binds.inc("ok")
+        self.metrics.binds.inc("ok")
         return ""
 
     # -- watch events -------------------------------------------------------------
-    def on_pod_event(self, event: str, pod: dict[str, Any] | ReducedPod) -> None:
-        """One watch event; the feed's watch has reduced the pod already (:func:`reduce_pod`)."""
-        reduced = pod if isinstance(pod, ReducedPod) else reduce_pod(pod)
-        self.cache.apply_pod(event, reduced)
-        if event == "DELETED" or reduced.settled:
-            self.inflight.resolve(reduced.uid)
+    def on_pod_event(self, event: str, pod: PodEntry) -> None:
+        """One watch event; the feed's watch has reduced the pod already (:func:`~policy.pod_entry.reduce_pod`)."""
+        self.cache.apply(event, pod)
+        if event == "DELETED" or pod.settled:
+            self.inflight.resolve(pod.uid)
 
-    async def on_pod_sync(self, pods: list[dict[str, Any] | ReducedPod], _resource_version: str = "") -> None:
+    async def on_pod_sync(self, pods: Sequence[PodEntry], _resource_version: str = "") -> None:
         """A (re)list; yields to the event loop now and then so scheduler calls keep being answered."""
         sync = self.cache.pod_sync()
         for i, pod in enumerate(pods):
@@ -166,13 +173,16 @@ class ExtenderService:
         sync.finish()
 
     def on_node_event(self, event: str, node: dict[str, Any]) -> None:
+        """One Node watch event."""
         self.cache.apply_node(event, node)
 
     def on_node_sync(self, nodes: list[dict[str, Any]], _resource_version: str = "") -> None:
+        """A (re)list of Nodes."""
         self.cache.sync_nodes(nodes)
 
     # -- inspection -------------------------------------------------------------------
     def node_report(self, name: str) -> dict[str, Any] | None:
+        """One node's figures for ``/debug/nodes/NAME``, ``None`` when unknown."""
         state = self.cache.nodes.get(name)
         if state is None:
             return None

@@ -15,15 +15,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from extender.accounting import NodeState, PodEntry
+from extender.accounting import NodeState
 from extender.cache import ClusterCache
 from extender.scoring import Scorer, headroom_fractions, percent_text
 from policy.pod_accounting import account_pod
+from policy.pod_entry import PodEntry, reduce_pod
 from policy.resources import format_resources
 
 
 @dataclass(frozen=True)
 class NodeVerdict:
+    """One node's verdict and score for one simulated pod."""
+
     node: str
     passed: bool
     reason: str | None
@@ -37,6 +40,8 @@ class NodeVerdict:
 
 @dataclass
 class PodOutcome:
+    """One simulated pod: its figures, every node's verdict, and where it went."""
+
     namespace: str
     name: str
     mesh: str | None
@@ -49,9 +54,11 @@ class PodOutcome:
 
     @property
     def failed(self) -> int:
+        """How many nodes failed the pod."""
         return sum(1 for v in self.verdicts if not v.passed)
 
     def to_dict(self) -> dict[str, Any]:
+        """The outcome as ``-o json`` prints it."""
         return {
             "namespace": self.namespace,
             "name": self.name,
@@ -98,9 +105,9 @@ def simulate(
     outcomes: list[PodOutcome] = []
     nodes = sorted((s for s in cache.accounting.nodes.values() if s.known), key=lambda s: s.name)
     for i, pod in enumerate(pods):
-        acc = account_pod(pod)
-        entry = PodEntry.from_accounting(acc).unplaced()
-        judged = scorer.judged(entry, acc.mesh == "meshfit")
+        acc = account_pod(pod)  # the figures people read, in quantities
+        entry = reduce_pod(pod).unplaced()  # the same figures, as the scorer reads them
+        judged = scorer.judged(entry, entry.mesh == "meshfit")
         outcome = PodOutcome(
             namespace=acc.namespace,
             name=acc.name,
@@ -132,6 +139,6 @@ def simulate(
                 best = (score, state.name)
         if best is not None:
             outcome.score, outcome.chosen = best
-            cache.place(f"simulate/{i}/{acc.uid}", acc, best[1])
+            cache.place(f"simulate/{i}/{acc.uid}", entry, best[1])
         outcomes.append(outcome)
     return outcomes

@@ -28,6 +28,8 @@ class SnapshotError(ValueError):
 
 @dataclass
 class Snapshot:
+    """The Nodes and Pods of a static cluster state."""
+
     nodes: list[JsonObject] = field(default_factory=list)
     pods: list[JsonObject] = field(default_factory=list)
     ignored: int = 0
@@ -75,6 +77,7 @@ def _objects(document: Any) -> Iterator[Any]:
 
 
 def parse_objects(documents: Iterable[Any], source: str = "snapshot") -> Snapshot:
+    """The Nodes and Pods among decoded documents (Lists unpacked, other kinds ignored)."""
     snapshot = Snapshot()
     for i, obj in enumerate(_objects(documents)):
         if not isinstance(obj, dict):
@@ -90,10 +93,12 @@ def parse_objects(documents: Iterable[Any], source: str = "snapshot") -> Snapsho
 
 
 def load_text(text: str, source: str = "snapshot") -> Snapshot:
+    """A snapshot from YAML or JSON text."""
     return parse_objects(list(_documents(text, source)), source)
 
 
 def load_snapshot(path: str | Path) -> Snapshot:
+    """A snapshot from a file; :class:`SnapshotError` when it cannot be read."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:

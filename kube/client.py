@@ -61,6 +61,7 @@ class ApiError(Exception):
 
     @classmethod
     def from_body(cls, status: int, http_reason: str, raw: bytes, retry_after: str | None = None) -> ApiError:
+        """The error a failed response stands for, with the apiserver's Status message when it sent one."""
         body: JsonObject | None = None
         reason, message = http_reason or "Error", ""
         try:
@@ -127,6 +128,7 @@ class ApiClient:
         await self.close()
 
     async def close(self) -> None:
+        """Close the HTTP session."""
         await self.session.close()
 
     def url(self, path: str) -> str:
@@ -173,9 +175,11 @@ class ApiClient:
         return decoded if isinstance(decoded, dict) else {"value": decoded}
 
     async def get_json(self, path: str, params: Params | None = None) -> JsonObject:
+        """GET ``path`` and decode the JSON object."""
         return await self.request("GET", path, params=params)
 
     async def post_json(self, path: str, body: Any, params: Params | None = None) -> JsonObject:
+        """POST ``body`` to ``path`` and decode the JSON object."""
         return await self.request("POST", path, body, params=params)
 
     @contextlib.asynccontextmanager

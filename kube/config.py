@@ -52,6 +52,7 @@ class ClusterConfig:
 
     @property
     def is_tls(self) -> bool:
+        """Whether the server is reached over HTTPS."""
         return self.server.startswith("https://")
 
     def ssl_context(self) -> ssl.SSLContext | None:

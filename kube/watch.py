@@ -63,6 +63,7 @@ class Backoff:
     jitter: float = 0.5
 
     def delay(self, attempt: int) -> float:
+        """The delay before retry ``attempt``, jittered."""
         base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
         return base * (1.0 - self.jitter * random.random())
 
@@ -89,6 +90,7 @@ class WatchStats:
     handler_errors: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict."""
         return dataclasses.asdict(self)
 
 
@@ -167,6 +169,7 @@ class ListWatch:
 
     @property
     def has_synced(self) -> bool:
+        """Whether the first LIST has been handed to ``on_sync``."""
         return self.synced.is_set()
 
     def _selectors(self) -> dict[str, str]:

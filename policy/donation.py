@@ -4,16 +4,19 @@ Overcommit (and carve) keep ``R(new) == R(original)``. After the sidecars are
 placed, the formula ``max(sum_main, max_i init_use(i))`` may exceed the
 original aggregate in two places, and each is closed where it arises:
 
-* the main phase — the app containers donate the excess from their
+* the main phase — the pod's own containers donate the excess from their
   *requests*, in proportion to those requests (their limits never change in
-  overcommit mode);
+  overcommit mode). In overcommit mode the pod's own native sidecars (a log
+  shipper declared by the app owner) donate with the app containers: their
+  requests are part of the budget the owner's quota pays for;
 * each regular init container declared after injected native sidecars — it
-  donates the excess from its own request (it runs beside the sidecar).
+  donates the excess from its own request (it runs beside the sidecar), reckoned
+  with the donors' requests *after* the main phase gave.
 
 An init-heavy pod often needs no donation at all: its init phase already
-reserved more than the app uses, and the sidecar fits in that slack. Where a
-donor has too little to give (a request of zero, a BestEffort container), the
-shortfall is not hidden: the caller sees ``R(new) > A`` and records the leak.
+reserved more than the app uses, and the sidecar fits in that slack. The engine
+sizes the sidecars' requests to fit the budget first (:mod:`policy.budget`), so
+a plan always closes the gap unless the policy chose an explicit leak.
 """
 
 from __future__ import annotations
@@ -60,11 +63,14 @@ def split(amount: int, capacities: Sequence[int], granule: int) -> list[int]:
     return parts
 
 
-def plan(spec: Mapping[str, Any], target: Mapping[str, int], injected: set[str]) -> list[Donation]:
+def plan(spec: Mapping[str, Any], target: Mapping[str, int], injected: set[str], *,
+         own_sidecars_donate: bool = True) -> list[Donation]:
     """The donations that bring the aggregate of ``spec`` (sidecars placed) back to ``target``.
 
     ``target`` is the original container aggregate per resource in nano-units;
     ``injected`` names the containers meshfit added (they never donate).
+    ``own_sidecars_donate`` lets the pod's own native sidecars give with the app
+    containers (overcommit); carve takes from the app containers only.
     """
     containers = list(spec.get("containers") or ())
     inits = list(spec.get("initContainers") or ())
@@ -73,21 +79,30 @@ def plan(spec: Mapping[str, Any], target: Mapping[str, int], injected: set[str])
     donations: list[Donation] = []
     for name in RESOURCES:
         goal = target[name]
-        sidecars = sum(r[name].nanos for c, r in zip(inits, init_requests) if is_native_sidecar(c))
+        init_now = [r[name].nanos for r in init_requests]
+        sidecars = sum(v for c, v in zip(inits, init_now) if is_native_sidecar(c))
         sum_main = sum(r[name].nanos for r in requests) + sidecars
         excess = sum_main - goal
         if excess > 0:
-            donors = [i for i, c in enumerate(containers) if c.get("name") not in injected]
-            amounts = split(excess, [requests[i][name].nanos for i in donors], SPLIT_GRANULE[name])
-            donations += [Donation("containers", i, name, a) for i, a in zip(donors, amounts) if a]
+            donors = [("containers", i, requests[i][name].nanos) for i, c in enumerate(containers)
+                      if c.get("name") not in injected]
+            if own_sidecars_donate:
+                donors += [("initContainers", i, init_now[i]) for i, c in enumerate(inits)
+                           if is_native_sidecar(c) and c.get("name") not in injected]
+            amounts = split(excess, [d[2] for d in donors], SPLIT_GRANULE[name])
+            for (kind, i, _), amount in zip(donors, amounts):
+                if amount:
+                    donations.append(Donation(kind, i, name, amount))
+                    if kind == "initContainers":
+                        init_now[i] -= amount
         before = 0
-        for i, (c, r) in enumerate(zip(inits, init_requests)):
+        for i, c in enumerate(inits):
             if is_native_sidecar(c):
-                before += r[name].nanos
+                before += init_now[i]
                 continue
-            excess = r[name].nanos + before - goal
+            excess = init_now[i] + before - goal
             if excess > 0 and c.get("name") not in injected:
-                amount = min(excess, r[name].nanos)
+                amount = min(excess, init_now[i])
                 if amount:
                     donations.append(Donation("initContainers", i, name, amount))
     return donations

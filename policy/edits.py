@@ -58,6 +58,7 @@ class PodEditor:
 
     # -- reading ------------------------------------------------------------
     def get(self, path: Path, default: Any = None) -> Any:
+        """The value at ``path`` in the pod as edited so far, or ``default``."""
         node: Any = self.pod
         for key in path:
             try:
@@ -104,6 +105,7 @@ class PodEditor:
         self.ops.append({"op": "replace" if existed else "add", "path": pointer(done), "value": value})
 
     def remove(self, path: Path) -> None:
+        """Remove what ``path`` names, if it is there, and record the patch operation."""
         parent, rest = self._parent(path)
         if len(rest) != 1:
             return

@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class FieldError:
+    """One problem in a policy document, with the path of the field it is about."""
+
     path: str
     message: str
 
@@ -38,6 +40,7 @@ class PolicyError(ValueError):
         super().__init__(f"invalid {source} ({len(errors)} error{'s' if len(errors) != 1 else ''}):\n{lines}")
 
     def one_line(self) -> str:
+        """Every error on one line, for a log or a readiness probe."""
         return f"invalid {self.source}: " + "; ".join(str(e) for e in self.errors)
 
 
@@ -69,15 +72,19 @@ class Fields:
 
     # -- paths and errors ---------------------------------------------
     def sub(self, key: str) -> str:
+        """The path of ``key`` below this mapping."""
         return f"{self.path}.{key}" if self.path else key
 
     def error(self, key: str, message: str) -> None:
+        """Record an error about ``key`` (the mapping itself when empty)."""
         self.errors.append(FieldError(self.sub(key) if key else self.path, message))
 
     def has(self, key: str) -> bool:
+        """Whether ``key`` is set to something other than null."""
         return self.data.get(key) is not None
 
     def raw(self, key: str) -> Any:
+        """The value of ``key`` as written (marking it as known)."""
         self._seen.add(key)
         return self.data.get(key)
 
@@ -101,6 +108,7 @@ class Fields:
         return value  # type: ignore[return-value]
 
     def string(self, key: str, default: str = "", *, required: bool = False) -> str:
+        """A string (an integer is read as its text); ``required`` makes it an error to leave it out."""
         if required and self.raw(key) in (None, ""):
             self.error(key, "is required")
             return default
@@ -110,9 +118,11 @@ class Fields:
         return self._typed(key, default, str, "a string")
 
     def boolean(self, key: str, default: bool = False) -> bool:
+        """A boolean."""
         return self._typed(key, default, bool, "true or false")
 
     def integer(self, key: str, default: int, *, low: int | None = None, high: int | None = None) -> int:
+        """An integer within ``low``..``high``."""
         value = self._typed(key, default, int, "an integer")
         if low is not None and value < low or high is not None and value > high:
             self.error(key, f"must be between {low} and {high}, got {value}")
@@ -120,6 +130,7 @@ class Fields:
         return value
 
     def choice(self, key: str, default: str, options: tuple[str, ...]) -> str:
+        """One of ``options``."""
         value = self.string(key, default)
         if value not in options:
             self.error(key, f"must be one of {', '.join(options)}, got {value!r}")
@@ -127,6 +138,7 @@ class Fields:
         return value
 
     def quantity(self, key: str, default: Quantity | None = None, *, positive: bool = False) -> Quantity | None:
+        """A Kubernetes quantity (``500m``, ``1Gi``), positive if asked."""
         value = self.raw(key)
         if value is None:
             return default
@@ -142,6 +154,7 @@ class Fields:
 
     def ratio(self, key: str, default: Fraction, *, low: Fraction = Fraction(0), high: Fraction = Fraction(1),
               low_open: bool = True) -> Fraction:
+        """A fraction within ``low``..``high``, written as a number, a fraction or a percentage."""
         value = self.raw(key)
         if value is None:
             return default
@@ -157,6 +170,7 @@ class Fields:
         return parsed
 
     def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """A list of strings, as a tuple."""
         value = self.raw(key)
         if value is None:
             return default
@@ -166,9 +180,11 @@ class Fields:
         return tuple(value)
 
     def mapping(self, key: str) -> Fields:
+        """The nested mapping at ``key``, with its own path; errors go to the same list."""
         return Fields(self.raw(key), self.sub(key), self.errors)
 
     def string_map(self, key: str) -> dict[str, str]:
+        """A mapping of strings to strings (integers read as their text)."""
         value = self.raw(key)
         if value is None:
             return {}
@@ -200,6 +216,7 @@ class Fields:
         return out
 
     def object(self, key: str) -> dict[str, Any] | None:
+        """A mapping passed through verbatim, or ``None`` when absent."""
         value = self.raw(key)
         if value is None:
             return None
@@ -209,6 +226,7 @@ class Fields:
         return dict(value)
 
     def each(self, key: str, *, required: bool = False) -> Iterator[tuple[int, Fields]]:
+        """``(index, item)`` for each mapping in the list at ``key``."""
         value = self.raw(key)
         if value is None:
             if required:

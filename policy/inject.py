@@ -16,33 +16,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any
 
 import orjson
 
 from policy.annotations import ACCOUNTING, STATUS
+from policy.budget import Fit, fit_requests
 from policy.decision import Decision, Namespace, decide
-from policy.donation import Donation, plan
+from policy.donation import Donation
+from policy.donation import plan as donation_plan
 from policy.edits import PodEditor, json_copy
-from policy.model import Policy, SidecarSpec
+from policy.model import Policy, ResourcePolicy, SidecarSpec
+from policy.qos import exclusive_cpu_candidate, pod_qos
 from policy.quantity import ZERO, Quantity, QuantityError
-from policy.record import AccountingRecord, SidecarRecord
+from policy.record import AccountingRecord, Exposure, SidecarRecord
 from policy.resources import (
     RESOURCES,
     Aggregate,
     Limits,
     Resources,
+    container_limits,
     container_requests,
     explain_requests,
     is_best_effort,
     pod_level_limits,
+    pod_level_requests,
     pod_limits,
     q,
 )
 from policy.sizing import SidecarSize, app_allocation, size_sidecar
 from policy.versions import VersionChoice, resolve_version
 
-__all__ = ["InjectionError", "InjectionResult", "Namespace", "inject"]
+__all__ = ["InjectionError", "InjectionResult", "Namespace", "Plan", "Variant", "choose_variants", "inject"]
 
 
 class InjectionError(ValueError):
@@ -72,8 +78,41 @@ class InjectionResult:
         return None if self.injected else self.reason
 
 
+class Variant(str, Enum):
+    """Where the sidecars' resources come from; chosen once per candidate by :func:`choose_variants`."""
+
+    NONE = "none"              # additive or carve: no overcommit
+    POD_LEVEL = "pod-level"    # pod-level requests/limits hold the mesh inside the pod's own limit
+    SWAP = "swap"              # no pod-level fields: the pod limit grows, the node carries the exposure
+    BEST_EFFORT = "besteffort"  # a BestEffort pod: nothing to donate, resources.bestEffort decides
+
+
+def choose_variants(rp: ResourcePolicy, best_effort: bool, has_pod_level: bool) -> tuple[Variant, ...]:
+    """The variants to try for one pod, best first; the first whose result keeps the invariants wins.
+
+    The pod-level variant keeps the mesh inside the pod's own limit and keeps a
+    Guaranteed pod Guaranteed (its QoS then comes from the pod-level fields), so
+    it is also the way out when the swap variant would change the QoS class —
+    wherever the cluster has PodLevelResources. A pod that sets its own
+    pod-level fields can only take the pod-level variant.
+    """
+    if rp.mode != "overcommit":
+        return (Variant.NONE,)
+    if best_effort:
+        return (Variant.BEST_EFFORT,)
+    if has_pod_level:
+        return (Variant.POD_LEVEL,)
+    if rp.effective_variant() == "pod-level":
+        return (Variant.POD_LEVEL, Variant.SWAP)
+    return (Variant.SWAP, Variant.POD_LEVEL) if rp.pod_level_resources else (Variant.SWAP,)
+
+
 def inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, *, now: datetime | None = None) -> InjectionResult:
     """Inject ``policy``'s sidecars into ``pod`` (never modified) as the policy says."""
+    if namespace.name in policy.injection.excluded_namespaces:
+        # Decided before anything is parsed: a malformed pod in kube-system is not ours to judge.
+        return InjectionResult(pod, False, f"namespace {namespace.name} is never injected (injection.excludedNamespaces)",
+                               skip_code="excluded_namespace")
     _check_shape(pod)
     meta = pod.get("metadata") or {}
     where = f"{namespace.name}/{meta.get('name') or meta.get('generateName') or '<unnamed>'}"
@@ -140,37 +179,58 @@ def _check_quantities(values: Any, path: str) -> None:
                 raise InjectionError(f"{path}.{name}: {exc}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything one candidate variant is built from, decided before any edit."""
+
+    mode: str
+    variant: Variant
+    sidecars: tuple[SidecarSpec, ...]
+    versions: Mapping[str, VersionChoice]
+    sizes: Mapping[str, SidecarSize]
+    #: Nano-units per resource the pod's container aggregate must stay within (its own budget).
+    target: Mapping[str, int]
+    #: Nano-units per resource the policy chose to let ``R(new)`` exceed ``A`` by.
+    leak: Mapping[str, int]
+    before_limits: Limits
+    overhead: Resources
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    code: str
+    reason: str
+
+
 def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision: Decision,
             before: Aggregate, before_limits: Limits, now: datetime) -> InjectionResult:
     spec = pod["spec"]
     meta = pod.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     warnings = list(decision.warnings)
-    notes: list[str] = []
     rp = policy.resources
     mode = rp.mode
     best_effort = is_best_effort(pod)
-    if best_effort and rp.best_effort == "skip":
-        reason = "the pod is BestEffort and resources.bestEffort is skip"
+
+    def skip(code: str, reason: str) -> InjectionResult:
         warnings.append(f"meshfit did not inject this pod: {reason}")
         return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits,
-                               skip_code="best_effort")
+                               skip_code=code)
+
+    if best_effort and rp.best_effort == "skip":
+        return skip("best_effort", "the pod is BestEffort and resources.bestEffort is skip")
+    notes: list[str] = []
+    if mode != "additive" and exclusive_cpu_candidate(pod):
+        if rp.exclusive_cpu_pods == "skip":
+            return skip("exclusive_cpu", "the pod is Guaranteed with whole-core CPU requests and would lose the "
+                                         "static CPU manager's exclusive cores (resources.exclusiveCpuPods: skip)")
+        notes.append("a Guaranteed pod with whole-core CPU requests: under the kubelet's static CPU manager policy "
+                     "its containers no longer get exclusive cores once meshed")
 
     has_pod_level = bool((spec.get("resources") or {}).get("requests") or (spec.get("resources") or {}).get("limits"))
-    if mode != "overcommit":
-        variant = "none"
-    elif best_effort:
-        variant = "besteffort"
-    elif has_pod_level:
-        variant = "pod-level"
-        if rp.effective_variant() == "swap":
-            notes.append("the pod already sets pod-level resources, so the pod-level variant applies")
-    else:
-        variant = rp.effective_variant()
-
     A = before.effective
-    overhead = before.overhead
     target = {r: before.pod_level.get(r, before.aggregate[r]).nanos for r in RESOURCES}
+    user_pod_level = frozenset(before.pod_level) if has_pod_level else frozenset()
     overrides = namespace.policy.sidecars if namespace.policy else {}
     versions: dict[str, VersionChoice] = {}
     for sidecar in decision.sidecars:
@@ -179,54 +239,66 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
                                  override.version if override else None, now)
         versions[sidecar.name] = choice
         warnings.extend(choice.warnings)
+    qos_before = pod_qos(pod)
 
-    # The pod-level variant keeps the mesh inside the pod's own limit. Where that limit
-    # cannot hold the sidecars at the CPU floor (lesson 4: a starved mesh jitters) or
-    # their requests, the swap variant puts the exposure on the node, where the
-    # extender bounds it; a pod that sets its own pod-level limit cannot move it there.
-    while True:
-        sizes = _size_all(decision.sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)
-        starved = [s.name for s in decision.sidecars
-                   if variant == "pod-level" and sizes[s.name].limits.get("cpu", ZERO) < s.cpu_request_floor]
-        built = None if starved else _build(pod, decision.sidecars, versions, sizes, mode, variant, target,
-                                             before_limits, overhead)
-        if built is not None and built.fits:
-            break
-        problem = (f"the pod's CPU limit cannot hold {', '.join(starved)} at the request floor" if starved
-                   else "the sidecars' requests do not fit under the pod's limit")
-        if has_pod_level:
-            reason = f"{problem}, and the pod sets its own pod-level limit"
-            warnings.append(f"meshfit did not inject this pod: {reason}")
-            return InjectionResult(pod, False, reason, warnings, before=before, before_limits=before_limits,
-                                   skip_code="pod_too_small")
-        variant = "swap"
-        notes.append(f"{problem}: the swap variant applies to this pod")
-    for name, size in sizes.items():
+    refusals: list[tuple[Variant, _Refusal]] = []
+    accepted = None
+    for variant in choose_variants(rp, best_effort, has_pod_level):
+        attempt = _attempt(pod, policy, decision.sidecars, overrides, versions, variant, A, target,
+                           user_pod_level, before_limits, before.overhead, annotations, qos_before)
+        if isinstance(attempt, _Refusal):
+            refusals.append((variant, attempt))
+            continue
+        accepted = attempt
+        break
+    if accepted is None:
+        first = refusals[0][1]
+        if len(refusals) == 1:
+            return skip(first.code, first.reason)
+        return skip(first.code, "; ".join(f"{v.value} variant: {r.reason}" for v, r in refusals))
+    for variant, refusal in refusals:
+        notes.append(f"{variant.value} variant refused ({refusal.reason}): the {accepted.plan.variant.value} variant applies")
+    plan, built, fit = accepted.plan, accepted.built, accepted.fit
+    warnings.extend(fit.warnings)
+    notes.extend(fit.notes)
+    for name, size in plan.sizes.items():
         notes.extend(f"{name}: {n}" for n in size.notes)
     editor, after, after_limits, drift = built.editor, built.after, built.after_limits, built.drift
     leak = {r: after.effective[r] - A[r] for r in RESOURCES if after.effective[r] > A[r]}
-    if mode == "overcommit" and leak:
-        notes.append(
-            "R(new) exceeds A by " + ", ".join(f"{r} {v}" for r, v in leak.items())
-            + (": a BestEffort pod has no request to donate" if best_effort
-               else ": the app containers' requests are too small to donate the sidecars' requests")
-        )
-    sum_limits = {r: sum((s.limits.get(r, ZERO) for s in sizes.values()), ZERO) for r in RESOURCES}
-    overcommit = sum_limits if mode == "overcommit" and variant != "besteffort" else {}
-    exposure = "pod" if variant == "pod-level" else "node" if variant == "swap" else "none"
+    leak_reasons = dict(fit.leak_reasons)
+    if plan.variant is Variant.BEST_EFFORT:
+        leak_reasons.update({r: "a BestEffort pod has no request to donate (resources.bestEffort: requests)" for r in leak})
+    elif mode == "additive":
+        leak_reasons.update({r: "additive mode adds the sidecars on top of the app" for r in leak})
+    if leak and mode == "overcommit":
+        why = list(dict.fromkeys(leak_reasons[r] for r in RESOURCES if r in leak and r in leak_reasons))
+        warnings.append("R(pod) grows by " + ", ".join(f"{r} {v}" for r, v in leak.items()) + ": " + "; ".join(why))
+    qos_after = accepted.qos_after
+    if qos_after != qos_before:
+        warnings.append(f"the QoS class changes from {qos_before} to {qos_after}"
+                        + (" (resources.bestEffort: requests)" if qos_before == "BestEffort"
+                           else " (resources.qosChange: allow)"))
+    sum_limits = {r: sum((s.limits.get(r, ZERO) for s in plan.sizes.values()), ZERO) for r in RESOURCES}
+    overcommit = sum_limits if mode == "overcommit" and plan.variant is not Variant.BEST_EFFORT else {}
+    exposure: Exposure = "pod" if plan.variant is Variant.POD_LEVEL else "node" if plan.variant is Variant.SWAP else "none"
     record = AccountingRecord(
         mode=mode,
-        variant=variant,
+        variant=plan.variant.value,
         original=dict(A),
         sidecars=tuple(
-            SidecarRecord(name, versions[name].version, sizes[name].requests, sizes[name].limits) for name in sizes
+            SidecarRecord(name, versions[name].version, s.requests, s.limits) for name, s in plan.sizes.items()
         ),
         requests=dict(after.effective),
         limits=dict(after_limits),
         overcommit={r: v for r, v in overcommit.items() if v},
-        exposure=exposure if overcommit else "none",
+        exposure=exposure if any(overcommit.values()) else "none",
         leak=leak,
         drift=drift,
+        qos=(qos_before, qos_after),
+        reduced=dict(fit.reduced),
+        leak_reasons={r: leak_reasons[r] for r in leak if r in leak_reasons},
+        own_requests=_own_requests(spec),
+        own_pod_level=_own_pod_level(spec) if has_pod_level else {},
     )
     status = {
         "v": 1,
@@ -245,7 +317,7 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
         warnings=warnings,
         notes=notes,
         versions=versions,
-        sizes=sizes,
+        sizes=dict(plan.sizes),
         record=record,
         patch=editor.ops,
         before=before,
@@ -260,46 +332,95 @@ class _Built:
     after: Aggregate
     after_limits: Limits
     drift: dict[str, Quantity]
-    fits: bool
 
 
-def _build(pod: dict[str, Any], sidecars: tuple[SidecarSpec, ...], versions: dict[str, VersionChoice],
-           sizes: dict[str, SidecarSize], mode: str, variant: str, target: Mapping[str, int],
-           before_limits: Limits, overhead: Resources) -> _Built:
-    """All container edits for one variant; ``fits`` is false where Kubernetes would refuse the pod-level fields."""
+@dataclass(slots=True)
+class _Accepted:
+    plan: Plan
+    built: _Built
+    fit: Fit
+    qos_after: str
+
+
+def _attempt(pod: dict[str, Any], policy: Policy, sidecars: tuple[SidecarSpec, ...], overrides: Mapping[str, Any],
+             versions: dict[str, VersionChoice], variant: Variant, A: Resources, target: Mapping[str, int],
+             user_pod_level: frozenset[str], before_limits: Limits, overhead: Resources,
+             annotations: Mapping[str, str], qos_before: str) -> _Accepted | _Refusal:
+    """Build one candidate variant and check it keeps the invariants; say why not otherwise."""
+    rp = policy.resources
+    sizes = _size_all(sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)
+    if variant in (Variant.POD_LEVEL, Variant.SWAP):
+        fit = fit_requests(sizes, target, rp, user_pod_level, {s.name: s.cpu_request_floor for s in sidecars})
+        if fit.skip_code:
+            return _Refusal(fit.skip_code, fit.skip_reason)
+        sizes = fit.sizes
+    else:
+        fit = Fit(dict(sizes))
+    if variant is Variant.POD_LEVEL:
+        starved = [s.name for s in sidecars if sizes[s.name].limits.get("cpu", ZERO) < s.cpu_request_floor]
+        if starved:
+            return _Refusal("pod_too_small", f"the pod's CPU limit cannot hold {', '.join(starved)} at the request floor")
+    plan = Plan(rp.mode, variant, sidecars, versions, sizes, target,
+                {r: v.nanos for r, v in fit.leak.items()}, before_limits, overhead)
+    built = _build(pod, plan)
+    if built is None:
+        if variant is Variant.NONE:
+            return _Refusal("pod_level_request", f"{rp.mode} mode would push the containers past the pod's own "
+                                                 "pod-level resources, which meshfit never raises")
+        return _Refusal("pod_too_small", "the sidecars' requests do not fit under the pod's limit")
+    if rp.mode == "overcommit" and variant is not Variant.BEST_EFFORT:
+        wrong = [r for r in RESOURCES if built.after.effective[r].nanos != A[r].nanos + plan.leak.get(r, 0)]
+        if wrong:  # a guard, not a path: the budget and the donations are built to make this impossible
+            return _Refusal("invariant", "the result would change R(pod) for " + ", ".join(wrong)
+                            + " beyond what the policy allows; the pod is left as it is")
+    qos_after = pod_qos(built.editor.pod)
+    if qos_after != qos_before:
+        explicit = qos_before == "BestEffort" and rp.best_effort == "requests"
+        if not explicit and rp.qos_change != "allow":
+            return _Refusal("qos_change", f"the result would change the QoS class from {qos_before} to {qos_after} "
+                                          "(resources.qosChange: skip)")
+    return _Accepted(plan, built, fit, qos_after)
+
+
+def _build(pod: dict[str, Any], plan: Plan) -> _Built | None:
+    """All container edits for one plan; ``None`` where Kubernetes would refuse the pod-level fields."""
     editor = PodEditor(pod)
-    _add_app_env(editor, sidecars)
-    injected_names = _place_sidecars(editor, sidecars, versions, sizes)
-    _add_volumes(editor, sidecars)
+    _add_app_env(editor, plan.sidecars)
+    injected_names = _place_sidecars(editor, plan.sidecars, plan.versions, plan.sizes)
+    _add_volumes(editor, plan.sidecars)
     drift: dict[str, Quantity] = {}
-    if mode in ("overcommit", "carve") and variant != "besteffort":
-        donations = plan(editor.pod["spec"], target, injected_names)
-        drift = _apply_donations(editor, donations, carve=mode == "carve")
-    fits = True
-    after = None
-    if variant == "pod-level":
-        _set_pod_level(editor, target, before_limits, overhead)
-        # Validation demands container aggregate <= pod-level request; where a donor
-        # could not give enough, the pod-level request grows and the leak shows it,
-        # as long as it stays within the pod-level limit.
-        after = explain_requests(editor.pod)
-        aggregate = after.aggregate
-        limits = pod_level_limits(editor.pod["spec"])
+    if plan.mode in ("overcommit", "carve") and plan.variant is not Variant.BEST_EFFORT:
+        donations = donation_plan(editor.pod["spec"], plan.target, injected_names,
+                                  own_sidecars_donate=plan.mode == "overcommit")
+        drift = _apply_donations(editor, donations, carve=plan.mode == "carve")
+    if plan.variant is Variant.POD_LEVEL:
+        _set_pod_level(editor, plan)
+    elif (pod["spec"].get("resources") or {}).get("limits"):
+        _pin_pod_level_requests(editor, pod_level_requests(pod["spec"]))
+    if editor.pod["spec"].get("resources"):
+        # Validation demands container aggregate <= pod-level request <= pod-level limit,
+        # and every container limit <= the pod-level limit.
+        new_spec = editor.pod["spec"]
+        aggregate = explain_requests(editor.pod).aggregate
+        requests = pod_level_requests(new_spec)
+        limits = pod_level_limits(new_spec)
         for r in RESOURCES:
-            if aggregate[r].nanos > target[r]:
-                editor.set(("spec", "resources", "requests", r), aggregate[r].format())
-                after = None  # the pod-level request changed: R(new) is computed again below
-            if r in limits and aggregate[r] > limits[r]:
-                fits = False
-    return _Built(editor, after if after is not None else explain_requests(editor.pod), pod_limits(editor.pod), drift, fits)
+            if r in requests and aggregate[r] > requests[r]:
+                return None
+            if r in limits and (aggregate[r] > limits[r] or (r in requests and requests[r] > limits[r])):
+                return None
+            if r in limits and any((container_limits(c)[r] or ZERO) > limits[r]
+                                   for kind in ("containers", "initContainers") for c in new_spec.get(kind) or ()):
+                return None
+    return _Built(editor, explain_requests(editor.pod), pod_limits(editor.pod), drift)
 
 
 def _size_all(sidecars: tuple[SidecarSpec, ...], overrides: Mapping[str, Any], A: Resources, before_limits: Limits,
-              overhead: Resources, variant: str, policy: Policy, annotations: Mapping[str, str]) -> dict[str, SidecarSize]:
+              overhead: Resources, variant: Variant, policy: Policy, annotations: Mapping[str, str]) -> dict[str, SidecarSize]:
     """Each sidecar's size; in the pod-level variant no sidecar may exceed the pod's own limit."""
     rp = policy.resources
     cap: dict[str, Quantity | None] = {
-        r: (before_limits[r] - overhead.get(r, ZERO)) if variant == "pod-level" and before_limits[r] is not None else None
+        r: _minus(before_limits[r], overhead.get(r, ZERO)) if variant is Variant.POD_LEVEL else None
         for r in RESOURCES
     }
     base = app_allocation(A, before_limits)
@@ -310,11 +431,38 @@ def _size_all(sidecars: tuple[SidecarSpec, ...], overrides: Mapping[str, Any], A
         size = size_sidecar(sidecar, sizing, base, rp.guaranteed, annotations, cap)
         if rp.mode in ("additive", "carve"):
             size = SidecarSize(limits=size.limits, requests=dict(size.limits), notes=size.notes)
-        elif variant == "besteffort" and rp.best_effort == "besteffort":
+        elif variant is Variant.BEST_EFFORT and rp.best_effort == "besteffort":
             size = SidecarSize(limits={}, requests={},
                                notes=size.notes + ("BestEffort pod: the sidecar gets no requests or limits",))
         sizes[sidecar.name] = size
     return sizes
+
+
+def _own_pod_level(spec: Mapping[str, Any]) -> dict[str, dict[str, Quantity]]:
+    """The owner's ``spec.resources`` for cpu/memory, as written (before apiserver defaulting)."""
+    res = spec.get("resources") or {}
+    return {part: {r: q(res[part][r]) for r in RESOURCES if (res.get(part) or {}).get(r) is not None}
+            for part in ("requests", "limits") if res.get(part)}
+
+
+def _own_requests(spec: Mapping[str, Any]) -> dict[str, dict[str, Quantity]]:
+    """Each of the pod's own containers' requests before injection (after defaulting), as declared.
+
+    Kept in the record so re-accounting rebuilds the owner's pod exactly, whatever
+    any later donation did to the current requests.
+    """
+    out: dict[str, dict[str, Quantity]] = {}
+    for kind in ("initContainers", "containers"):
+        for c in spec.get(kind) or ():
+            res = c.get("resources") or {}
+            declared = {r for part in ("requests", "limits") for r in RESOURCES if (res.get(part) or {}).get(r) is not None}
+            requests = container_requests(c)
+            out[c["name"]] = {r: requests[r] for r in RESOURCES if r in declared}
+    return out
+
+
+def _minus(limit: Quantity | None, overhead: Quantity) -> Quantity | None:
+    return None if limit is None else limit - overhead
 
 
 def _add_app_env(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:
@@ -354,8 +502,8 @@ def _container(sidecar: SidecarSpec, choice: VersionChoice, size: SidecarSize) -
     return c
 
 
-def _place_sidecars(editor: PodEditor, sidecars: tuple[SidecarSpec, ...], versions: dict[str, VersionChoice],
-                    sizes: dict[str, SidecarSize]) -> set[str]:
+def _place_sidecars(editor: PodEditor, sidecars: tuple[SidecarSpec, ...], versions: Mapping[str, VersionChoice],
+                    sizes: Mapping[str, SidecarSize]) -> set[str]:
     """Native sidecars go to initContainers (before the app's init containers when ``first``)."""
     placed = {"initContainers": 0, "containers": 0}
     for sidecar in sidecars:
@@ -394,17 +542,35 @@ def _apply_donations(editor: PodEditor, donations: list[Donation], *, carve: boo
     return drift
 
 
-def _set_pod_level(editor: PodEditor, target: Mapping[str, int], before_limits: Limits,
-                   overhead: Resources) -> None:
-    """``spec.resources``: requests = the original aggregate, limits = the original limit where bounded."""
+def _pin_pod_level_requests(editor: PodEditor, defaulted: Resources) -> None:
+    """Write out pod-level requests the apiserver would default, so the sidecars cannot move them.
+
+    With pod-level limits set, a missing pod-level request defaults to the containers'
+    aggregate where some container requests the resource, else to the limit: adding a
+    sidecar that requests it would silently change which rule applies, and so ``R``.
+    """
+    old_requests = (editor.get(("spec", "resources")) or {}).get("requests") or {}
+    fmt = {"cpu": "DecimalSI", "memory": "BinarySI"}
+    for r in RESOURCES:
+        if r not in old_requests and r in defaulted:
+            editor.set(("spec", "resources", "requests", r), defaulted[r].with_format(fmt[r]).format())  # type: ignore[arg-type]
+
+
+def _set_pod_level(editor: PodEditor, plan: Plan) -> None:
+    """``spec.resources``: requests = the original aggregate (plus any chosen leak), limits = the original limit.
+
+    A pod-level value the user wrote is kept as it is: it is ``A``, and meshfit
+    never raises it (the budget refuses any plan that would need to).
+    """
     spec_resources = editor.get(("spec", "resources")) or {}
     old_requests = spec_resources.get("requests") or {}
     old_limits = spec_resources.get("limits") or {}
     fmt = {"cpu": "DecimalSI", "memory": "BinarySI"}
     for r in RESOURCES:
         if r not in old_requests:
-            editor.set(("spec", "resources", "requests", r), Quantity(target[r], fmt[r]).format())  # type: ignore[arg-type]
-        limit = before_limits[r]
+            value = plan.target[r] + plan.leak.get(r, 0)
+            editor.set(("spec", "resources", "requests", r), Quantity(value, fmt[r]).format())  # type: ignore[arg-type]
+        limit = plan.before_limits[r]
         if limit is not None and r not in old_limits:
-            value = limit - overhead.get(r, ZERO)
-            editor.set(("spec", "resources", "limits", r), value.with_format(fmt[r]).format())  # type: ignore[arg-type]
+            value_q = limit - plan.overhead.get(r, ZERO)
+            editor.set(("spec", "resources", "limits", r), value_q.with_format(fmt[r]).format())  # type: ignore[arg-type]

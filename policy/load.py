@@ -228,6 +228,9 @@ def _resources(f: Fields) -> ResourcePolicy:
         pod_level_resources=f.boolean("podLevelResources", d.pod_level_resources),
         guaranteed=guaranteed,
         best_effort=f.choice("bestEffort", d.best_effort, ("requests", "besteffort", "skip")),  # type: ignore[arg-type]
+        small_pods=f.choice("smallPods", d.small_pods, ("shrink", "skip", "leak")),  # type: ignore[arg-type]
+        qos_change=f.choice("qosChange", d.qos_change, ("skip", "allow")),  # type: ignore[arg-type]
+        exclusive_cpu_pods=f.choice("exclusiveCpuPods", d.exclusive_cpu_pods, ("inject", "skip")),  # type: ignore[arg-type]
     )
     if policy.variant == "pod-level" and not policy.pod_level_resources:
         f.error("overcommitVariant", "pod-level needs podLevelResources: true")

@@ -20,6 +20,9 @@ from policy.quantity import Quantity
 Mode = Literal["overcommit", "additive", "carve"]
 Variant = Literal["auto", "pod-level", "swap"]
 BestEffort = Literal["requests", "besteffort", "skip"]
+SmallPods = Literal["shrink", "skip", "leak"]
+QOSChange = Literal["skip", "allow"]
+ExclusiveCpuPods = Literal["inject", "skip"]
 RuleType = Literal["bugfix", "experiment", "app", "zone"]
 
 API_VERSION = "meshfit.io/v1alpha1"
@@ -85,6 +88,15 @@ class ResourcePolicy:
     pod_level_resources: bool = True
     #: The fraction of a sidecar's size ``S`` that becomes its request ``s``.
     guaranteed: dict[str, Fraction] = field(default_factory=lambda: {"cpu": Fraction(1, 2), "memory": Fraction(1)})
+    #: What a pod gets that requests (``A_r > 0``) less than its sidecars' requests:
+    #: ``shrink`` cuts the sidecars' requests to what the pod can donate (``R`` unchanged),
+    #: ``skip`` leaves it unmeshed, ``leak`` keeps the requests and records ``R > A``.
+    small_pods: SmallPods = "shrink"
+    #: A result whose QoS class differs from the original: ``skip`` it, or ``allow`` it (recorded, warned).
+    qos_change: QOSChange = "skip"
+    #: Guaranteed pods with whole-core CPU requests lose the static CPU manager's exclusive
+    #: cores when meshed (docs/policy.md): ``inject`` them anyway (noted), or ``skip`` them.
+    exclusive_cpu_pods: ExclusiveCpuPods = "inject"
     best_effort: BestEffort = "requests"
 
     def effective_variant(self) -> Literal["pod-level", "swap"]:

@@ -24,6 +24,9 @@ from typing import Literal
 Format = Literal["DecimalSI", "BinarySI", "DecimalExponent"]
 
 NANO = 10**9
+#: The largest magnitude accepted, in units: ``resource.Quantity`` keeps values as int64
+#: (``Value()``), so anything beyond 2^63 - 1 cores or bytes is no real request or limit.
+MAX_UNITS = 2**63 - 1
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL_EXP = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
@@ -55,13 +58,19 @@ class Quantity:
         Integers are accepted because YAML turns ``cpu: 2`` into one.
         """
         if isinstance(text, bool):
-            raise QuantityError(f"quantities must be strings or integers, got {text!r}")
+            raise QuantityError(f"quantities must be strings or numbers, got {text!r}")
         if isinstance(text, int):
+            if abs(text) > MAX_UNITS:
+                raise QuantityError(f"quantity {text} is beyond what Kubernetes can hold (at most {MAX_UNITS})")
             return cls(text * NANO, "DecimalSI")
         if isinstance(text, float):
-            raise QuantityError(f"quantities must be strings, not floats: {text!r} (quote it)")
+            # YAML and JSON numbers (``cpu: 0.15``) are quantities to the apiserver, which reads the
+            # number's text; the shortest repr of a float is that text.
+            if text != text or text in (float("inf"), float("-inf")):
+                raise QuantityError(f"invalid quantity {text!r}")
+            text = repr(text)
         if not isinstance(text, str):
-            raise QuantityError(f"quantities must be strings, got {type(text).__name__}")
+            raise QuantityError(f"quantities must be strings or numbers, got {type(text).__name__}")
         match = _QUANTITY_RE.match(text)
         if match is None:
             raise QuantityError(f"invalid quantity {text!r}")
@@ -80,9 +89,11 @@ class Quantity:
                 else:
                     fmt = "DecimalSI"
                     value = value.scaleb(_DECIMAL_EXP[match["dec"] or ""])
+                if abs(value) > MAX_UNITS:
+                    raise QuantityError(f"quantity {text!r} is beyond what Kubernetes can hold (at most {MAX_UNITS})")
                 nanos = int(value.scaleb(9).to_integral_value(rounding=ROUND_CEILING))
-        except InvalidOperation as exc:  # pragma: no cover - the regex rejects these
-            raise QuantityError(f"invalid quantity {text!r}") from exc
+        except ArithmeticError as exc:  # Overflow on exponents such as 1e1000000, which the regex admits
+            raise QuantityError(f"quantity {text!r} is beyond what Kubernetes can hold (at most {MAX_UNITS})") from exc
         return cls(nanos, fmt)
 
     @classmethod

@@ -47,6 +47,18 @@ class AccountingRecord:
     exposure: Exposure
     leak: dict[str, Quantity] = field(default_factory=dict)
     drift: dict[str, Quantity] = field(default_factory=dict)
+    #: The QoS class before and after injection (equal unless the policy allowed a change).
+    qos: tuple[str, str] | None = None
+    #: How much the sidecars' requests were cut below their policy values to fit a small pod.
+    reduced: dict[str, Quantity] = field(default_factory=dict)
+    #: Per leaking resource, the policy rule that chose the leak.
+    leak_reasons: dict[str, str] = field(default_factory=dict)
+    #: Every one of the pod's own containers with its requests before injection (those it
+    #: declares): with ``original`` this rebuilds the owner's pod exactly (``meshfit reaccount``).
+    own_requests: dict[str, dict[str, Quantity]] = field(default_factory=dict)
+    #: The owner's own ``spec.resources`` (cpu/memory requests and limits) before injection, if any:
+    #: what the pod-level variant added to it is meshfit's.
+    own_pod_level: dict[str, dict[str, Quantity]] = field(default_factory=dict)
 
     def node_exposure(self) -> dict[str, Quantity]:
         """What this pod may use beyond its quota on its node (zero unless exposure is ``node``)."""
@@ -76,6 +88,16 @@ class AccountingRecord:
             out["leak"] = _fmt(self.leak)
         if any(self.drift.values()):
             out["drift"] = _fmt(self.drift)
+        if self.qos is not None:
+            out["qos"] = {"before": self.qos[0], "after": self.qos[1]}
+        if any(self.reduced.values()):
+            out["reduced"] = _fmt(self.reduced)
+        if self.own_pod_level:
+            out["ownPodLevel"] = {part: _fmt(values) for part, values in self.own_pod_level.items()}
+        if self.own_requests:
+            out["ownRequests"] = {name: _fmt(values) for name, values in self.own_requests.items()}
+        if self.leak_reasons:
+            out["leakReason"] = {name: self.leak_reasons[name] for name in RESOURCES if name in self.leak_reasons}
         return out
 
 
@@ -87,6 +109,19 @@ def _parse(values: Any) -> dict[str, Quantity]:
     if not isinstance(values, Mapping):
         raise ValueError("expected a mapping of quantities")
     return {name: Quantity.parse(values[name]) for name in RESOURCES if name in values}
+
+
+def _limits(values: Mapping[str, Quantity]) -> dict[str, Quantity | None]:
+    """Limits as the engine holds them: every resource present, ``None`` where unbounded."""
+    return {name: values.get(name) for name in RESOURCES}
+
+
+def _qos(value: Any) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("before"), str) or not isinstance(value.get("after"), str):
+        raise ValueError("qos must be an object with before and after")
+    return value["before"], value["after"]
 
 
 def parse_record(text: str) -> AccountingRecord:
@@ -114,11 +149,16 @@ def parse_record(text: str) -> AccountingRecord:
                 for s in data.get("sidecars", ())
             ),
             requests=_parse(data["requests"]),
-            limits=dict(_parse(data.get("limits", {}))),
+            limits=_limits(_parse(data.get("limits", {}))),
             overcommit=_parse(data.get("overcommit", {})),
             exposure=exposure,
             leak=_parse(data.get("leak", {})),
             drift=_parse(data.get("drift", {})),
+            qos=_qos(data.get("qos")),
+            reduced=_parse(data.get("reduced", {})),
+            leak_reasons={str(k): str(v) for k, v in (data.get("leakReason") or {}).items()},
+            own_requests={str(k): _parse(v) for k, v in (data.get("ownRequests") or {}).items()},
+            own_pod_level={str(k): _parse(v) for k, v in (data.get("ownPodLevel") or {}).items()},
         )
-    except (KeyError, TypeError, QuantityError) as exc:
+    except (KeyError, TypeError, AttributeError, QuantityError) as exc:
         raise ValueError(f"accounting record is incomplete or invalid: {exc}") from None

@@ -112,11 +112,39 @@ def _resource_map(source: Mapping[str, Any] | None) -> dict[str, Quantity]:
     return {name: q(source[name]) for name in RESOURCES if source.get(name) is not None}
 
 
+def _declared_requests(spec: Mapping[str, Any]) -> set[str]:
+    """The resources some container (regular, init or sidecar) requests, after container defaulting."""
+    declared: set[str] = set()
+    for kind in ("containers", "initContainers"):
+        for c in spec.get(kind) or ():
+            res = c.get("resources") or {}
+            for part in ("requests", "limits"):
+                declared.update(name for name in RESOURCES if (res.get(part) or {}).get(name) is not None)
+    return declared
+
+
 def pod_level_requests(spec: Mapping[str, Any]) -> dict[str, Quantity]:
-    """Pod-level requests after defaulting (a pod-level limit alone implies the request)."""
+    """Pod-level requests after the apiserver's defaulting (``defaultPodRequests``, 1.36).
+
+    Only where pod-level limits are set: a resource the pod-level requests leave
+    out defaults to the containers' aggregate request when some container
+    requests it, else to the pod-level limit.
+    """
     res = spec.get("resources") or {}
-    out = _resource_map(res.get("limits"))
-    out.update(_resource_map(res.get("requests")))
+    out = _resource_map(res.get("requests"))
+    limits = _resource_map(res.get("limits"))
+    if limits:
+        declared = _declared_requests(spec)
+        aggregate: Resources | None = None
+        for name in RESOURCES:
+            if name in out:
+                continue
+            if name in declared:
+                if aggregate is None:
+                    aggregate = _max(*aggregate_container_requests(spec))
+                out[name] = aggregate[name]
+            elif name in limits:
+                out[name] = limits[name]
     return out
 
 
@@ -224,13 +252,12 @@ def requests_nanos(spec: Mapping[str, Any]) -> tuple[int, int]:
         cpu = max(cpu, init_cpu)
         mem = max(mem, init_mem)
     res = spec.get("resources")
-    if res:
-        for part in ("limits", "requests"):  # a pod-level request wins over its limit
-            values = res.get(part) or {}
-            if values.get("cpu") is not None:
-                cpu = q(values["cpu"]).nanos
-            if values.get("memory") is not None:
-                mem = q(values["memory"]).nanos
+    if res and (res.get("requests") or res.get("limits")):
+        pod_level = pod_level_requests(spec)  # rare: the defaulting rules live in one place
+        if "cpu" in pod_level:
+            cpu = pod_level["cpu"].nanos
+        if "memory" in pod_level:
+            mem = pod_level["memory"].nanos
     overhead = spec.get("overhead")
     if overhead:
         if overhead.get("cpu") is not None:

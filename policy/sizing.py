@@ -18,7 +18,7 @@ from fractions import Fraction
 
 from policy.annotations import SIZE_PREFIX
 from policy.model import SidecarSpec, Sizing
-from policy.quantity import SIZE_GRANULE, ZERO, Quantity, QuantityError
+from policy.quantity import SIZE_GRANULE, ZERO, Format, Quantity, QuantityError
 from policy.resources import RESOURCES
 
 
@@ -106,7 +106,7 @@ def size_sidecar(
     return SidecarSize(limits=limits, requests=requests, notes=tuple(notes))
 
 
-def _family(name: str) -> str:  # type: ignore[return]
+def _family(name: str) -> Format:
     """Memory is printed in binary units (``96Mi``), CPU in decimal (``250m``)."""
     return "BinarySI" if name == "memory" else "DecimalSI"
 

@@ -1,7 +1,7 @@
 """Which version of each sidecar a pod gets, and why — one precedence, explainable.
 
-Lesson 8 of the field: global, per-app, per-zone, experiment and bugfix
-versions scattered over config items broke the baseline. Here one policy holds
+Global, per-app, per-zone, experiment and bugfix versions scattered over
+config items broke the baseline (docs/design.md#lesson-8). Here one policy holds
 the baseline and ordered rules, and a fixed precedence decides:
 
     pod pin (if allowed) > bugfix > experiment > namespace pin > app > zone > baseline
@@ -32,6 +32,8 @@ _CRONJOB_SUFFIX = re.compile(r"^(?P<base>.+)-(?P<ts>[0-9]{8,})$")
 
 @dataclass(frozen=True, slots=True)
 class RuleVerdict:
+    """What one version rule did for one sidecar of one pod, and why (for ``meshfit explain``)."""
+
     rule: str
     type: str
     outcome: str  # won | no-match | expired | shadowed | not-allowed | other-sidecar
@@ -40,6 +42,8 @@ class RuleVerdict:
 
 @dataclass(frozen=True, slots=True)
 class VersionChoice:
+    """The version a sidecar gets, the rule that chose it, and every rule's verdict."""
+
     sidecar: str
     version: str
     image: str
@@ -105,6 +109,7 @@ def resolve_version(
     namespace_pin: str | None,
     now: datetime,
 ) -> VersionChoice:
+    """The version of ``spec`` for ``pod`` under the one precedence (see the module docstring)."""
     sidecar = versions.sidecars[spec.name]
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}

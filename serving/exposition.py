@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,7 +60,7 @@ def format_value(value: Value) -> str:
     return repr(float(value))
 
 
-def _capped(series: dict[Labels, object], labels: Labels, width: int) -> Labels:
+def _capped(series: Mapping[Labels, object], labels: Labels, width: int) -> Labels:
     """``labels`` if it is known or there is room for it, else the ``other`` label set."""
     if labels in series or len(series) < MAX_SERIES:
         return labels
@@ -79,6 +79,7 @@ class Counter:
         self.values: dict[Labels, int | float] = {} if self.labels else {(): 0}
 
     def inc(self, *labels: str, by: int | float = 1) -> None:
+        """Add ``by`` to the count of ``labels``."""
         values = self.values
         if labels in values:
             values[labels] += by
@@ -87,9 +88,11 @@ class Counter:
             values[key] = values.get(key, 0) + by
 
     def get(self, *labels: str) -> int | float:
+        """The count of ``labels`` (0 when never incremented)."""
         return self.values.get(labels, 0)
 
     def lines(self) -> Iterator[str]:
+        """The metric's sample lines, sorted by label values."""
         for labels, value in sorted(self.values.items()):
             yield f"{self.name}{_format_labels(self.labels, labels)} {format_value(value)}"
 
@@ -122,6 +125,7 @@ class Histogram:
         self.series: dict[Labels, _Series] = {} if self.labels else {(): _Series(len(self.bounds))}
 
     def observe(self, value: float, *labels: str) -> None:
+        """Count one observation of ``value`` for ``labels``."""
         series = self.series.get(labels)
         if series is None:
             key = _capped(self.series, labels, len(self.labels))
@@ -133,10 +137,12 @@ class Histogram:
         series.count += 1
 
     def count(self, *labels: str) -> int:
+        """How many observations ``labels`` has."""
         series = self.series.get(labels)
         return series.count if series is not None else 0
 
     def lines(self) -> Iterator[str]:
+        """The bucket, sum and count lines, sorted by label values."""
         name, names = self.name, self.labels
         for labels, series in sorted(self.series.items()):
             running = 0
@@ -167,6 +173,7 @@ class Callback:
         self.read = read
 
     def lines(self) -> Iterator[str]:
+        """The sample lines of what the callback returns now."""
         for labels, value in self.read():
             yield f"{self.name}{_format_labels(self.labels, labels)} {format_value(value)}"
 
@@ -182,13 +189,16 @@ class Registry:
         self.metrics: list[Metric] = []
 
     def add(self, metric: M) -> M:
+        """Register ``metric`` (rendered in the order added) and return it."""
         self.metrics.append(metric)
         return metric
 
     def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
+        """A new registered :class:`Counter`."""
         return self.add(Counter(name, help, labels))
 
     def histogram(self, name: str, help: str, buckets: Sequence[float], labels: Sequence[str] = ()) -> Histogram:
+        """A new registered :class:`Histogram`."""
         return self.add(Histogram(name, help, buckets, labels))
 
     def callback(
@@ -199,9 +209,11 @@ class Registry:
         labels: Sequence[str] = (),
         kind: str = "gauge",
     ) -> Callback:
+        """A metric whose samples ``read`` returns at scrape time."""
         return self.add(Callback(name, help, read, labels, kind))
 
     def render(self) -> bytes:
+        """Every metric in the Prometheus text format."""
         lines: list[str] = []
         for metric in self.metrics:
             lines.append(f"# HELP {metric.name} {metric.help}")

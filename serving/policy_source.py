@@ -79,6 +79,7 @@ class GlobalPolicy:
 
     @property
     def revision(self) -> str | None:
+        """The revision of the policy in force, ``None`` before the first."""
         return self.policy.revision if self.policy is not None else None
 
     def offer_text(self, text: str, source: str) -> bool:

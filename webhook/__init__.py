@@ -2,7 +2,8 @@
 
 Layers import one way, from the edge inward:
 
-* :mod:`webhook.server` — the process: TLS listener, reloads, watches, graceful stop;
+* :mod:`webhook.process` — the process: what it is made of (TLS listener, reloads, watches),
+  run by :mod:`serving.process`;
 * :mod:`webhook.handlers` — HTTP: envelope checks, counting, answering;
 * :mod:`webhook.mutate` — one admission decision from a parsed review (pure);
 * :mod:`webhook.review` — AdmissionReview v1/v1beta1 in and out (pure);

@@ -67,6 +67,8 @@ _TOKEN_VOLUME_PREFIX = b"kube-api-access-"
 
 
 class AnswerCache:
+    """The engine's verdicts for identical pods under one policy, least recently used dropped first."""
+
     def __init__(self, entries: int = DEFAULT_ENTRIES) -> None:
         self.entries = entries
         self._items: OrderedDict[Key, Verdict] = OrderedDict()
@@ -101,6 +103,7 @@ class AnswerCache:
         return namespace, frozen_labels, id(namespace_policy), hashlib.blake2b(raw, digest_size=20).digest()
 
     def get(self, key: Key, policy: Policy, namespace_policy: NamespacePolicy | None) -> Verdict | None:
+        """The verdict remembered for ``key``, if any, still valid under ``policy``."""
         if policy is not self._policy or time.time() >= self._valid_until:
             self._reset(policy)
         verdict = self._items.get(key)
@@ -113,6 +116,7 @@ class AnswerCache:
         return verdict
 
     def put(self, key: Key, policy: Policy, verdict: Verdict) -> None:
+        """Remember ``verdict`` for ``key`` (unless its patch is specific to one pod)."""
         if verdict.patch is not None and _mentions_token_volume(verdict.patch):
             return  # the patch depends on this pod's own volume name: never replay it for another
         if policy is not self._policy:

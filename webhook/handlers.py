@@ -15,19 +15,17 @@ a 500.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from time import perf_counter
-from typing import Protocol
 
 from aiohttp import web
 
 from policy.inject import Namespace
 from serving.exposition import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from serving.process import Process, http_app
 from webhook.answer_cache import AnswerCache
-from webhook.metrics import WebhookMetrics
+from webhook.metrics import CertSource, Synced, WebhookMetrics
 from webhook.mutate import (
     ADMITTED_ON_ERROR,
     DENIED,
@@ -49,22 +47,6 @@ DEFAULT_MAX_BODY_BYTES = 7 * 1024 * 1024
 MUTATE_PATH = "/mutate"
 
 
-class CertState(Protocol):
-    @property
-    def valid(self) -> bool: ...
-
-    last_error: str
-
-    def seconds_until_expiry(self) -> float | None: ...
-
-
-class Synced(Protocol):
-    name: str
-
-    @property
-    def has_synced(self) -> bool: ...
-
-
 class Webhook:
     """Holds the live state the handlers read; ``app()`` wires them into aiohttp."""
 
@@ -74,10 +56,11 @@ class Webhook:
         namespaces: NamespaceLabels,
         metrics: WebhookMetrics,
         *,
-        certs: CertState | None = None,
+        certs: CertSource | None = None,
         watches: Sequence[Synced] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         cache: AnswerCache | None = None,
+        process: Process | None = None,
     ) -> None:
         self.live = live
         self.namespaces = namespaces
@@ -86,17 +69,21 @@ class Webhook:
         self.watches = tuple(watches)
         self.max_body_bytes = max_body_bytes
         self.cache = cache
-        #: Set when shutdown begins: readiness goes false so endpoints drop this replica first.
-        self.draining = False
-        self._idle = asyncio.Event()
+        self.process = process
         self._debug = log.isEnabledFor(logging.DEBUG)
 
+    @property
+    def draining(self) -> bool:
+        """Shutdown has begun: readiness goes false so endpoints drop this replica first."""
+        return self.process is not None and self.process.draining
+
     def resolve(self, name: str) -> Namespace:
+        """The namespace as the engine needs it: its labels and its own policy."""
         return Namespace(name, self.namespaces.labels(name), self.live.namespace_policy(name))
 
     def app(self) -> web.Application:
-        # client_max_size bounds request.read() as it streams: an oversize body is never buffered whole.
-        app = web.Application(client_max_size=self.max_body_bytes)
+        """The routes, on an application with the limits every listener has."""
+        app = http_app(self.max_body_bytes)
         app.router.add_post(MUTATE_PATH, self.mutate)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
@@ -116,6 +103,7 @@ class Webhook:
         return response
 
     async def mutate(self, request: web.Request) -> web.Response:
+        """``POST /mutate``: one AdmissionReview in, its answer out."""
         started = perf_counter()
         if request.content_type != "application/json":
             return self._client_error(
@@ -171,22 +159,6 @@ class Webhook:
             return response
         finally:
             metrics.in_flight -= 1
-            if self.draining and metrics.in_flight == 0:
-                self._idle.set()
-
-    async def drained(self, timeout: float) -> bool:
-        """Wait until no review is being answered (bodies still arriving included); False on timeout.
-
-        aiohttp's own shutdown stops reading from every connection at once,
-        which would strand a review whose body is still on the wire; so the
-        server waits here, with the listener already closed, before it.
-        """
-        if self.metrics.in_flight == 0:
-            return True
-        self._idle.clear()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        return self.metrics.in_flight == 0
 
     # -- probes and metrics ----------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -233,8 +205,10 @@ class Webhook:
         return ready, lines
 
     async def readyz(self, request: web.Request) -> web.Response:
+        """``GET /readyz``: 200 when :meth:`readiness` says so, else 503; one line per check."""
         ready, lines = self.readiness()
         return web.Response(status=200 if ready else 503, text="\n".join(lines) + "\n")
 
     async def metrics_handler(self, request: web.Request) -> web.Response:
+        """``GET /metrics`` in the Prometheus text format."""
         return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})

@@ -24,22 +24,40 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 
 
 class CertSource(Protocol):
+    """The serving certificate as metrics and readiness read it (:class:`certs.reload.CertReloader`)."""
+
     reloads: int
     failures: int
+    last_error: str
 
-    def seconds_until_expiry(self) -> float | None: ...
+    @property
+    def valid(self) -> bool:
+        """Whether the certificate is within its validity period."""
+        ...
+
+    def seconds_until_expiry(self) -> float | None:
+        """Seconds until the serving certificate expires, ``None`` when none is loaded."""
+        ...
 
 
-class WatchSource(Protocol):
-    """What a list/watch exposes (``kube.watch.ListWatch``)."""
+class Synced(Protocol):
+    """A list/watch whose initial list readiness waits for (``kube.watch.ListWatch``)."""
 
     name: str
 
     @property
-    def has_synced(self) -> bool: ...
+    def has_synced(self) -> bool:
+        """Whether the initial list has arrived."""
+        ...
+
+
+class WatchSource(Synced, Protocol):
+    """What metrics read of a list/watch: its sync state and its counters."""
 
     @property
-    def stats(self) -> object: ...
+    def stats(self) -> object:
+        """The watch's counters (:class:`kube.watch.WatchStats`)."""
+        ...
 
 
 class WebhookMetrics:
@@ -72,6 +90,7 @@ class WebhookMetrics:
         r.callback(PREFIX + "requests_in_flight", "Admission requests being answered now.", lambda: [((), self.in_flight)])
 
     def observe_policy(self, live: LivePolicy) -> None:
+        """Expose the policy in force and its update counts."""
         r = self.registry
         r.callback(
             PREFIX + "policy_reloads_total",
@@ -115,6 +134,7 @@ class WebhookMetrics:
         )
 
     def observe_certs(self, certs: CertSource) -> None:
+        """Expose the serving certificate's expiry and reloads."""
         def expiry() -> Iterable[tuple[Labels, float]]:
             seconds = certs.seconds_until_expiry()
             return [((), seconds)] if seconds is not None else []
@@ -134,6 +154,7 @@ class WebhookMetrics:
         )
 
     def observe_answer_cache(self, cache: AnswerCache) -> None:
+        """Expose the answer cache's size, hits and misses."""
         r = self.registry
         r.callback(
             PREFIX + "answer_cache_lookups_total",
@@ -145,6 +166,7 @@ class WebhookMetrics:
         r.callback(PREFIX + "answer_cache_entries", "Engine verdicts remembered.", lambda: [((), len(cache))])
 
     def observe_namespaces(self, misses: Callable[[], int], size: Callable[[], int]) -> None:
+        """Expose the namespace cache's size and misses."""
         r = self.registry
         r.callback(
             PREFIX + "namespace_cache_misses_total",
@@ -155,6 +177,7 @@ class WebhookMetrics:
         r.callback(PREFIX + "namespace_cache_size", "Namespaces in the label cache.", lambda: [((), size())])
 
     def observe_watches(self, watches: list[WatchSource]) -> None:
+        """Expose each watch's sync state and counters."""
         def synced() -> Iterable[tuple[Labels, float]]:
             return [((w.name,), 1 if w.has_synced else 0) for w in watches]
 
@@ -172,4 +195,5 @@ class WebhookMetrics:
             r.callback(PREFIX + f"watch_{attr}_total", help, counter(attr), ("watch",), kind="counter")
 
     def render(self) -> bytes:
+        """Every metric in the Prometheus text format."""
         return self.registry.render()

@@ -28,10 +28,16 @@ EMPTY: Mapping[str, str] = {}
 
 
 class NamespaceLabels(Protocol):
-    @property
-    def synced(self) -> bool: ...
+    """Where the request path reads namespace labels from."""
 
-    def labels(self, name: str) -> Mapping[str, str] | None: ...
+    @property
+    def synced(self) -> bool:
+        """Whether the labels are known (the initial list has arrived)."""
+        ...
+
+    def labels(self, name: str) -> Mapping[str, str] | None:
+        """The labels of namespace ``name``, ``None`` when unknown."""
+        ...
 
 
 class NoCluster:
@@ -42,6 +48,7 @@ class NoCluster:
     size = 0
 
     def labels(self, name: str) -> Mapping[str, str] | None:
+        """Always ``None``: without a cluster every namespace counts as opted in."""
         return None
 
 
@@ -57,9 +64,11 @@ class NamespaceCache:
 
     @property
     def size(self) -> int:
+        """Namespaces known."""
         return len(self._labels)
 
     def labels(self, name: str) -> Mapping[str, str] | None:
+        """The labels of namespace ``name`` from the watch, ``None`` when unknown."""
         labels = self._labels.get(name)
         if labels is None:
             self.misses += 1
@@ -71,6 +80,7 @@ class NamespaceCache:
 
     # -- list/watch callbacks --------------------------------------------
     def on_sync(self, items: Iterable[Mapping[str, Any]], resource_version: str = "") -> None:
+        """A (re)list of every Namespace."""
         fresh: dict[str, Mapping[str, str]] = {}
         for item in items:
             name, labels = _entry(item)
@@ -82,6 +92,7 @@ class NamespaceCache:
         self.synced = True
 
     def on_event(self, kind: str, namespace: Mapping[str, Any]) -> None:
+        """One watch event of a Namespace."""
         name, labels = _entry(namespace)
         if not name:
             return

@@ -44,6 +44,7 @@ class LivePolicy(GlobalPolicy):
 
     # -- namespace policies -------------------------------------------------
     def namespace_policy(self, namespace: str) -> NamespacePolicy | None:
+        """The policy of ``namespace``, ``None`` when it has none (or none valid)."""
         return self.namespace_policies.get(namespace)
 
     def replace_namespace_configmaps(self, configmaps: Iterable[Mapping[str, Any]]) -> None:
@@ -59,6 +60,7 @@ class LivePolicy(GlobalPolicy):
             self.put_namespace_configmap(configmap)
 
     def put_namespace_configmap(self, configmap: Mapping[str, Any]) -> bool:
+        """A namespace's ``meshfit-policy`` ConfigMap, added or changed; True when its policy changed."""
         namespace = _namespace_of(configmap)
         if not namespace:
             return False

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bench import extender_scale, pod_create, scheduling, watch_throughput, webhook_floor
+from bench import extender_scale, pod_create, reaccount, scheduling, watch_throughput, webhook_floor
 from bench.loadgen import binary
 from controlplane.cluster import LocalCluster
 
@@ -103,3 +103,15 @@ def test_watch_throughput(tmp_path: Path, local_cluster: LocalCluster) -> None:
     row = data["rows"][0]
     assert row["events emitted"] >= 20  # an ADDED and a DELETED per pod at least
     assert row["absorbed"] >= row["events emitted"]
+
+
+@pytest.mark.e2e
+def test_reaccount(tmp_path: Path, local_cluster: LocalCluster) -> None:
+    reaccount.run(pods=12, qps=400.0, nodes=2, cluster=local_cluster, out_dir=tmp_path, log=lambda line: None)
+    data = load(tmp_path, "reaccount")
+    sizes = [row["pods"] for row in data["rows"]]
+    assert sizes == [3, 12]
+    for row in data["rows"]:
+        assert row["changed"] == row["pods"], "every pod of the fleet is resized"
+        assert row["writes/changed pod"] == 2
+        assert row["client peak MB"] > 0

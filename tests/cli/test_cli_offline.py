@@ -68,18 +68,75 @@ def test_namespace_labels_gate_injection(capsys: pytest.CaptureFixture[str]) -> 
     assert "rpc-mesh" in out
 
 
-def test_errors_are_one_line_and_name_document_and_field(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_a_bad_document_is_reported_by_index_kind_and_name_and_the_others_are_written(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: ok}\nspec: {containers: [{name: a}]}\n---\n"
+    good = "apiVersion: v1\nkind: Pod\nmetadata: {name: ok%d}\nspec: {containers: [{name: a, resources: {requests: {cpu: 1, memory: 1Gi}}}]}\n"
+    bad.write_text(good % 1 + "---\n"
                    "apiVersion: v1\nkind: Pod\nmetadata: {name: broken}\n"
-                   "spec: {containers: [{name: a, resources: {limits: {memory: 1GB}}}]}\n")
+                   "spec: {containers: [{name: a, resources: {limits: {memory: 1GB}}}]}\n---\n" + good % 3)
     code, out, err = run(capsys, "inject", "-f", str(bad))
-    assert code == 1 and out == ""
-    assert err.strip() == (f"meshfit inject: {bad} document 2 (Pod broken): "
-                           "spec.containers[0].resources.limits.memory: invalid quantity '1GB'")
-    assert len(err.strip().splitlines()) == 1
+    assert code == 1
+    written = [d["metadata"]["name"] for d in yaml.safe_load_all(out)]
+    assert written == ["ok1", "ok3"]
+    assert err.strip().splitlines() == [f"meshfit inject: {bad} document 2 (Pod broken): "
+                                        "spec.containers[0].resources.limits.memory: invalid quantity '1GB'"]
     code, _, err = run(capsys, "inject", "-f", str(tmp_path / "missing.yaml"))
     assert code == 1 and "no such file" in err
+
+
+def test_yaml_numbers_are_quantities(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "numbers.yaml"
+    f.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: n}\n"
+                 "spec: {containers: [{name: a, resources: {requests: {cpu: 0.15, memory: 128974848}, "
+                 "limits: {cpu: 1, memory: 2.0e+9}}}]}\n")
+    code, out, err = run(capsys, "inject", "-f", str(f))
+    assert code == 0, err
+    app = next(c for c in yaml.safe_load(out)["spec"]["containers"] if c["name"] == "a")
+    assert app["resources"]["limits"] == {"cpu": 1, "memory": 2.0e+9}  # limits are never rewritten
+
+
+def test_a_runtime_class_overhead_is_known_offline(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "kata.yaml"
+    pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: k}\nspec: {runtimeClassName: kata, containers: "
+           "[{name: a, resources: {requests: {cpu: 1, memory: 1Gi}}}]}\n")
+    f.write_text(pod)
+    code, out, err = run(capsys, "inject", "-f", str(f))
+    assert code == 0 and "runtimeClassName kata: its overhead is unknown here" in err
+    unknown = yaml.safe_load(out)
+    f.write_text("apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: kata}\nhandler: kata\n"
+                 "overhead: {podFixed: {cpu: 250m, memory: 160Mi}}\n---\n" + pod)
+    code, out, err = run(capsys, "inject", "-f", str(f))
+    assert code == 0 and "unknown here" not in err
+    known = list(yaml.safe_load_all(out))[1]
+    assert "overhead" not in known["spec"], "the apiserver adds the overhead itself"
+    record = orjson.loads(known["metadata"]["annotations"]["meshfit.io/accounting"])
+    assert record["original"] == {"cpu": "1250m", "memory": "1184Mi"}  # A as the webhook will see it
+    assert orjson.loads(unknown["metadata"]["annotations"]["meshfit.io/accounting"])["original"] == \
+        {"cpu": "1", "memory": "1Gi"}
+    code, flagged, _ = run(capsys, "inject", "-f", str(f), "--runtime-class", "kata=cpu=250m,memory=160Mi")
+    assert code == 0 and flagged == out
+
+
+def test_a_skipped_template_comes_back_untouched(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "deploy.yaml"
+    text = ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: kube-system}\n"
+            "spec:\n  selector: {matchLabels: {app: d}}\n  template:\n    spec:\n"
+            "      containers: [{name: a, resources: {limits: {memory: 1GB}}}]\n")
+    f.write_text(text)
+    code, out, err = run(capsys, "inject", "-f", str(f))
+    assert code == 0, err  # excluded namespace decided before the bad quantity is parsed
+    assert yaml.safe_load(out) == yaml.safe_load(text)
+
+
+def test_explain_names_the_namespace_it_assumed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "pod.yaml"
+    f.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a, resources: "
+                 "{requests: {cpu: 100m, memory: 64Mi}}}]}\n")
+    code, out, _ = run(capsys, "explain", "-f", str(f))
+    assert code == 0 and "Pod default/p" in out and "None" not in out
+    assert "qos:      Burstable → Burstable (unchanged)" in out
+    assert "reduced:  the sidecars' requests cut by" in out
 
 
 def test_invalid_policy_is_reported_by_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -109,3 +166,20 @@ def test_the_console_script_runs_from_stdin() -> None:
                           capture_output=True, cwd=ROOT, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert orjson.loads(proc.stdout)["metadata"]["annotations"]["meshfit.io/status"]
+
+
+def test_every_command_is_registered_and_none_is_hidden_by_an_import_error(monkeypatch) -> None:
+    from cli import main as cli_main
+
+    parser = cli_main.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    assert list(commands.choices) == list(cli_main.COMMANDS)
+
+    listed = cli_main.COMMANDS
+    monkeypatch.setitem(sys.modules, "cli.broken_cmd", None)  # importing it raises ImportError
+    monkeypatch.setattr(cli_main, "COMMANDS", (*listed, "broken"))
+    with pytest.raises(ImportError):
+        cli_main.build_parser()
+    monkeypatch.setattr(cli_main, "COMMANDS", (*listed, "missing"))
+    with pytest.raises(ModuleNotFoundError):
+        cli_main.build_parser()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import reference as ref
 import yaml
 from e2e_support import (
     ACCOUNTING,
@@ -98,15 +99,20 @@ def test_the_api_stores_what_meshfit_inject_predicts(
         assert is_untouched(stored, pod) == []
         return
     # Accepted by validation as meshfit wrote them: native sidecars first, the
-    # pod-level budget (pod-level variant), and R(pod) exactly what the app asked for.
+    # pod-level budget (pod-level variant) unless that would move the QoS class, R(pod)
+    # exactly what the app asked for, and the QoS class the apiserver gives unchanged.
     assert sidecar_names(stored) == ["rpc-mesh", "msg-mesh"]
     assert [c["name"] for c in stored["spec"]["initContainers"][:2]] == ["rpc-mesh", "msg-mesh"]
     assert STATUS in annotations and ACCOUNTING in annotations
     record = json.loads(annotations[ACCOUNTING])
-    assert record["mode"] == "overcommit" and record["variant"] == "pod-level", record
-    assert "resources" in stored["spec"], "pod-level resources were dropped"
-    assert pod_requests(stored) == pod_requests(pod), "R(pod) changed: quota and scheduler would see a leak"
-    assert pod_limits(stored) == pod_limits(pod), "the pod's cgroup limit changed in the pod-level variant"
+    assert record["mode"] == "overcommit" and record["variant"] in ("pod-level", "swap"), record
+    assert ref.effective_requests(stored) == ref.effective_requests(pod), "R(pod) changed: quota would see a leak"
+    assert stored["status"]["qosClass"] == ref.qos_class(pod) == record["qos"]["before"] == record["qos"]["after"]
+    if record["variant"] == "pod-level":
+        assert "resources" in stored["spec"], "pod-level resources were dropped"
+        assert ref.effective_limits(stored) == ref.effective_limits(pod), "the pod's cgroup limit changed"
+    else:
+        assert record["qos"]["before"] != "Guaranteed", "a Guaranteed pod keeps its class through the pod-level variant"
 
 
 def test_a_deployments_template_is_not_touched_at_admission(local_cluster: LocalCluster, mesh_namespace: Any) -> None:

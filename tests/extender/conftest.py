@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from extender.server import build_app
+from extender.handlers import build_app
 from extender.service import ExtenderService
 
 

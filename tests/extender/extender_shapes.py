@@ -97,7 +97,9 @@ def app_pod(
                 "image": "registry.example.com/shop/app:1.0",
                 "resources": {
                     "requests": {"cpu": cpu, "memory": memory},
-                    "limits": limits or {"cpu": cpu, "memory": memory},
+                    # Burstable, as most real pods are: no CPU limit. (A Guaranteed pod keeps its QoS
+                    # through the pod-level variant, which puts no exposure on the node.)
+                    "limits": limits or {"memory": memory},
                 },
             }],
         },

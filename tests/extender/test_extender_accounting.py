@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from extender.accounting import Accounting, PodEntry
+from extender.accounting import Accounting
+from policy.pod_entry import PodEntry
 
 GI = 2**30 * 10**9
 CORE = 10**9

@@ -26,9 +26,10 @@ from extender_shapes import app_pod, bound, meshed, node, policy_with
 from extender.binder import BindError
 from extender.cache import ClusterCache
 from extender.inflight import InFlight
-from extender.policy_source import PolicyHolder
+from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
 from policy.pod_accounting import account_pod
+from policy.pod_entry import reduce_pod
 
 NODES = [node(f"node-{i}", "16", "32Gi") for i in range(1, 5)]
 NAMES = [n["metadata"]["name"] for n in NODES]
@@ -55,7 +56,7 @@ class LaggingWatch:
 
     def deliver(self, service: ExtenderService) -> None:
         for name, node_name in self.bindings.items():
-            service.on_pod_event("MODIFIED", bound(self.by_name[name], node_name))
+            service.on_pod_event("MODIFIED", reduce_pod(bound(self.by_name[name], node_name)))
 
 
 def exposure_per_node(watch: LaggingWatch) -> dict[str, tuple[int, int]]:
@@ -81,7 +82,7 @@ def new_service(watch: LaggingWatch, inflight: InFlight | None = None) -> Extend
     cache = ClusterCache()
     cache.sync_nodes(NODES)
     cache.sync_pods([])
-    return ExtenderService(cache, PolicyHolder(POLICY, "test"), binder=watch, inflight=inflight)
+    return ExtenderService(cache, LivePolicy(POLICY, "test"), binder=watch, inflight=inflight)
 
 
 async def schedule_one(running: Running, pod: dict, names: list[str]) -> str | None:

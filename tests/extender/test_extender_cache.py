@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from extender_shapes import app_pod, bound, meshed, node, uid
 
-from extender.accounting import PodEntry
-from extender.cache import ClusterCache, reduce_pod
+from extender.cache import ClusterCache
 from policy.pod_accounting import account_pod
+from policy.pod_entry import PodEntry, reduce_pod
 
 GI = 2**30 * 10**9
 CORE = 10**9
@@ -66,7 +66,7 @@ def test_a_bad_record_is_counted_and_ignored() -> None:
 def test_assumed_binding_is_confirmed_by_the_watch() -> None:
     cache = cache_with(node("a"), node("b"))
     pod = app_pod("web-1", "1", "1Gi")
-    cache.remember(uid(pod), PodEntry.from_accounting(account_pod(pod)), True)
+    cache.remember(uid(pod), reduce_pod(pod), True)
     assert cache.assume(uid(pod), "a", now=100.0)
     assert cache.nodes["a"].pods == 1
     # A watch event older than the binding (the pod still pending) does not undo it.
@@ -159,7 +159,7 @@ def test_reduced_pods_count_as_the_pods_they_came_from() -> None:
     other = bound(app_pod("web-2", "1", "1Gi"), "a")
     for event, obj in (("ADDED", pod), ("MODIFIED", bound(pod, "a")), ("ADDED", other), ("DELETED", other)):
         plain.apply_pod(event, obj)
-        reduced.apply_pod(event, reduce_pod(obj))
+        reduced.apply(event, reduce_pod(obj))
         assert reduced.nodes["a"].to_dict() == plain.nodes["a"].to_dict()
         assert set(reduced.accounting.pods) == set(plain.accounting.pods)
     assert not reduce_pod(pod).settled, "pending: its bind is still to come"

@@ -18,8 +18,8 @@ from extender_shapes import POLICY_FILE, app_pod, bound, meshed, node
 from replay_apiserver import ReplayApiServer, recording
 
 from cli.main import main
-from extender.policy_source import PolicyHolder
-from policy.pod_accounting import ISTIO_STATUS
+from extender.policy_source import LivePolicy
+from policy.foreign_mesh import ISTIO_STATUS
 from serving.policy_source import PolicyFile
 
 MESHFIT = [sys.executable, "-m", "cli"]
@@ -249,7 +249,7 @@ def test_policy_file_reload_keeps_the_last_good(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     text = POLICY_FILE.read_text()
     path.write_text(text)
-    holder = PolicyHolder()
+    holder = LivePolicy()
     watch = PolicyFile(holder, path)
     assert watch.check_now()  # the first read takes the file
     assert not watch.check_now()  # unchanged since

@@ -16,7 +16,7 @@ from replay_apiserver import ReplayApiServer, recording
 
 from extender.cache import ClusterCache
 from extender.feed import POD_SELECTOR, ClusterFeed
-from extender.policy_source import PolicyHolder
+from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
 from kube.client import ApiClient
 from kube.config import ClusterConfig
@@ -77,7 +77,7 @@ async def test_list_watch_410_relist(server: ReplayApiServer) -> None:
                     server.stream(recording("pods-watch-gone.ndjson"), hold=proceed),
                     server.stream(recording("pods-watch-2.ndjson"), then_hang=True))
 
-    service = ExtenderService(ClusterCache(), PolicyHolder(default_policy(), "test"))
+    service = ExtenderService(ClusterCache(), LivePolicy(default_policy(), "test"))
     stop = asyncio.Event()
     async with ApiClient(ClusterConfig(server=server.url)) as client:
         feed = ClusterFeed(client, service, page_size=2, settle_gc=False)
@@ -118,7 +118,7 @@ async def test_list_watch_410_relist(server: ReplayApiServer) -> None:
             stats = feed.watches["pods"].stats
             assert (stats.lists, stats.relists) == (2, 1)
 
-            text = service.instruments.render().decode()
+            text = service.metrics.render().decode()
             assert 'meshfit_extender_watch_relists_total{resource="pods"} 1' in text
             assert 'meshfit_extender_watch_restarts_total{resource="pods"}' in text
         finally:
@@ -143,7 +143,7 @@ async def test_policy_configmap_watch_keeps_the_last_good_policy(server: ReplayA
     server.on_list(path, server.body(orjson.dumps(good)))
     server.on_watch(path, server.stream(events, hold=gate, then_hang=True))
 
-    holder = PolicyHolder()
+    holder = LivePolicy()
     service = ExtenderService(ClusterCache(), holder)
     stop = asyncio.Event()
     async with ApiClient(ClusterConfig(server=server.url)) as client:

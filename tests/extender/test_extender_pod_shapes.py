@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from extender_shapes import bound, node, policy_with
 
-from extender.accounting import PodEntry
 from extender.cache import ClusterCache
 from extender.scoring import Scorer
 from policy.decision import Namespace
 from policy.inject import inject
 from policy.pod_accounting import account_pod
+from policy.pod_entry import reduce_pod
 from policy.record import parse_record
 from policy.resources import pod_requests
 
@@ -84,7 +84,7 @@ def test_every_shape_is_charged_exactly_what_its_record_says(name: str, mode: st
 
     # Filter judges it (it carries a record) by exactly these figures.
     acc = account_pod(result.pod)
-    entry = PodEntry.from_accounting(acc).unplaced()
+    entry = reduce_pod(result.pod).unplaced()
     scorer = Scorer(MODES[mode].scheduling)
     assert scorer.judged(entry, acc.mesh == "meshfit")
     tiny = ClusterCache()

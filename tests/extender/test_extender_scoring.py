@@ -9,10 +9,11 @@ from extender_shapes import app_pod, meshed, policy_with
 from hypothesis import given
 from hypothesis import strategies as st
 
-from extender.accounting import NodeState, PodEntry
+from extender.accounting import NodeState
 from extender.scoring import MAX_PRIORITY, Scorer
 from policy.model import Scheduling
 from policy.pod_accounting import account_pod
+from policy.pod_entry import PodEntry, reduce_pod
 from policy.quantity import Quantity
 
 CORE = 10**9
@@ -109,8 +110,9 @@ def test_who_is_judged() -> None:
 
 
 def test_an_injected_pod_is_judged_by_its_record() -> None:
-    acc = account_pod(meshed(app_pod("web-1", "2", "4Gi")))
-    entry = PodEntry.from_accounting(acc)
+    pod = meshed(app_pod("web-1", "2", "4Gi"))
+    acc = account_pod(pod)
+    entry = reduce_pod(pod)
     assert DEFAULT.judged(entry, acc.mesh == "meshfit")
     assert (entry.exp_cpu, entry.exp_memory) == (acc.exposure["cpu"].nanos, acc.exposure["memory"].nanos)
     # 384Mi of exposure on a 3Gi node is 12.5%: over the 10% memory ceiling.

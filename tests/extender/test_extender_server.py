@@ -9,9 +9,10 @@ from extender_shapes import app_pod, bound, default_policy, meshed, node, policy
 from replay_apiserver import recording
 
 from extender.cache import ClusterCache
-from extender.policy_source import PolicyHolder
+from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
 from policy.pod_accounting import account_pod
+from policy.pod_entry import reduce_pod
 
 RECORDED_POD = orjson.loads(recording("args-cache-filter.json"))["Pod"]
 
@@ -23,7 +24,7 @@ def service_for(policy=None) -> ExtenderService:
     filler = meshed(app_pod("filler-0", "1", "2Gi", limits={"cpu": "1", "memory": "8Gi"}))
     assert account_pod(filler).exposure["memory"].format() == "640Mi"
     cache.sync_pods([bound(filler, "node-c")])
-    return ExtenderService(cache, PolicyHolder(policy or default_policy(), "test"))
+    return ExtenderService(cache, LivePolicy(policy or default_policy(), "test"))
 
 
 def keys(answer: object) -> set[str]:
@@ -154,13 +155,13 @@ async def test_a_pod_with_unreadable_quantities_is_a_400_not_a_crash(serve) -> N
 
 
 async def test_probes_metrics_and_debug(serve) -> None:
-    service = ExtenderService(ClusterCache(), PolicyHolder(default_policy(), "test"))
+    service = ExtenderService(ClusterCache(), LivePolicy(default_policy(), "test"))
     running: Running = await serve(service)
     assert (await running.get("/healthz"))[0] == 200
     status, _, text = await running.get("/readyz")
     assert status == 503 and "nodes" in text and "pods" in text
     service.on_node_sync([node("node-a")])
-    await service.on_pod_sync([bound(meshed(app_pod("web-0", "2", "4Gi")), "node-a")])
+    await service.on_pod_sync([reduce_pod(bound(meshed(app_pod("web-0", "2", "4Gi")), "node-a"))])
     assert (await running.get("/readyz"))[0] == 200
 
     await running.post("filter", recording("args-cache-filter.json"))
@@ -229,3 +230,29 @@ async def test_a_snapshot_server_refuses_to_bind(serve) -> None:
     running: Running = await serve(service_for())
     status, answer = await running.post("bind", recording("bind.json"))
     assert status == 200 and "snapshot" in answer["Error"]
+
+
+async def test_readyz_fails_while_the_process_drains() -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from extender.handlers import build_app
+    from serving.process import Process
+
+    process = Process("extender", handle_signals=False)
+    service = ExtenderService(ClusterCache(), LivePolicy(default_policy(), "test"))
+    service.cache.sync_nodes([])
+    service.cache.sync_pods([])
+    runner = web.AppRunner(build_app(service, process=process), handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/readyz"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as response:
+                assert response.status == 200
+            process.draining = True
+            async with session.get(url) as response:
+                assert response.status == 503 and "shutting down" in await response.text()
+    finally:
+        await runner.cleanup()

@@ -155,7 +155,11 @@ def test_existing_native_sidecars_and_overhead_keep_the_invariant() -> None:
             overhead={"cpu": "250m", "memory": "160Mi"})
     result = _inject(p)
     assert pod_requests(result.pod) == pod_requests(p)
-    assert _containers(result.pod)["istio-proxy"] == p["spec"]["initContainers"][0]  # never a donor
+    own = _containers(result.pod)["istio-proxy"]["resources"]
+    # the pod's own native sidecar is part of the owner's budget: it donates with the app, limits kept
+    assert own["limits"] == p["spec"]["initContainers"][0]["resources"]["limits"]
+    assert Quantity.parse(own["requests"]["cpu"]) < Quantity.parse("100m")
+    assert Quantity.parse(own["requests"]["memory"]) < Quantity.parse("128Mi")
 
 
 def test_limits_only_pod_keeps_its_quota() -> None:
@@ -183,17 +187,54 @@ def test_sidecar_never_exceeds_a_small_pod_limit_in_the_pod_level_variant() -> N
         assert Quantity.parse(lim["memory"]) <= Quantity.parse("200Mi")
 
 
-def test_a_pod_too_small_to_hold_the_mesh_falls_back_to_swap_and_says_why() -> None:
+def test_a_small_guaranteed_pod_keeps_its_budget_and_its_qos() -> None:
+    # 100m/64Mi cannot donate the mesh's 100m/128Mi of requests (rpc-mesh 50m/64Mi at its minimum,
+    # msg-mesh 50m/64Mi capped to the pod's limit): the memory requests are cut to 64Mi in all.
     p = pod([container("app", {"cpu": "100m", "memory": "64Mi"}, {"cpu": "100m", "memory": "64Mi"})])
     result = _inject(p)
-    assert result.record.variant == "swap" and result.record.exposure == "node"
-    assert any("swap variant applies" in n for n in result.notes)
-    # 100m of app request cannot donate 150m of sidecar requests: the rest is leak, recorded
-    assert result.record.leak == {"cpu": Quantity.parse("50m"), "memory": Quantity.parse("128Mi")}
-    assert any("too small to donate" in n for n in result.notes)
-    with_own_limit = pod([container("app", {"cpu": "50m"})], pod_limits={"cpu": "100m", "memory": "64Mi"})
-    refused = _inject(with_own_limit)
-    assert not refused.injected and "pod-level limit" in refused.reason and refused.warnings
+    assert result.record.variant == "pod-level" and result.record.exposure == "pod"
+    assert pod_requests(result.pod) == pod_requests(p) and not result.record.leak
+    assert result.record.qos == ("Guaranteed", "Guaranteed")
+    assert result.record.reduced == {"memory": Quantity.parse("64Mi")}
+    sidecars = [c for c in result.pod["spec"]["initContainers"]]
+    assert [c["resources"]["requests"]["memory"] for c in sidecars] == ["32Mi", "32Mi"]
+    assert any("cut to what the pod can give" in w for w in result.warnings)
+
+
+def test_a_small_pod_under_skip_or_leak() -> None:
+    p = pod([container("app", {"cpu": "100m", "memory": "64Mi"})])
+    skipped = _inject(p, with_resources(small_pods="skip"))
+    assert not skipped.injected and skipped.skip_code == "pod_too_small" and skipped.pod is p
+    assert "smallPods: skip" in skipped.reason and skipped.warnings
+    leaky = _inject(p, with_resources(small_pods="leak"))
+    # the shipped sizes: rpc-mesh 50m/64Mi (minimum 100m/64Mi, half the CPU guaranteed), msg-mesh 100m/128Mi
+    assert leaky.record.leak == {"cpu": Quantity.parse("50m"), "memory": Quantity.parse("128Mi")}
+    assert pod_requests(leaky.pod) == {"cpu": Quantity.parse("150m"), "memory": Quantity.parse("192Mi")}
+    assert any("R(pod) grows by cpu 50m, memory 128Mi" in w for w in leaky.warnings)
+    assert "smallPods: leak" in leaky.record.leak_reasons["cpu"]
+
+
+def test_the_users_pod_level_request_is_never_raised() -> None:
+    own = pod([container("app", {"cpu": "50m"})], pod_requests={"memory": "100Mi"},
+              pod_limits={"cpu": "100m", "memory": "200Mi"})
+    result = _inject(own)
+    assert result.injected and result.pod["spec"]["resources"]["requests"]["memory"] == "100Mi"
+    assert pod_requests(result.pod) == pod_requests(own)
+    refused = _inject(own, with_resources(small_pods="leak"))
+    assert not refused.injected and refused.skip_code == "pod_level_request" and "never raises" in refused.reason
+
+
+def test_a_guaranteed_pod_under_the_swap_variant_takes_the_pod_level_variant_or_is_skipped() -> None:
+    p = pod([container("app", {"cpu": "1500m", "memory": "4Gi"}, {"cpu": "1500m", "memory": "4Gi"})])
+    kept = _inject(p, with_resources(variant="swap"))
+    assert kept.record.variant == "pod-level" and kept.record.qos == ("Guaranteed", "Guaranteed")
+    assert any("swap variant refused" in n for n in kept.notes)
+    no_pod_level = with_resources(variant="swap", pod_level_resources=False)
+    skipped = _inject(p, no_pod_level)
+    assert not skipped.injected and skipped.skip_code == "qos_change"
+    assert "Guaranteed to Burstable" in skipped.reason
+    allowed = _inject(p, with_resources(no_pod_level, qos_change="allow"))
+    assert allowed.record.qos == ("Guaranteed", "Burstable") and any("QoS class changes" in w for w in allowed.warnings)
 
 
 # -- overcommit, swap ---------------------------------------------------------------
@@ -215,7 +256,7 @@ def test_best_effort_policies() -> None:
     leaky = _inject(p)
     sidecar_cpu = sum((s.requests["cpu"] for s in leaky.sizes.values()), Quantity(0))
     assert leaky.injected and leaky.record.leak["cpu"] == sidecar_cpu == Quantity.parse("150m")
-    assert any("BestEffort" in n for n in leaky.notes)
+    assert any("BestEffort" in w and "R(pod) grows" in w for w in leaky.warnings)
     skipped = _inject(p, with_resources(best_effort="skip"))
     assert not skipped.injected and "BestEffort" in skipped.warnings[0]
     bare = _inject(p, with_resources(best_effort="besteffort"))

@@ -10,14 +10,9 @@ from policies import default_policy, with_resources
 from policy.annotations import ACCOUNTING
 from policy.decision import Namespace
 from policy.inject import inject
-from policy.pod_accounting import (
-    ISTIO_STATUS,
-    LINKERD_VERSION,
-    account_pod,
-    foreign_mesh,
-    leak_by_namespace,
-    pod_uid,
-)
+from policy.foreign_mesh import ISTIO_STATUS, LINKERD_VERSION, foreign_mesh
+from policy.namespace_leak import leak_by_namespace
+from policy.pod_accounting import account_pod, pod_uid
 from policy.quantity import Quantity
 from policy.resources import pod_requests
 
@@ -198,7 +193,8 @@ def test_leak_by_namespace_sums_and_totals() -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from policy.pod_accounting import pod_figures, requests_nanos  # noqa: E402
+from policy.pod_entry import reduce_pod  # noqa: E402
+from policy.resources import requests_nanos  # noqa: E402
 
 _cpu = st.sampled_from(["0", "1m", "100m", "250m", "1", "1500m", "2", 3, "0.5"])
 _mem = st.sampled_from(["0", "1", "64Mi", "128Mi", "1Gi", "1.5Gi", "100M", "2e9"])
@@ -268,7 +264,7 @@ def _pods(draw):  # type: ignore[no-untyped-def]
 @given(_pods())
 def test_int_figures_equal_the_reference(pod: dict) -> None:
     acc = account_pod(pod)
-    f = pod_figures(pod)
+    f = reduce_pod(pod)
     assert requests_nanos(pod["spec"]) == (acc.requests["cpu"].nanos, acc.requests["memory"].nanos)
     assert (f.uid, f.namespace, f.node, f.terminal, f.mesh, f.record_error) == (
         acc.uid, acc.namespace, acc.node, acc.terminal, acc.mesh, acc.record_error)
@@ -280,6 +276,6 @@ def test_int_figures_equal_the_reference(pod: dict) -> None:
 def test_int_figures_of_injected_pods() -> None:
     for variant in ("swap", "pod-level"):
         p = injected(java_pod(namespace="shop"), variant=variant)
-        acc, f = account_pod(p), pod_figures(p)
+        acc, f = account_pod(p), reduce_pod(p)
         assert (f.cpu, f.exp_cpu, f.exp_memory, f.mesh) == (
             acc.requests["cpu"].nanos, acc.exposure["cpu"].nanos, acc.exposure["memory"].nanos, "meshfit")

@@ -67,8 +67,10 @@ def test_pod_level_requests_replace_the_aggregate_per_resource() -> None:
 
 
 def test_pod_level_limit_alone_defaults_the_pod_level_request() -> None:
+    # defaultPodRequests (1.36): the containers' aggregate where some container requests the
+    # resource, the pod-level limit where none does
     p = pod([container("a", {"cpu": "100m"})], pod_limits={"cpu": "1", "memory": "2Gi"})
-    assert R(p) == {"cpu": "1", "memory": "2Gi"}
+    assert R(p) == {"cpu": "100m", "memory": "2Gi"}
     assert L(p) == {"cpu": "1", "memory": "2Gi"}
 
 

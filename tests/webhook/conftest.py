@@ -19,7 +19,7 @@ from webhook_samples import POLICY_FILE
 from webhook_server_helpers import NAMESPACE, SERVICE, Served, StartServer, client_context
 
 from certs.generate import generate
-from webhook.server import Running, ServeOptions, serve
+from webhook.process import Running, ServeOptions, serve
 
 
 @pytest.fixture

@@ -322,7 +322,7 @@ async def test_readyz_fails_while_the_certificate_is_not_valid(server: Served) -
 
 
 async def test_start_errors(start_server: StartServer, tmp_path: Path, policy_path: Path) -> None:
-    from webhook.server import StartError
+    from serving.process import StartError
 
     with pytest.raises(StartError, match="no serving certificate"):
         await start_server(cert_dir=tmp_path / "missing")

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from webhook.server import Running
+from webhook.process import Running
 
 SERVICE, NAMESPACE = "meshfit-webhook", "meshfit-system"
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from extender.cache import ClusterCache
+from extender.inflight import InFlight
+from extender.policy_source import LivePolicy
 from policy.quantity import NANO
 from serving.exposition import Registry, Sample
-
-if TYPE_CHECKING:
-    from extender.service import ExtenderService
 
 #: Latency buckets (seconds): the scheduler's cycle budget is milliseconds.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -32,15 +32,21 @@ class WatchStatsSource(Protocol):
     """What :class:`kube.watch.ListWatch` exposes; a protocol so snapshots need no watch."""
 
     @property
-    def stats(self) -> Any: ...
+    def stats(self) -> Any:
+        """The watch's counters (:class:`kube.watch.WatchStats`)."""
+        ...
 
 
 PREFIX = "meshfit_extender_"
 
 
-class Instruments:
-    def __init__(self, service: ExtenderService) -> None:
-        self.service = service
+class ExtenderMetrics:
+    """The extender's ``/metrics``: counters the verbs bump, and gauges read from the parts at scrape time."""
+
+    def __init__(self, cache: ClusterCache, policy: LivePolicy, inflight: InFlight) -> None:
+        self.cache = cache
+        self.policy = policy
+        self.inflight = inflight
         #: resource ("nodes", "pods", "policy") -> its ListWatch.
         self.watches: dict[str, WatchStatsSource] = {}
         r = self.registry = Registry()
@@ -69,18 +75,21 @@ class Instruments:
         self.binds = r.counter(
             PREFIX + "binds_total", "Bind calls, by result (ok, error, unknown-pod).", ("result",),
         )
+        self.in_flight = 0
+        r.callback(PREFIX + "requests_in_flight", "Scheduler calls being answered now (bodies still arriving included).",
+                   lambda: [((), self.in_flight)])
         r.callback(PREFIX + "cache_nodes", "Nodes in the cache (known: the Node object was seen).",
                    self._nodes, ("state",))
         r.callback(PREFIX + "cache_pods", "Pods in the cache: placed on a node, or pending.",
                    self._pods, ("state",))
         r.callback(PREFIX + "assumed_pods", "Pods bound by this extender that the watch has not shown bound yet.",
-                   lambda: [((), len(self.service.cache.assumed))])
+                   lambda: [((), len(self.cache.assumed))])
         r.callback(PREFIX + "assumptions_total",
                    "Assumed bindings, by outcome (assumed, confirmed, corrected, expired).",
                    self._assumptions, ("outcome",), kind="counter")
         r.callback(PREFIX + "bad_records_total",
                    "Pod events whose meshfit.io/accounting record did not parse (accounted from spec).",
-                   lambda: [((), self.service.cache.stats.bad_records)], kind="counter")
+                   lambda: [((), self.cache.stats.bad_records)], kind="counter")
         r.callback(PREFIX + "exposure", "Node-level exposure over all nodes, in cores or bytes.",
                    self._exposure, ("resource",))
         r.callback(PREFIX + "leak", "Requests sidecars add beyond what the apps asked for, in cores or bytes.",
@@ -103,48 +112,49 @@ class Instruments:
         r.callback(PREFIX + "policy_updates_total", "Policy updates, by result (loaded, rejected).",
                    self._policy_updates, ("result",), kind="counter")
         r.callback(PREFIX + "observe_only", "1 while the policy's emergency.extenderObserveOnly is set.",
-                   lambda: [((), int(self.service.policy.observe_only))])
+                   lambda: [((), int(self.policy.observe_only))])
         r.callback(PREFIX + "ready", "1 once the initial lists are in the cache.",
-                   lambda: [((), int(self.service.cache.synced and self.service.policy.settled))])
+                   lambda: [((), int(self.cache.synced and self.policy.settled))])
 
     def render(self) -> bytes:
+        """The Prometheus text of every metric."""
         return self.registry.render()
 
     # -- callbacks ------------------------------------------------------------
     def _nodes(self) -> Iterable[Sample]:
-        nodes = self.service.cache.accounting.nodes
+        nodes = self.cache.accounting.nodes
         known = sum(1 for s in nodes.values() if s.known)
         return [(("known",), known), (("referenced",), len(nodes) - known)]
 
     def _pods(self) -> Iterable[Sample]:
-        acc = self.service.cache.accounting
+        acc = self.cache.accounting
         placed = acc.totals.placed
         return [(("placed",), placed), (("pending",), len(acc.pods) - placed)]
 
     def _assumptions(self) -> Iterable[Sample]:
-        s = self.service.cache.stats
+        s = self.cache.stats
         return [(("assumed",), s.assumed), (("confirmed",), s.confirmed),
                 (("corrected",), s.corrected), (("expired",), s.expired)]
 
     def _exposure(self) -> Iterable[Sample]:
-        t = self.service.cache.accounting.totals
+        t = self.cache.accounting.totals
         return [(("cpu",), nanos_text(t.exp_cpu)), (("memory",), nanos_text(t.exp_memory))]
 
     def _leak(self) -> Iterable[Sample]:
-        t = self.service.cache.accounting.totals
+        t = self.cache.accounting.totals
         return [(("cpu",), nanos_text(t.leak_cpu)), (("memory",), nanos_text(t.leak_memory))]
 
     def _watch(self, counter: str) -> Iterable[Sample]:
         return [((name,), getattr(w.stats, counter)) for name, w in sorted(self.watches.items())]
 
     def _waits(self) -> Iterable[Sample]:
-        s = self.service.inflight.stats
+        s = self.inflight.stats
         return [(("waited",), s.waits), (("timed-out",), s.timeouts)]
 
     def _policy(self) -> Iterable[Sample]:
-        p = self.service.policy
+        p = self.policy
         return [((p.policy.revision, p.source), 1)]
 
     def _policy_updates(self) -> Iterable[Sample]:
-        p = self.service.policy
+        p = self.policy
         return [(("loaded",), p.loads), (("rejected",), p.rejections)]

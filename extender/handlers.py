@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -27,6 +28,7 @@ from extender.protocol import (
 )
 from extender.service import ExtenderService
 from serving.exposition import CONTENT_TYPE
+from serving.process import Process, http_app
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +37,22 @@ JSON = "application/json"
 MAX_BODY = 512 * 1024 * 1024
 
 SERVICE_KEY = web.AppKey("service", ExtenderService)
+#: The process serving the app, when there is one (readiness fails while it drains).
+PROCESS_KEY = web.AppKey("process", Process)
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=JSON)
 
 
-async def _timed(request: web.Request, verb: str, answer) -> web.Response:  # type: ignore[no-untyped-def]
+Answer = Callable[[ExtenderService, bytes], Awaitable[bytes]]
+
+
+async def _timed(request: web.Request, verb: str, answer: Answer) -> web.Response:
     service = request.app[SERVICE_KEY]
+    metrics = service.metrics
     started = time.perf_counter()
+    metrics.in_flight += 1
     try:
         body = await request.read()
         response = _json(await answer(service, body))
@@ -53,9 +62,10 @@ async def _timed(request: web.Request, verb: str, answer) -> web.Response:  # ty
     except Exception as exc:  # a bug must cost one answer, not the process
         log.exception("%s failed", verb)
         response = _json(encode_error(f"{verb}: internal error: {type(exc).__name__}: {exc}"), 500)
-    instruments = service.instruments
-    instruments.latency.observe(time.perf_counter() - started, verb)
-    instruments.requests.inc(verb, str(response.status))
+    finally:
+        metrics.in_flight -= 1
+    metrics.latency.observe(time.perf_counter() - started, verb)
+    metrics.requests.inc(verb, str(response.status))
     return response
 
 
@@ -76,22 +86,30 @@ async def _bind(service: ExtenderService, body: bytes) -> bytes:
 
 
 async def filter_handler(request: web.Request) -> web.Response:
+    """``POST /filter``."""
     return await _timed(request, "filter", _filter)
 
 
 async def prioritize_handler(request: web.Request) -> web.Response:
+    """``POST /prioritize``."""
     return await _timed(request, "prioritize", _prioritize)
 
 
 async def bind_handler(request: web.Request) -> web.Response:
+    """``POST /bind``."""
     return await _timed(request, "bind", _bind)
 
 
 async def healthz(_request: web.Request) -> web.Response:
+    """``GET /healthz``: alive, the event loop answers."""
     return web.Response(text="ok\n")
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 once the initial lists and the policy are in, 503 before and while draining."""
+    process = request.app.get(PROCESS_KEY)
+    if process is not None and process.draining:
+        return web.Response(text="shutting down\n", status=503)
     service = request.app[SERVICE_KEY]
     cache = service.cache
     waiting = [
@@ -109,11 +127,13 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[SERVICE_KEY].instruments.render()
+    """``GET /metrics`` in the Prometheus text format."""
+    body = request.app[SERVICE_KEY].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def debug_node(request: web.Request) -> web.Response:
+    """``GET /debug/nodes/NAME``: one node's figures as the extender counts them."""
     name = request.match_info["name"]
     report = request.app[SERVICE_KEY].node_report(name)
     if report is None:
@@ -121,9 +141,12 @@ async def debug_node(request: web.Request) -> web.Response:
     return _json(orjson.dumps(report, option=orjson.OPT_INDENT_2))
 
 
-def build_app(service: ExtenderService) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+def build_app(service: ExtenderService, *, process: Process | None = None) -> web.Application:
+    """The routes over ``service``, on an application with the limits every listener has."""
+    app = http_app(MAX_BODY)
     app[SERVICE_KEY] = service
+    if process is not None:
+        app[PROCESS_KEY] = process
     app.router.add_post("/filter", filter_handler)
     app.router.add_post("/prioritize", prioritize_handler)
     app.router.add_post("/bind", bind_handler)

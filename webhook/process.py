@@ -1,4 +1,4 @@
-"""The webhook process: TLS listener, background reloads and watches, graceful stop.
+"""The webhook process: what it is made of, run by the shared lifecycle of :mod:`serving.process`.
 
 What runs besides the handlers, all on one event loop:
 
@@ -13,29 +13,27 @@ What runs besides the handlers, all on one event loop:
 On SIGTERM the replica first reports not ready and waits ``shutdown_delay``
 (endpoints controllers and kube-proxy need a moment to stop sending it
 traffic), then stops accepting, lets in-flight reviews finish (up to
-``shutdown_timeout``) and exits 0. An admission request cut off mid-way is a
-failed pod CREATE somewhere in the cluster.
+``shutdown_timeout``) and exits 0 (:class:`serving.process.Process`). An
+admission request cut off mid-way is a failed pod CREATE somewhere in the
+cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from certs.inspect import CertLoadError
 from certs.reload import CertReloader
 from policy.model import NAMESPACE_POLICY_CONFIGMAP
 from serving.policy_source import PolicyFile, global_configmap_handlers
+from serving.process import Process, StartError
 from webhook.answer_cache import AnswerCache
-from webhook.handlers import DEFAULT_MAX_BODY_BYTES, Webhook
+from webhook.handlers import DEFAULT_MAX_BODY_BYTES, MUTATE_PATH, Webhook
 from webhook.metrics import WebhookMetrics
 from webhook.namespaces import NamespaceCache, NoCluster
 from webhook.policy_source import LivePolicy, namespace_configmap_handlers
@@ -47,12 +45,10 @@ log = logging.getLogger(__name__)
 DEFAULT_GLOBAL_CONFIGMAP = ("meshfit-system", NAMESPACE_POLICY_CONFIGMAP)
 
 
-class StartError(Exception):
-    """The webhook cannot start as configured (bad policy file, no certificate, no cluster)."""
-
-
 @dataclass(frozen=True)
 class ServeOptions:
+    """What ``meshfit webhook serve``'s command line sets."""
+
     cert_dir: Path
     host: str = "127.0.0.1"
     port: int = 9443
@@ -142,9 +138,8 @@ async def serve(
 ) -> int:
     """Run until ``stop`` is set (or SIGTERM/SIGINT); return the exit code.
 
-    Raises :class:`StartError` for a configuration that cannot start.
+    Raises :class:`~serving.process.StartError` for a configuration that cannot start.
     """
-    stop = stop or asyncio.Event()
     metrics = WebhookMetrics()
 
     # Policy: a file must be good at start (a typo should fail the rollout, not
@@ -165,12 +160,18 @@ async def serve(
         raise StartError(f"no serving certificate in {options.cert_dir}: {exc}") from exc
     metrics.observe_certs(certs)
 
+    process = Process(
+        "webhook",
+        shutdown_delay=options.shutdown_delay,
+        shutdown_timeout=options.shutdown_timeout,
+        handle_signals=install_signal_handlers,
+    )
     cluster = options.cluster or options.policy_configmap is not None or options.kubeconfig is not None
-    client: Any = None
     watches: list[Any] = []
     if cluster:
         namespace_cache = NamespaceCache()
         client, watches = await _cluster_sources(options, live, namespace_cache)
+        process.on_cleanup(client.close)
         namespaces: NamespaceCache | NoCluster = namespace_cache
         metrics.observe_namespaces(lambda: namespace_cache.misses, lambda: namespace_cache.size)
         metrics.observe_watches(watches)
@@ -188,83 +189,33 @@ async def serve(
         watches=[w for w in watches if w.name != "namespaces"],
         max_body_bytes=options.max_body_bytes,
         cache=cache,
+        process=process,
     )
-    runner = web.AppRunner(
+    listener = process.listen(
         webhook.app(),
+        options.host,
+        options.port,
+        ssl_context=certs.context,
         access_log=log if options.access_log else None,
-        shutdown_timeout=options.shutdown_timeout,
     )
-    background = asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
-    loop = asyncio.get_running_loop()
-    signals: list[signal.Signals] = []
-    cleaned = False
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, options.host, options.port, ssl_context=certs.context)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise StartError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from exc
-        port = _bound_port(site, options.port)
+    process.background("cert reload", certs.run)
+    if policy_file is not None:
+        process.background("policy file", policy_file.run)
+    for watch in watches:
+        process.background(f"watch {watch.name}", watch.run)
 
-        tasks.append(asyncio.create_task(certs.run(background), name="cert reload"))
-        if policy_file is not None:
-            tasks.append(asyncio.create_task(policy_file.run(background), name="policy file"))
-        for watch in watches:
-            tasks.append(asyncio.create_task(watch.run(background), name=f"watch {watch.name}"))
-
-        if install_signal_handlers:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, stop.set)
-                    signals.append(sig)
+    async def started() -> None:
         log.info(
             "meshfit webhook serving https://%s:%d%s (policy %s, %s)",
             options.host,
-            port,
-            "/mutate",
+            listener.port,
+            MUTATE_PATH,
             live.source or f"ConfigMap {'/'.join(options.policy_configmap or ('?', '?'))}",
             "cluster mode" if cluster else "no cluster: namespaces count as opted in",
         )
         if on_started is not None:
-            result = on_started(Running(webhook, port, certs))
+            result = on_started(Running(webhook, listener.port, certs))
             if asyncio.iscoroutine(result):
                 await result
 
-        await stop.wait()
-        log.info("stopping: not ready now, draining in %.1fs", options.shutdown_delay)
-        webhook.draining = True
-        if options.shutdown_delay > 0:
-            await asyncio.sleep(options.shutdown_delay)
-        in_flight = webhook.metrics.in_flight
-        await site.stop()  # no new connections; open ones keep being served
-        if not await webhook.drained(options.shutdown_timeout):
-            log.warning("%d request(s) still in flight after %.0fs: closing anyway",
-                        webhook.metrics.in_flight, options.shutdown_timeout)
-        cleaned = True
-        await runner.cleanup()  # close the remaining (idle) connections
-        log.info("stopped (%d request(s) were in flight at the stop)", in_flight)
-        return 0
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        background.set()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if not cleaned:
-            await runner.cleanup()
-        if client is not None:
-            await client.close()
-
-
-def _bound_port(site: web.TCPSite, requested: int) -> int:
-    """The real port (tests ask for port 0)."""
-    server = site._server  # aiohttp keeps the asyncio.Server here; no public accessor
-    sockets = getattr(server, "sockets", None) or ()
-    for sock in sockets:
-        return int(sock.getsockname()[1])
-    return requested
+    return await process.run(stop, on_started=started)

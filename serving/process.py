@@ -1,0 +1,275 @@
+"""One long-running meshfit process from start to exit: the lifecycle every server shares.
+
+A server says what it is made of and :class:`Process` runs it, in this order:
+
+1. **listen**: each HTTP listener (:meth:`Process.listen`, TLS or not) binds
+   its port; a port that cannot be bound is a :class:`StartError`, raised
+   before anything else has started;
+2. **background**: every task given to :meth:`Process.background` starts,
+   handed an event that is set when the process has drained (watches,
+   pollers and reloads keep the state the last requests read current);
+3. **serve** until the stop event is set: by SIGTERM or SIGINT (handlers
+   installed for the run and removed after it), by the caller, or from inside
+   by :meth:`Process.stop` (a controller that loses its lease);
+4. **drain**: :attr:`Process.draining` turns true at once, so readiness
+   probes fail and endpoints stop sending traffic; after ``shutdown_delay``
+   (the time endpoints controllers and kube-proxy need to notice) each
+   listener stops accepting, then the requests in flight, bodies still on the
+   wire included, may finish for up to ``shutdown_timeout`` before the
+   remaining connections are closed. A request cut off mid-way is a failed pod
+   CREATE or scheduling cycle somewhere in the cluster;
+5. **clean up**: background tasks get a moment to return, then are
+   cancelled; the cleanups (:meth:`Process.on_cleanup`, an API client's
+   close, a lease's release) run last registered first; the exit code is 0
+   unless :meth:`Process.stop` said otherwise.
+
+Whatever a server adds to every listener (request limits, timeouts,
+connection caps) belongs here, in :func:`http_app` and :meth:`Process.listen`,
+so every server gets it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+#: What a background task is: a coroutine function of the event that ends it.
+Background = Callable[[asyncio.Event], Awaitable[Any]]
+Cleanup = Callable[[], Awaitable[Any]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: The signals that stop a process (SIGTERM from the kubelet, SIGINT from a terminal).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: How long background tasks may take to return once told to stop, before they are cancelled.
+TASK_GRACE = 5.0
+
+
+class StartError(Exception):
+    """The process cannot start as configured; the message says why, in one line."""
+
+
+def http_app(max_body_bytes: int) -> web.Application:
+    """An aiohttp application with the limits every meshfit listener has.
+
+    ``client_max_size`` bounds ``request.read()`` as it streams: an oversize
+    body is refused (413) without ever being buffered whole.
+    """
+    return web.Application(client_max_size=max_body_bytes)
+
+
+@dataclass
+class Listener:
+    """One HTTP listener of a :class:`Process`: where it listens, and the port it got."""
+
+    app: web.Application
+    host: str
+    port: int
+    ssl_context: ssl.SSLContext | None = None
+    access_log: logging.Logger | None = None
+    #: Requests being handled now, bodies still arriving included.
+    in_flight: int = 0
+    _runner: web.AppRunner | None = field(default=None, repr=False)
+    _site: web.TCPSite | None = field(default=None, repr=False)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def scheme(self) -> str:
+        """``https`` or ``http``."""
+        return "https" if self.ssl_context is not None else "http"
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def start(self, shutdown_timeout: float) -> None:
+        """Bind the port (the one asked for, or a free one for port 0) and accept connections."""
+        self.app.middlewares.append(self._count)
+        runner = self._runner = web.AppRunner(
+            self.app, access_log=self.access_log, handle_signals=False, shutdown_timeout=shutdown_timeout
+        )
+        await runner.setup()
+        site = self._site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
+        for address in runner.addresses:
+            if isinstance(address, tuple) and len(address) >= 2:
+                self.port = int(address[1])
+                break
+
+    async def stop_accepting(self) -> None:
+        """Close the listening socket; open connections keep being served."""
+        if self._site is not None:
+            await self._site.stop()
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no request is being handled; False if some still are after ``timeout`` seconds.
+
+        aiohttp's own shutdown stops reading from every connection at once,
+        which would strand a request whose body is still on the wire; so the
+        process waits here, with the listener closed, before it.
+        """
+        if self.in_flight == 0:
+            return True
+        self._idle.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        return self.in_flight == 0
+
+    async def close(self) -> None:
+        """Close the remaining (idle) connections and free the port."""
+        runner, self._runner, self._site = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()
+
+
+class Process:
+    """A server's lifecycle: listeners, background tasks, signals, drain, cleanup (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        shutdown_delay: float = 0.0,
+        shutdown_timeout: float = 30.0,
+        handle_signals: bool = True,
+    ) -> None:
+        self.name = name
+        self.shutdown_delay = shutdown_delay
+        self.shutdown_timeout = shutdown_timeout
+        self.handle_signals = handle_signals
+        #: True from the moment a stop begins: readiness must fail from then on.
+        self.draining = False
+        self.listeners: list[Listener] = []
+        self._background: list[tuple[str, Background]] = []
+        self._cleanups: list[Cleanup] = []
+        self._stop: asyncio.Event | None = None
+        self._exit_code = 0
+
+    # -- what the process is made of ---------------------------------------------
+    def listen(
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        access_log: logging.Logger | None = None,
+    ) -> Listener:
+        """Serve ``app`` on ``host:port`` while the process runs; the listener's ``port`` is the bound one."""
+        listener = Listener(app, host, port, ssl_context, access_log)
+        self.listeners.append(listener)
+        return listener
+
+    def background(self, name: str, run: Background) -> None:
+        """Run ``run(stopped)`` while the process runs; ``stopped`` is set once it has drained."""
+        self._background.append((name, run))
+
+    def on_cleanup(self, cleanup: Cleanup) -> None:
+        """Await ``cleanup()`` at exit, after the listeners and the background tasks; last registered first."""
+        self._cleanups.append(cleanup)
+
+    def stop(self, exit_code: int = 0) -> None:
+        """End the run from inside (a lost leader lease, a fatal watch): drain, clean up, return ``exit_code``."""
+        self._exit_code = exit_code
+        if self._stop is not None:
+            self._stop.set()
+
+    # -- running -------------------------------------------------------------------
+    async def run(
+        self,
+        stop: asyncio.Event | None = None,
+        *,
+        on_started: Callable[[], Awaitable[None] | None] | None = None,
+    ) -> int:
+        """Start, serve until ``stop`` is set (or a stop signal arrives), drain, clean up; the exit code.
+
+        Raises :class:`StartError` when a listener cannot bind; what was set
+        up by then is cleaned up.
+        """
+        stop = self._stop = stop if stop is not None else asyncio.Event()
+        stopped = asyncio.Event()
+        tasks: list[asyncio.Task[Any]] = []
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        try:
+            for listener in self.listeners:
+                await listener.start(self.shutdown_timeout)
+            for name, run in self._background:
+                tasks.append(asyncio.create_task(_returning(run(stopped)), name=f"{self.name}: {name}"))
+            if self.handle_signals:
+                for sig in STOP_SIGNALS:
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        loop.add_signal_handler(sig, stop.set)
+                        installed.append(sig)
+            if on_started is not None:
+                result = on_started()
+                if asyncio.iscoroutine(result):
+                    await result
+            await stop.wait()
+            await self._drain()
+            return self._exit_code
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            stopped.set()
+            await _finish(tasks, TASK_GRACE)
+            for listener in self.listeners:
+                await listener.close()
+            for cleanup in reversed(self._cleanups):
+                with contextlib.suppress(Exception):
+                    await cleanup()
+
+    async def _drain(self) -> None:
+        self.draining = True
+        log.info("stopping: not ready now, draining in %.1fs", self.shutdown_delay)
+        if self.shutdown_delay > 0:
+            await asyncio.sleep(self.shutdown_delay)
+        in_flight = sum(listener.in_flight for listener in self.listeners)
+        for listener in self.listeners:
+            await listener.stop_accepting()
+        for listener in self.listeners:
+            if not await listener.drained(self.shutdown_timeout):
+                log.warning("%d request(s) still in flight after %.0fs: closing anyway",
+                            listener.in_flight, self.shutdown_timeout)
+            await listener.close()
+        log.info("stopped (%d request(s) were in flight at the stop)", in_flight)
+
+
+async def _returning(work: Awaitable[Any]) -> None:
+    """A background task that ends in an error is logged, and does not take the process down."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background task failed")
+
+
+async def _finish(tasks: list[asyncio.Task[Any]], grace: float) -> None:
+    """Let the tasks return (they were told to stop), then cancel those that have not."""
+    pending = [t for t in tasks if not t.done()]
+    if pending:
+        _done, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -1,0 +1,186 @@
+"""``meshfit reaccount`` against the real apiserver: resize requests reach it, records follow.
+
+A fleet is injected under one policy (the sidecars' requests half their
+size) and stored; ``reaccount --apply`` to another (requests equal to the
+size: the field's starving sidecars given their full CPU) must resize every
+pod through ``pods/resize``, rewrite the records, keep ``R(pod)`` and the QoS
+class (checked with tests/reference.py and the apiserver's own qosClass),
+skip with the reason a pod whose QoS would change, resume an interrupted run
+from its checkpoint, and find nothing to do the second time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+import reference as ref
+import yaml
+from e2e_support import create, get_pod, node_pool
+
+from controlplane.cluster import LocalCluster
+from controlplane.meshfit_servers import POLICY_MANIFEST
+from policy.annotations import ACCOUNTING
+from policy.decision import Namespace
+from policy.inject import inject
+from policy.load import load_policy_file
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _policy_text(guaranteed_cpu: str, best_effort: str = "requests") -> str:
+    """The shipped policy with other guaranteed shares and BestEffort rule, as a MeshPolicy document."""
+    document = yaml.safe_load(Path(POLICY_MANIFEST).read_text())
+    policy = yaml.safe_load(document["data"]["policy.yaml"])
+    policy["resources"]["guaranteed"] = {"cpu": guaranteed_cpu, "memory": "1"}
+    policy["resources"]["bestEffort"] = best_effort
+    return yaml.safe_dump(policy)
+
+
+def _pod(name: str, requests: dict[str, str] | None, limits: dict[str, str] | None = None) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
+            "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1", "resources": resources}]}}
+
+
+def _reaccount(cluster: LocalCluster, *args: str, check: bool = True) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "cli", "reaccount", "--kubeconfig", str(cluster.kubeconfig_path), "-o", "json", *args]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    if check:
+        assert done.returncode == 0, done.stderr + done.stdout
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def fleet(local_cluster: LocalCluster, e2e_namespace: str, tmp_path: Path) -> tuple[str, list[dict[str, Any]], Path, Path]:
+    old_file, new_file = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old_file.write_text(_policy_text("1/2", best_effort="besteffort"))
+    new_file.write_text(_policy_text("1", best_effort="requests"))
+    old = load_policy_file(old_file)
+    shapes = [
+        _pod("web-0", {"cpu": "2", "memory": "4Gi"}, {"cpu": "4", "memory": "4Gi"}),
+        _pod("web-1", {"cpu": "1", "memory": "2Gi"}),
+        _pod("ledger", {"cpu": "1", "memory": "2Gi"}, {"cpu": "1", "memory": "2Gi"}),  # Guaranteed
+        _pod("small", {"cpu": "100m", "memory": "64Mi"}),
+        _pod("api-0", {"cpu": "500m", "memory": "1Gi"}, {"cpu": "2", "memory": "1Gi"}),
+        _pod("api-1", {"cpu": "500m", "memory": "1Gi"}, {"cpu": "2", "memory": "1Gi"}),
+        _pod("bare", None),  # BestEffort: the sidecars got nothing; requests now would change its QoS
+    ]
+    pool = node_pool(local_cluster, [("a", "64", "256Gi")])
+    originals = []
+    for pod in shapes:
+        result = inject(pod, Namespace(e2e_namespace, None), old)
+        assert result.injected, result.reason
+        bound = pool.place(result.pod)
+        bound["spec"]["nodeName"] = pool.names[0]  # bound as a running pod is: resize is for those
+        stored = create(local_cluster, e2e_namespace, bound)
+        originals.append({"original": pod, "stored": stored})
+    return e2e_namespace, originals, old_file, new_file
+
+
+def test_reaccount_resizes_in_place_then_finds_nothing_to_do(local_cluster: LocalCluster, fleet: Any) -> None:
+    namespace, pods, _, new_file = fleet
+    dry = _reaccount(local_cluster, "-n", namespace, "--policy", str(new_file))
+    assert dry["summary"]["writes"] == 0 and dry["summary"]["applied"] is False
+    would = {p["name"]: p for p in dry["pods"]}
+    assert {n for n, p in would.items() if p["outcome"] == "would-resize"} == {
+        "web-0", "web-1", "ledger", "api-0", "api-1"}
+    # a small pod's mesh already has all the pod can give: only its record (the cut) changes
+    assert would["small"]["outcome"] == "would-record-only"
+    assert would["bare"]["outcome"] == "skipped" and would["bare"]["code"] == "qos_change"
+    for item in pods:  # a dry run changes nothing
+        stored = get_pod(local_cluster, namespace, item["stored"]["metadata"]["name"])
+        assert stored["metadata"]["resourceVersion"] == item["stored"]["metadata"]["resourceVersion"]
+
+    applied = _reaccount(local_cluster, "-n", namespace, "--policy", str(new_file), "--apply")
+    summary = applied["summary"]
+    assert summary["outcomes"].get("resized") == 5 and summary["skipped"] == {"qos_change": 1}
+    assert summary["outcomes"].get("record_only") == 1
+    assert summary["writes"] == 11, "two writes per resized pod (the resize and the record), one for a record"
+    new = load_policy_file(new_file)
+    for item in pods:
+        name = item["stored"]["metadata"]["name"]
+        stored = get_pod(local_cluster, namespace, name)
+        if name == "bare":
+            assert stored["metadata"]["resourceVersion"] == item["stored"]["metadata"]["resourceVersion"]
+            continue
+        fresh = inject(item["original"], Namespace(namespace, None), new)
+        # what a fresh injection under the new policy gives, resource for resource
+        for kind in ("initContainers", "containers"):
+            got = {c["name"]: (ref.requests_of(c), ref.limits_of(c)) for c in stored["spec"].get(kind) or ()}
+            want = {c["name"]: (ref.requests_of(c), ref.limits_of(c)) for c in fresh.pod["spec"].get(kind) or ()}
+            assert got == want, (name, kind)
+        assert ref.effective_requests(stored) == ref.effective_requests(item["stored"]) == \
+            ref.effective_requests(item["original"]), f"{name}: R(pod) moved"
+        assert stored["status"]["qosClass"] == item["stored"]["status"]["qosClass"]
+        record = json.loads(stored["metadata"]["annotations"][ACCOUNTING])
+        for sidecar in record["sidecars"]:
+            if "cpu" not in record.get("reduced", {}):  # a small pod's mesh has what the pod can give
+                assert sidecar["requests"]["cpu"] == sidecar["limits"]["cpu"], "the new policy guarantees the full CPU"
+        assert record == json.loads(fresh.pod["metadata"]["annotations"][ACCOUNTING])
+
+    again = _reaccount(local_cluster, "-n", namespace, "--policy", str(new_file), "--apply")
+    assert again["summary"]["writes"] == 0 and again["summary"]["outcomes"].get("unchanged") == 6
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(local_cluster: LocalCluster, fleet: Any, tmp_path: Path) -> None:
+    namespace, pods, _, new_file = fleet
+    checkpoint = tmp_path / "checkpoint"
+    argv = [sys.executable, "-m", "cli", "reaccount", "--kubeconfig", str(local_cluster.kubeconfig_path), "-n",
+            namespace, "--policy", str(new_file), "--apply", "--checkpoint", str(checkpoint), "--qps", "2",
+            "--burst", "1", "--concurrency", "1", "-o", "json"]
+    process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        local_cluster.wait_for(lambda: checkpoint.exists() and len(checkpoint.read_text().splitlines()) >= 2, 60,
+                               interval=0.05, what="two pods re-accounted")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    first = json.loads(out)
+    assert first["summary"]["interrupted"] is True, err
+    done_first = len(checkpoint.read_text().splitlines())
+    assert 2 <= done_first < 7
+    second = _reaccount(local_cluster, "-n", namespace, "--policy", str(new_file), "--apply",
+                        "--checkpoint", str(checkpoint))
+    assert second["summary"]["outcomes"]["checkpointed"] == done_first
+    resized = first["summary"]["outcomes"].get("resized", 0) + second["summary"]["outcomes"].get("resized", 0)
+    assert resized == 5
+    third = _reaccount(local_cluster, "-n", namespace, "--policy", str(new_file))
+    assert third["summary"]["outcomes"].get("unchanged") == 6 and third["summary"]["skipped"] == {"qos_change": 1}
+
+
+def test_a_concurrent_writer_is_never_overwritten(local_cluster: LocalCluster, fleet: Any) -> None:
+    namespace, pods, _, new_file = fleet
+    name = "web-1"
+    stored = get_pod(local_cluster, namespace, name)
+    # another writer changes a sidecar's resources by hand after the record was written
+    tampered = json.loads(json.dumps(stored["spec"]["initContainers"][0]["resources"]))
+    tampered["limits"]["cpu"] = "1500m"
+    status, body = local_cluster.request(
+        "PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}/resize",
+        {"spec": {"initContainers": [{"name": stored["spec"]["initContainers"][0]["name"], "resources": tampered}]}},
+        content_type="application/strategic-merge-patch+json")
+    assert status == 200, body
+    result = _reaccount(local_cluster, "-n", namespace, "--policy", str(new_file), "--apply")
+    entry = next(p for p in result["pods"] if p["name"] == name)
+    assert entry["outcome"] == "skipped" and entry["code"] == "inconsistent", entry
+    after = get_pod(local_cluster, namespace, name)
+    assert after["spec"]["initContainers"][0]["resources"]["limits"]["cpu"] == "1500m"

@@ -1,0 +1,109 @@
+"""Re-accounting plans: random pods injected under one random policy, re-planned under another.
+
+A plan applied to the injected pod must give, resource for resource, what a
+fresh injection of the original pod under the new policy gives — or say why
+it cannot (another variant, other sidecars, a regular init container, a QoS
+change). Expected values come from ``tests/reference.py`` and from the fresh
+injection of the *original* pod, never from the plan itself.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import reference as ref
+from hypothesis import given
+from policies import default_policy, with_resources
+from test_inject_properties import pods, policies
+
+from policy.annotations import ACCOUNTING
+from policy.decision import Namespace
+from policy.inject import inject
+from policy.reaccount import ReaccountPlan, plan_reaccount
+
+NS = Namespace("shop", None)
+SKIPS = {"no_record", "bad_record", "mode", "inconsistent", "not_injected", "needs_recreate", "qos_change",
+         "pod_level_resize"}
+
+
+def _apply(pod: dict, plan: ReaccountPlan) -> dict:
+    """What the apiserver stores after the resize and the record patch (an independent merge)."""
+    out = copy.deepcopy(pod)
+    for change in plan.changes:
+        for c in out["spec"][change.kind]:
+            if c["name"] == change.name:
+                c["resources"] = copy.deepcopy(change.after)
+    if plan.pod_level:
+        out["spec"]["resources"] = copy.deepcopy(plan.pod_level)
+    if plan.record is not None:
+        out["metadata"]["annotations"][ACCOUNTING] = plan.record.to_json()
+    return out
+
+
+def _resources(pod: dict) -> dict:
+    return {c["name"]: (ref.requests_of(c), ref.limits_of(c))
+            for k in ("initContainers", "containers") for c in pod["spec"].get(k) or ()}
+
+
+@given(pods(), policies(), policies())
+def test_a_plan_gives_what_a_fresh_injection_would_or_says_why(p: dict, old, new) -> None:
+    injected = inject(p, NS, old)
+    if not injected.injected or old.resources.mode != "overcommit":
+        return
+    pod = injected.pod
+    plan = plan_reaccount(pod, NS, new, pod_level_resize=True)
+    fresh = inject(p, NS, new)
+    if plan.action == "skip":
+        assert plan.code in SKIPS and plan.reason, plan
+        assert plan.code != "inconsistent", plan.reason  # nobody else touched this pod
+        if plan.code == "not_injected":
+            assert not fresh.injected
+        return
+    assert fresh.injected and fresh.record is not None
+    after = _apply(pod, plan)
+    assert _resources(after) == _resources(fresh.pod)
+    assert ref.effective_requests(after) == ref.effective_requests(fresh.pod)
+    assert ref.qos_class(after) == ref.qos_class(pod)
+    # the invariants of a fresh injection hold on the re-accounted pod
+    assert ref.effective_requests(after)[  "cpu"] - ref.effective_requests(p)["cpu"] == (
+        fresh.record.leak["cpu"].units if "cpu" in fresh.record.leak else 0)
+    for c in ref.sidecar_containers(after, {s.name for s in fresh.record.sidecars}):
+        assert ("cpu" in ref.requests_of(c)) == ("cpu" in ref.limits_of(c))
+    # only container resources move, and regular init containers never do
+    for change in plan.changes:
+        container = next(c for c in pod["spec"][change.kind] if c["name"] == change.name)
+        assert change.kind == "containers" or container.get("restartPolicy") == "Always"
+    # the plan comes from the record, not the current requests: once applied there is nothing left to do
+    again = plan_reaccount(after, NS, new, pod_level_resize=True)
+    assert again.action == "unchanged", again
+    # an interrupted run (resized, record not yet written) finishes with the record alone
+    if plan.action == "resize":
+        half = copy.deepcopy(after)
+        half["metadata"]["annotations"][ACCOUNTING] = pod["metadata"]["annotations"][ACCOUNTING]
+        resumed = plan_reaccount(half, NS, new, pod_level_resize=True)
+        assert resumed.action == "record_only" and resumed.record == plan.record
+
+
+@given(pods(), policies())
+def test_the_same_policy_changes_nothing(p: dict, policy) -> None:
+    injected = inject(p, NS, policy)
+    if not injected.injected or policy.resources.mode != "overcommit":
+        return
+    plan = plan_reaccount(injected.pod, NS, policy, pod_level_resize=True)
+    assert plan.action == "unchanged", plan
+
+
+def test_a_tampered_pod_is_left_alone_with_the_reason() -> None:
+    p = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t", "labels": {"app": "x"}},
+         "spec": {"containers": [{"name": "app", "image": "x",
+                                  "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}}]}}
+    pod = inject(p, NS, default_policy()).pod
+    tampered = copy.deepcopy(pod)
+    tampered["spec"]["initContainers"][0]["resources"]["limits"]["cpu"] = "3"
+    plan = plan_reaccount(tampered, NS, with_resources(small_pods="skip"))
+    assert plan.action == "skip" and plan.code == "inconsistent" and "rpc-mesh" in plan.reason
+    bare = copy.deepcopy(p)
+    assert plan_reaccount(bare, NS, default_policy()).code == "no_record"
+    broken = copy.deepcopy(pod)
+    broken["metadata"]["annotations"][ACCOUNTING] = "{not json"
+    assert plan_reaccount(broken, NS, default_policy()).code == "bad_record"
