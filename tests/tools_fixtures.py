@@ -99,17 +99,17 @@ def build_image(out: Path = IMAGE_OUT, env: dict[str, str] | None = None) -> Ima
     return read_image(out)
 
 
-def _head() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
 
 @pytest.fixture(scope="session")
 def image() -> Image:
-    """build/image as `make image` left it, rebuilt when it is missing or from another commit."""
+    """build/image as `make image` left it, rebuilt when it is missing, from another commit or the tree is edited."""
     try:
         current = read_image(IMAGE_OUT)
         revision = current.config["config"]["Labels"]["org.opencontainers.image.revision"]
-        if revision == _head():
+        if revision == _git("rev-parse", "HEAD") and not _git("status", "--porcelain"):
             return current
     except (OSError, ValueError, KeyError):
         pass

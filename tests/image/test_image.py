@@ -183,13 +183,20 @@ def test_version_inside(image: Image, rootfs: Path) -> None:
 
 
 def test_root_filesystem_is_read_only_inside(image: Image, rootfs: Path) -> None:
-    """The check is real: a write to / fails, /tmp (the emptyDir) takes it; no .pyc is wanted."""
+    """The check is real: a write to / fails, /tmp (the emptyDir) takes it; every module imports."""
     config = dict(image.config)
     probe = ("import errno, sys\n"
              "try:\n    open('/usr/lib/python3/dist-packages/x', 'w')\n"
              "except OSError as e:\n    assert e.errno == errno.EROFS, e\nelse:\n    sys.exit('root is writable')\n"
              "open('/tmp/x', 'w').write('ok')\n"
-             "import cli.main, webhook.server, extender.service, kube.config\n"
+             # Every module of meshfit's imports in the image: no library or file is missing.
+             "import importlib, pkgutil\n"
+             "for top in ('policy', 'kube', 'serving', 'certs', 'webhook', 'extender', 'cli', 'meshfit_data'):\n"
+             "    pkg = importlib.import_module(top)\n"
+             "    for m in pkgutil.walk_packages(pkg.__path__, top + '.'):\n"
+             "        if not m.name.endswith('.__main__'):\n"
+             "            importlib.import_module(m.name)\n"
+             "import uvloop, orjson, yaml, cryptography.hazmat.bindings._rust, kubernetes.config\n"
              "import os; assert os.getuid() == 65532\n"
              "print('ok')\n")
     image_py = Image(image.out, image.layout, image.tarball, image.digest, image.manifest,
