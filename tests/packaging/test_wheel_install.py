@@ -105,3 +105,15 @@ def test_policy_validate_and_certs_generate(installed: Path, tmp_path: Path) -> 
     assert {p.name for p in (tmp_path / "tls").iterdir()} >= {"ca.crt", "tls.crt", "tls.key"}
     done = run([str(installed / "meshfit"), "certs", "check", "tls"], tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_demo_finds_the_control_plane_pins(installed: Path, tmp_path: Path) -> None:
+    """`meshfit demo` builds the control plane from the pins shipped in the package, as in a checkout."""
+    done = run([str(installed / "python"), "-c", "from controlplane import binaries; "
+                "print(binaries.pins().kubernetes, binaries.BUILD_SCRIPT.is_file(), binaries.bindir())"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    ours = subprocess.run([sys.executable, "-c", "from controlplane import binaries; print(binaries.bindir())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    version, script, bindir = done.stdout.split()
+    assert version.startswith("v1.") and script == "True"
+    assert bindir == ours  # the same cache directory: a checkout's build serves the installed command
