@@ -38,6 +38,7 @@ golden: venv
 ## make controlplane: build etcd, kube-apiserver and kube-scheduler from their Go modules (cached).
 controlplane:
 	@bash hack/controlplane/build.sh
+	@bash hack/kwok/build.sh  # KWOK's kwok controller, the fake kubelet of the e2e tests
 
 ## make tools: build helm and crane from their Go modules (hack/tools, cached).
 tools:

@@ -238,30 +238,44 @@ async def _pod_level_gate(client: Any) -> bool:
 
 
 async def _apply_one(run: _Run, pod: dict[str, Any], plan: ReaccountPlan) -> None:
-    """Resize then record, each with the resourceVersion it read; a conflict re-reads and re-plans."""
+    """Resize (with the resourceVersion it read), then the record (compare-and-swap); a conflict re-plans.
+
+    The resize carries the pod's resourceVersion: another writer's change since
+    the read fails it (409). The record write tests the record and the
+    containers' resources it was planned from, so the kubelet's status updates
+    after the resize do not fail it, another writer's change does (422).
+    """
     from kube.client import ApiError
 
     meta = pod["metadata"]
     path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+    resized_here = False
     for _attempt in range(4):
+        stage = "resize"
         try:
-            rv = meta.get("resourceVersion")
+            current = pod
             if plan.action == "resize":
                 body = plan.resize_body()
-                body["metadata"] = {"resourceVersion": rv}
-                resized = await run.call("PATCH", path + "/resize", body,
+                body["metadata"] = {"resourceVersion": meta.get("resourceVersion")}
+                current = await run.call("PATCH", path + "/resize", body,
                                          content_type="application/strategic-merge-patch+json", write=True)
-                rv = (resized.get("metadata") or {}).get("resourceVersion")
-                run.resized.append((meta["namespace"], meta["name"]))
-            patch = plan.record_patch()
-            patch["metadata"]["resourceVersion"] = rv
-            await run.call("PATCH", path, patch, content_type="application/merge-patch+json", write=True)
-            run.summary.outcomes["resized" if plan.action == "resize" else "record_only"] += 1
-            run.checkpoint.mark(str(meta.get("uid", "")), plan.action)
-            run.report(pod, "resized" if plan.action == "resize" else "record-only", plan)
+                resized_here = True
+                if run.args.wait_resize > 0:  # kept only to follow them: the run's memory stays flat otherwise
+                    run.resized.append((meta["namespace"], meta["name"]))
+            stage = "record"
+            await run.call("PATCH", path, plan.record_patch(current), content_type="application/json-patch+json",
+                           write=True)
+            outcome = "resized" if resized_here else "record_only"
+            run.summary.outcomes[outcome] += 1
+            run.checkpoint.mark(str(meta.get("uid", "")), outcome)
+            run.report(pod, outcome.replace("_", "-"), plan)
             return
         except ApiError as exc:
-            if exc.status != 409:
+            # 409 on the resize: the pod changed since it was read. 422 on the record write: its
+            # compare-and-swap found the record or a container's resources changed (the record
+            # patch itself is always valid). Either way: read again and plan again.
+            lost_race = exc.status == 409 or (exc.status == 422 and stage == "record")
+            if not lost_race:
                 run.summary.failed[f"{exc.status} {exc.reason}"] += 1
                 run.report(pod, "failed", plan, f"{exc}")
                 return
@@ -321,9 +335,9 @@ async def _main(config: Any, args: argparse.Namespace, out: TextIO) -> Summary:
         def restarted() -> None:
             summary.list_restarts += 1
 
-        async def handle(pod: dict[str, Any]) -> None:
+        async def handle(pod: dict[str, Any], plan: ReaccountPlan) -> None:
             async with workers:
-                await _apply_one(run, pod, run.plan(pod))
+                await _apply_one(run, pod, plan)
 
         try:
             for path in paths:
@@ -331,6 +345,7 @@ async def _main(config: Any, args: argparse.Namespace, out: TextIO) -> Summary:
                                              fetch=lambda p, q: run.call("GET", p, params=q)):
                     tasks = []
                     for pod in page:
+                        (pod.get("metadata") or {}).pop("managedFields", None)  # the bulk of a listed pod
                         if stop.is_set():
                             break
                         summary.pods += 1
@@ -349,7 +364,7 @@ async def _main(config: Any, args: argparse.Namespace, out: TextIO) -> Summary:
                             continue
                         plan = run.plan(pod)
                         if plan.action in ("resize", "record_only") and args.apply:
-                            tasks.append(asyncio.create_task(handle(pod)))
+                            tasks.append(asyncio.create_task(handle(pod, plan)))
                         else:
                             _count_plan(run, pod, plan)
                             if plan.action == "unchanged":

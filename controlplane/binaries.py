@@ -111,3 +111,58 @@ def build() -> Path:
         return require()
     subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.DEVNULL)
     return require()
+
+
+# ------------------------------------------------------------------- KWOK
+#
+# The fake kubelet lives in a Go module of its own (hack/kwok/go.mod), built by
+# hack/kwok/build.sh into ${MESHFIT_CACHE:-~/.cache/meshfit}/kwok-<v>/bin: its
+# client libraries follow KWOK's release, and its pins must not move the control
+# plane's stamp. ``MESHFIT_KWOK_BIN`` points at a directory holding ``kwok``.
+
+KWOK_BINARIES: tuple[str, ...] = ("kwok",)
+KWOK_BIN_ENV = "MESHFIT_KWOK_BIN"
+KWOK_HACK_DIR = meshfit_data.path("kwok")
+KWOK_BUILD_SCRIPT = KWOK_HACK_DIR / "build.sh"
+KWOK_GO_MOD = KWOK_HACK_DIR / "go.mod"
+
+
+def kwok_version(go_mod: Path = KWOK_GO_MOD) -> str:
+    """The sigs.k8s.io/kwok version hack/kwok/go.mod pins."""
+    return _require_version(go_mod.read_text(), "sigs.k8s.io/kwok")
+
+
+def kwok_bindir() -> Path:
+    """The directory ``kwok`` is (or will be) in; nothing is checked."""
+    override = os.environ.get(KWOK_BIN_ENV)
+    if override:
+        return Path(override).expanduser()
+    cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "meshfit").expanduser()
+    return cache / f"kwok-{kwok_version()}" / "bin"
+
+
+def kwok_missing(directory: Path | None = None) -> list[str]:
+    d = directory or kwok_bindir()
+    return [b for b in KWOK_BINARIES if not os.access(d / b, os.X_OK)]
+
+
+def kwok_require(directory: Path | None = None) -> Path:
+    """The KWOK bin dir if complete, else raise BinariesMissing saying how to fix it."""
+    d = directory or kwok_bindir()
+    absent = kwok_missing(d)
+    if absent:
+        hint = (
+            f"{KWOK_BIN_ENV} is set, so nothing is built"
+            if os.environ.get(KWOK_BIN_ENV)
+            else "run `make controlplane` (needs Go; a cold build of kwok takes about 2.5 minutes)"
+        )
+        raise BinariesMissing(f"missing in {d}: {', '.join(absent)}; {hint}")
+    return d
+
+
+def kwok_build() -> Path:
+    """Run hack/kwok/build.sh (a no-op when its stamp matches) and return the bin dir."""
+    if os.environ.get(KWOK_BIN_ENV):
+        return kwok_require()
+    subprocess.run(["bash", str(KWOK_BUILD_SCRIPT)], check=True, stdout=subprocess.DEVNULL)
+    return kwok_require()

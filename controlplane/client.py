@@ -13,7 +13,7 @@ import http.client
 import json
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -81,6 +81,40 @@ class ApiClient:
         finally:
             conn.close()
         return status, _decode(raw)
+
+    def watch(
+        self, path: str, *, resource_version: str, timeout: float = 30.0
+    ) -> Iterator[JSON]:
+        """Yield the watch events (``{"type": ..., "object": ...}``) of ``path`` from ``resource_version``.
+
+        Why a watch and not a poll: a condition a component holds for half a
+        second (``PodResizeInProgress``) is missed by a poll on a busy machine,
+        never by a watch that starts at the resourceVersion of the write. Ends
+        after ``timeout`` seconds (the server closes the stream) or when the
+        caller stops iterating; raises RuntimeError on an HTTP error.
+        """
+        sep = "&" if "?" in path else "?"
+        query = (
+            f"{path}{sep}watch=1&resourceVersion={resource_version}"
+            f"&timeoutSeconds={max(1, int(timeout))}&allowWatchBookmarks=false"
+        )
+        conn = http.client.HTTPSConnection(
+            self._host, self._port, timeout=timeout + 10, context=self._ssl
+        )
+        try:
+            conn.request(
+                "GET",
+                query,
+                headers={"Accept": "application/json", "Authorization": f"Bearer {self._token}"},
+            )
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise RuntimeError(f"watch {path}: HTTP {resp.status}: {resp.read()[:500]!r}")
+            while line := resp.readline():
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            conn.close()
 
 
 def _decode(raw: bytes) -> JSON:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import secrets
 import shutil
 import ssl
@@ -25,6 +26,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from . import binaries, config, pki
+from . import kwok as _kwok
 from .client import JSON, ApiClient, wait_for
 from .ports import LOOPBACK, free_port, free_ports
 from .process import Component, ComponentExited
@@ -35,6 +37,10 @@ ETCD = "etcd"
 APISERVER = "kube-apiserver"
 SCHEDULER = "kube-scheduler"
 COMPONENTS: tuple[str, ...] = (ETCD, APISERVER, SCHEDULER)
+#: The fake kubelet, started on demand (``kwok=True`` or ``start_kwok()``).
+KWOK = "kwok"
+#: Every process a cluster may run, in start order (for logs and reports).
+ALL_COMPONENTS: tuple[str, ...] = (*COMPONENTS, KWOK)
 
 ADMIN_USER = "meshfit-admin"
 SCHEDULER_USER = "system:kube-scheduler"  # bound by RBAC's bootstrap policy
@@ -65,6 +71,10 @@ class LocalCluster:
     ``scheduler_qps``/``scheduler_burst`` set the scheduler's
     ``clientConnection.qps``/``burst`` (benchmarks; the defaults of 50/100
     throttle binding).
+
+    ``kwok=True`` also starts KWOK's controller as a fake kubelet for the nodes
+    made by :meth:`create_fake_node` (see :mod:`controlplane.kwok`); other
+    nodes stay as they are, with pods that are bound and never run.
     """
 
     def __init__(
@@ -79,11 +89,14 @@ class LocalCluster:
         keep_workdir: bool = False,
         scheduler_qps: float | None = None,
         scheduler_burst: int | None = None,
+        kwok: bool = False,
+        kwok_bindir: Path | None = None,
+        kwok_timing: _kwok.Timing | None = None,
     ) -> None:
-        unknown = set(extra_args or ()) - set(COMPONENTS)
+        unknown = set(extra_args or ()) - set(ALL_COMPONENTS)
         if unknown:
             raise ValueError(
-                f"extra_args: unknown components {sorted(unknown)}; known: {COMPONENTS}"
+                f"extra_args: unknown components {sorted(unknown)}; known: {ALL_COMPONENTS}"
             )
         self._bindir = bindir
         self._owns_workdir = workdir is None
@@ -95,6 +108,11 @@ class LocalCluster:
         self.keep_workdir = keep_workdir
         self.scheduler_qps = scheduler_qps
         self.scheduler_burst = scheduler_burst
+        self._kwok_wanted = kwok
+        self._kwok_bindir = kwok_bindir
+        self._stages = _kwok.StageSet(timing=kwok_timing or _kwok.Timing())
+        self._kwok_port = 0
+        self._kwok_pod_cidrs = 0
 
         self.workdir: Path = Path()
         self.token = secrets.token_hex(16)
@@ -168,7 +186,7 @@ class LocalCluster:
             self.workdir = self._workdir_arg
             self.workdir.mkdir(parents=True, exist_ok=True)
         self._components = {
-            name: Component(name, self.workdir / f"{name}.log") for name in COMPONENTS
+            name: Component(name, self.workdir / f"{name}.log") for name in ALL_COMPONENTS
         }
         try:
             self._write_credentials()
@@ -176,6 +194,8 @@ class LocalCluster:
             self._start_apiserver()
             self._prepare_default_namespace()
             self.start_scheduler(self._extenders)
+            if self._kwok_wanted:
+                self.start_kwok()
         except BaseException as exc:
             report = self._failure_report()
             # Keep the logs of a real failure; an interrupt just cleans up.
@@ -195,7 +215,7 @@ class LocalCluster:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop in reverse start order (SIGTERM, SIGKILL after ``timeout``)."""
-        for name in reversed(COMPONENTS):
+        for name in reversed(ALL_COMPONENTS):
             comp = self._components.get(name)
             if comp is not None:
                 comp.stop(timeout)
@@ -261,6 +281,137 @@ class LocalCluster:
         finally:
             self.restart_scheduler(previous)
 
+    # ------------------------------------------------------------------- kwok
+
+    @property
+    def kwok_running(self) -> bool:
+        comp = self._components.get(KWOK)
+        return comp is not None and comp.running
+
+    @property
+    def kwok_config_path(self) -> Path:
+        """The stages (and nothing else) the kwok controller reads at start."""
+        return self.workdir / "kwok-stages.yaml"
+
+    @property
+    def fake_nodes(self) -> dict[str, _kwok.FakeNode]:
+        """The nodes KWOK plays, by name."""
+        return dict(self._stages.nodes)
+
+    def start_kwok(self, bindir: Path | None = None) -> None:
+        """Start KWOK's controller as the fake kubelet of the nodes labelled for it.
+
+        It manages only nodes labelled ``kwok.x-k8s.io/node=fake`` (those
+        :meth:`create_fake_node` makes), plays the stages of
+        :mod:`controlplane.kwok` written to :attr:`kwok_config_path`, and acts
+        as the admin user. ``bindir`` holds ``kwok`` (default: the cache
+        ``hack/kwok/build.sh`` fills). Returns once its ``/healthz`` answers.
+        """
+        if self.kwok_running:
+            return
+        if bindir is not None:
+            self._kwok_bindir = bindir
+        if self._kwok_bindir is None:
+            self._kwok_bindir = binaries.kwok_require()
+        else:
+            binaries.kwok_require(self._kwok_bindir)
+        self._kwok_wanted = True
+        _kwok.write_config(self.kwok_config_path, self._stages)
+        home = self.workdir / "kwok-home"  # no ~/.kwok/kwok.yaml of the user's leaks in
+        home.mkdir(exist_ok=True)
+        self._kwok_port = free_port()
+        self._components[KWOK].start(
+            [
+                str(self._kwok_bindir / "kwok"),
+                f"--config={self.kwok_config_path}",
+                f"--kubeconfig={self.kubeconfig_path}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-label-selector={_kwok.NODE_LABEL}={_kwok.NODE_LABEL_VALUE}",
+                f"--server-address={LOOPBACK}:{self._kwok_port}",
+                f"--node-ip={LOOPBACK}",
+                *self._extra_args.get(KWOK, ()),
+            ],
+            env={**os.environ, "HOME": str(home)},
+        )
+        url = f"http://{LOOPBACK}:{self._kwok_port}/healthz"
+        self.wait_for(lambda: _http_ok(url), self.start_timeout, what=f"{KWOK} {url}")
+
+    def stop_kwok(self, timeout: float = 10.0) -> None:
+        """Stop the fake kubelet; pods keep the status it last wrote."""
+        comp = self._components.get(KWOK)
+        if comp is not None:
+            comp.stop(timeout)
+
+    def restart_kwok(self) -> None:
+        """Stop and start the fake kubelet, which re-reads its stages."""
+        self.stop_kwok()
+        self.start_kwok()
+
+    def create_fake_node(
+        self,
+        name: str,
+        cpu: str = "8",
+        memory: str = "16Gi",
+        pods: str = "110",
+        labels: Mapping[str, str] | None = None,
+        *,
+        kubelet_version: str = "v1.36.3",
+        cpu_manager_policy: str = "none",
+        ephemeral_storage: str = "100Gi",
+    ) -> JSON:
+        """A Ready node whose kubelet KWOK plays, with ``kubelet_version`` in its nodeInfo.
+
+        Like :meth:`create_node` (capacity = allocatable, no taints), plus the
+        ``kwok.x-k8s.io/node=fake`` label, a ``podCIDR`` and an ``InternalIP``
+        of its own (pod and host IPs differ across fake nodes),
+        ``status.nodeInfo`` and the ``status.declaredFeatures`` a kubelet of
+        that version declares. Its stages carry
+        its allocatable (for resize feasibility) and what a kubelet of that
+        version does (:class:`controlplane.kwok.KubeletProfile`), so adding it
+        restarts a running kwok controller (a fraction of a second) to read them.
+        ``cpu_manager_policy="static"`` makes CPU resizes of its Guaranteed pods
+        Infeasible, as a kubelet with that policy answers them.
+        """
+        if cpu_manager_policy not in ("none", "static"):
+            raise ValueError(f"cpu_manager_policy: {cpu_manager_policy!r}; known: none, static")
+        profile = _kwok.KubeletProfile.for_version(kubelet_version)
+        self._kwok_pod_cidrs += 1
+        index = self._kwok_pod_cidrs
+        node = self.create_node(
+            name,
+            cpu,
+            memory,
+            pods,
+            {_kwok.NODE_LABEL: _kwok.NODE_LABEL_VALUE, **(labels or {})},
+            ephemeral_storage=ephemeral_storage,
+            pod_cidr=f"10.{64 + index // 256}.{index % 256}.0/24",
+            internal_ip=f"10.63.{index // 256}.{index % 256}",
+            declared_features=profile.declared_features,
+            ready_message=f"kwok plays this node's kubelet ({kubelet_version})",
+            node_info={
+                "kubeletVersion": kubelet_version,
+                "kubeProxyVersion": kubelet_version,
+                "containerRuntimeVersion": "containerd://2.1.0",
+                "kernelVersion": "6.12.0",
+                "osImage": "meshfit fake node (KWOK)",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+        )
+        self._stages.nodes[name] = _kwok.FakeNode(
+            name=name,
+            cpu_millis=_kwok.cpu_millis(cpu),
+            memory_bytes=_kwok.memory_bytes(memory),
+            kubelet=profile,
+            cpu_manager_policy=cpu_manager_policy,
+        )
+        if self.kwok_running:
+            self.restart_kwok()
+        return node
+
     # ---------------------------------------------------------------- helpers
 
     def request(
@@ -322,11 +473,20 @@ class LocalCluster:
         labels: Mapping[str, str] | None = None,
         *,
         ephemeral_storage: str = "100Gi",
+        pod_cidr: str | None = None,
+        node_info: Mapping[str, str] | None = None,
+        internal_ip: str | None = None,
+        declared_features: Sequence[str] = (),
+        ready_message: str = "node created by meshfit's LocalCluster (no kubelet)",
     ) -> JSON:
         """A schedulable Node: capacity = allocatable, ``Ready=True``, no taints.
 
         Status is written through the ``/status`` subresource, as a kubelet
-        would; a create ignores it.
+        would; a create ignores it. ``pod_cidr`` sets ``spec.podCIDR``;
+        ``node_info`` is written as ``status.nodeInfo``; ``internal_ip`` adds
+        an ``InternalIP`` address; ``declared_features`` is
+        ``status.declaredFeatures``, which kube-apiserver consults before a pod
+        update that needs one (e.g. resizing pod-level resources).
         """
         node_labels = {
             "kubernetes.io/hostname": name,
@@ -338,7 +498,7 @@ class LocalCluster:
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": name, "labels": node_labels},
-            "spec": {},
+            "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]} if pod_cidr else {},
         }
         status, node = self.request("POST", "/api/v1/nodes", body)
         _expect(status, node, f"create node {name}")
@@ -349,7 +509,10 @@ class LocalCluster:
             "pods": pods,
             "ephemeral-storage": ephemeral_storage,
         }
-        node_status = {
+        addresses = [{"type": "Hostname", "address": name}]
+        if internal_ip:
+            addresses.insert(0, {"type": "InternalIP", "address": internal_ip})
+        node_status: JSON = {
             "status": {
                 "capacity": resources,
                 "allocatable": resources,
@@ -358,14 +521,19 @@ class LocalCluster:
                         "type": "Ready",
                         "status": "True",
                         "reason": "KubeletReady",
-                        "message": "node created by meshfit's LocalCluster (no kubelet)",
+                        "message": ready_message,
                         "lastHeartbeatTime": now,
                         "lastTransitionTime": now,
                     }
                 ],
-                "addresses": [{"type": "Hostname", "address": name}],
+                "addresses": addresses,
             }
         }
+        if node_info:
+            node_status["status"]["nodeInfo"] = dict(node_info)
+        if declared_features:
+            node_status["status"]["declaredFeatures"] = sorted(declared_features)
+
         status, node = self.request("PATCH", f"/api/v1/nodes/{name}/status", node_status)
         _expect(status, node, f"set status of node {name}")
         if node.get("spec", {}).get("taints"):
@@ -400,15 +568,15 @@ class LocalCluster:
         return quota
 
     def log_tail(self, component: str, lines: int = 40) -> str:
-        """The last ``lines`` lines of a component's log (etcd, kube-apiserver, kube-scheduler)."""
-        if component not in COMPONENTS:
-            raise KeyError(f"unknown component {component!r}; known: {COMPONENTS}")
+        """The last ``lines`` lines of a component's log (etcd, kube-apiserver, kube-scheduler, kwok)."""
+        if component not in ALL_COMPONENTS:
+            raise KeyError(f"unknown component {component!r}; known: {ALL_COMPONENTS}")
         comp = self._components.get(component)
         return comp.log_tail(lines) if comp else ""
 
     def log_path(self, component: str) -> Path:
-        if component not in COMPONENTS:
-            raise KeyError(f"unknown component {component!r}; known: {COMPONENTS}")
+        if component not in ALL_COMPONENTS:
+            raise KeyError(f"unknown component {component!r}; known: {ALL_COMPONENTS}")
         return self.workdir / f"{component}.log"
 
     # -------------------------------------------------------------- internals
@@ -419,7 +587,7 @@ class LocalCluster:
 
     def _failure_report(self, lines: int = 40) -> str:
         parts = []
-        for name in COMPONENTS:
+        for name in ALL_COMPONENTS:
             tail = self.log_tail(name, lines)
             if tail:
                 parts.append(

@@ -82,6 +82,8 @@ class ClusterCache:
         self.stats = CacheStats()
         self.nodes_synced = False
         self.pods_synced = False
+        #: Pods already logged as unreadable (bounded): one line per bad object, not per event.
+        self._warned: set[str] = set()
 
     @property
     def nodes(self) -> dict[str, NodeState]:
@@ -121,8 +123,12 @@ class ClusterCache:
     def _admitted(self, entry: PodEntry) -> bool:
         """Whether a watched or listed pod can be counted (the one place an unreadable pod is dealt with)."""
         if entry.error is not None:
-            # Unreadable quantities: the apiserver validates them, so only a hand-built snapshot gets here.
-            log.warning("skipping pod %s: %s", entry.uid, entry.error)
+            # Quantities no cluster can hold (the apiserver stores "1e1000000"), or a hand-built
+            # snapshot: the pod is left out of its node's sums, counted, and logged once per pod.
+            if entry.uid not in self._warned:
+                if len(self._warned) < 10_000:
+                    self._warned.add(entry.uid)
+                log.warning("skipping pod %s (not counted on its node): %s", entry.uid, entry.error)
             self.stats.skipped += 1
             return False
         if entry.record_error is not None:

@@ -1,9 +1,9 @@
 """The files the ``meshfit`` command reads at run time, shipped inside the package.
 
 The default policy, the example workloads, the manifests the demo registers
-and the control plane's Go pins live at the top of the source tree
-(``manifests/``, ``hack/controlplane/``), where operators and kustomize expect
-them. In a checkout this package holds symlinks to those directories; the
+and the Go pins of the control plane and of KWOK live at the top of the source
+tree (``manifests/``, ``hack/controlplane/``, ``hack/kwok/``), where operators
+and kustomize expect them. In a checkout this package holds symlinks to those directories; the
 wheel carries copies as package data. Every reader goes through :func:`path`,
 so an installed ``meshfit`` (``pipx install meshfit``, the container image)
 finds them exactly as a checkout does, and nothing outside the package is

@@ -220,7 +220,8 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
     if best_effort and rp.best_effort == "skip":
         return skip("best_effort", "the pod is BestEffort and resources.bestEffort is skip")
     notes: list[str] = []
-    if mode != "additive" and exclusive_cpu_candidate(pod):
+    qos_before = pod_qos(pod)
+    if mode != "additive" and qos_before == "Guaranteed" and exclusive_cpu_candidate(pod):
         if rp.exclusive_cpu_pods == "skip":
             return skip("exclusive_cpu", "the pod is Guaranteed with whole-core CPU requests and would lose the "
                                          "static CPU manager's exclusive cores (resources.exclusiveCpuPods: skip)")
@@ -239,7 +240,6 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
                                  override.version if override else None, now)
         versions[sidecar.name] = choice
         warnings.extend(choice.warnings)
-    qos_before = pod_qos(pod)
 
     refusals: list[tuple[Variant, _Refusal]] = []
     accepted = None
@@ -397,12 +397,13 @@ def _build(pod: dict[str, Any], plan: Plan) -> _Built | None:
         _set_pod_level(editor, plan)
     elif (pod["spec"].get("resources") or {}).get("limits"):
         _pin_pod_level_requests(editor, pod_level_requests(pod["spec"]))
+    after = explain_requests(editor.pod)
     if editor.pod["spec"].get("resources"):
         # Validation demands container aggregate <= pod-level request <= pod-level limit,
         # and every container limit <= the pod-level limit.
         new_spec = editor.pod["spec"]
-        aggregate = explain_requests(editor.pod).aggregate
-        requests = pod_level_requests(new_spec)
+        aggregate = after.aggregate
+        requests = after.pod_level
         limits = pod_level_limits(new_spec)
         for r in RESOURCES:
             if r in requests and aggregate[r] > requests[r]:
@@ -412,7 +413,7 @@ def _build(pod: dict[str, Any], plan: Plan) -> _Built | None:
             if r in limits and any((container_limits(c)[r] or ZERO) > limits[r]
                                    for kind in ("containers", "initContainers") for c in new_spec.get(kind) or ()):
                 return None
-    return _Built(editor, explain_requests(editor.pod), pod_limits(editor.pod), drift)
+    return _Built(editor, after, pod_limits(editor.pod), drift)
 
 
 def _size_all(sidecars: tuple[SidecarSpec, ...], overrides: Mapping[str, Any], A: Resources, before_limits: Limits,

@@ -9,6 +9,7 @@ works for ``kubectl apply`` and ``meshfit inject --policy``.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -78,23 +79,98 @@ def namespace_policy_from_configmap(configmap: Mapping[str, Any], policy: Policy
     return parse_namespace_policy(_yaml(text, source), policy, namespace, source=source)
 
 
+#: Bounds on one policy document, far above any real one (the shipped policy is ~5 KB,
+#: ~400 nodes, 8 deep) and far below what would stall a server reading it: a ConfigMap
+#: holds at most 1 MiB; aliases may not expand a document past MAX_NODES (the "billion
+#: laughs" of YAML); nesting beyond MAX_DEPTH is no policy.
+MAX_BYTES = 1 << 20
+MAX_NODES = 250_000
+MAX_DEPTH = 64
+
+
+#: libyaml's parser where PyYAML was built with it (the wheels are): ~10x the pure-Python one.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _yaml(text: str, source: str) -> Any:
+    """YAML text → plain data, refusing what is too big, too deep or expands too far, with the reason."""
+    def refuse(message: str) -> PolicyError:
+        return PolicyError([FieldError("", message)], source)
+
+    if not isinstance(text, str):
+        raise refuse(f"must be text, got {type(text).__name__}")
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise refuse(f"is larger than {MAX_BYTES} bytes")
+    loader = _LOADER(text)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, refuse)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError([FieldError("", f"not valid YAML: {where}{problem}")], source) from None
+        if "nesting depth" in str(problem):
+            raise refuse(f"is nested too deeply (more than {MAX_DEPTH} levels)") from None
+        raise refuse(f"not valid YAML: {where}{problem}") from None
+    except RecursionError:
+        raise refuse(f"is nested too deeply (more than {MAX_DEPTH} levels)") from None
+    except PolicyError:
+        raise
+    except Exception as exc:  # a scalar PyYAML cannot build (an integer of 100,000 digits): refused, not a crash
+        raise refuse(f"cannot be read: {type(exc).__name__}: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_size(root: yaml.Node, refuse: Any) -> None:
+    """Count the document as constructed (every alias expanded) and its depth, without constructing it."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise refuse(f"is nested too deeply (more than {MAX_DEPTH} levels)")
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                total += size(key, depth + 1) + size(value, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item, depth + 1)
+        if total > MAX_NODES:
+            raise refuse(f"expands to more than {MAX_NODES} nodes (YAML aliases?)")
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
 
 
 def revision_of(document: Any) -> str:
     """A stable content hash: two replicas that read the same policy report the same revision."""
-    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:12]
+    try:
+        canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # integers beyond 64 bits: the slower encoder holds them (validation refuses them after)
+        canonical = json.dumps(document, sort_keys=True, default=str).encode()
+    return hashlib.sha256(canonical).hexdigest()[:12]
 
 
 # -- the global policy -----------------------------------------------------
 def parse_policy(document: Any, source: str = "policy") -> Policy:
+    """A validated policy, or :class:`PolicyError` naming every bad field — never any other exception."""
+    try:
+        return _parse_policy(document, source)
+    except PolicyError:
+        raise
+    except Exception as exc:  # a value no check foresaw must refuse the policy, not crash its reader
+        raise PolicyError([FieldError("", f"cannot be read: {type(exc).__name__}: {exc}")], source) from exc
+
+
+def _parse_policy(document: Any, source: str) -> Policy:
     errors: list[FieldError] = []
     top = Fields(document, "", errors)
     _header(top, POLICY_KIND)
@@ -362,6 +438,15 @@ def parse_namespace_policy(document: Any, policy: Policy, namespace: str, source
     emergency switches, images, other namespaces) is an error: those belong to
     the platform team's global policy.
     """
+    try:
+        return _parse_namespace_policy(document, policy, namespace, source)
+    except PolicyError:
+        raise
+    except Exception as exc:  # as parse_policy: refused, never a crash
+        raise PolicyError([FieldError("", f"cannot be read: {type(exc).__name__}: {exc}")], source) from exc
+
+
+def _parse_namespace_policy(document: Any, policy: Policy, namespace: str, source: str) -> NamespacePolicy:
     errors: list[FieldError] = []
     top = Fields(document, "", errors)
     _header(top, NAMESPACE_POLICY_KIND)

@@ -218,19 +218,35 @@ def parse_ratio(value: object) -> Fraction:
         return Fraction(value)
     if isinstance(value, float):
         # YAML gives floats for 0.25; its shortest repr is what the user wrote.
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"expected a finite ratio, got {value!r}")
         return Fraction(Decimal(repr(value)))
     if not isinstance(value, str):
         raise ValueError(f"expected a ratio such as \"1/16\" or \"0.25\", got {value!r}")
     text = value.strip()
+    if len(text) > 64:
+        raise ValueError(f"expected a ratio such as \"1/16\" or \"0.25\", got a {len(text)}-character string")
     try:
         if "/" in text:
             num, den = text.split("/", 1)
-            return Fraction(Decimal(num.strip())) / Fraction(Decimal(den.strip()))
+            return _exact(num) / _exact(den)
         if text.endswith("%"):
-            return Fraction(Decimal(text[:-1].strip())) / 100
-        return Fraction(Decimal(text))
-    except (InvalidOperation, ZeroDivisionError, ValueError) as exc:
+            return _exact(text[:-1]) / 100
+        return _exact(text)
+    except (ArithmeticError, ValueError) as exc:  # InvalidOperation, ZeroDivisionError, OverflowError (Infinity)
         raise ValueError(f"expected a ratio such as \"1/16\" or \"0.25\", got {value!r}") from exc
+
+
+def _exact(text: str) -> Fraction:
+    """A decimal number as a Fraction, refusing non-finite values and exponents no ratio needs.
+
+    ``Fraction(Decimal("1e999999999"))`` would build a billion-digit integer: the
+    exponent is bounded before anything is computed.
+    """
+    number = Decimal(text.strip())
+    if not number.is_finite() or (number and abs(number.adjusted()) > 30):
+        raise ValueError(f"out of range: {text.strip()!r}")
+    return Fraction(number)
 
 
 def format_ratio(value: Fraction) -> str:

@@ -41,6 +41,7 @@ from policy.record import AccountingRecord, parse_record
 from policy.resources import RESOURCES, pod_requests
 
 Action = Literal["unchanged", "resize", "record_only", "skip"]
+ANNOTATION_PATH = "/metadata/annotations/" + ACCOUNTING.replace("~", "~0").replace("/", "~1")
 KINDS = ("initContainers", "containers")
 
 
@@ -75,10 +76,24 @@ class ReaccountPlan:
             spec["resources"] = self.pod_level
         return {"spec": spec}
 
-    def record_patch(self) -> dict[str, Any]:
-        """The metadata patch that writes the new record."""
+    def record_patch(self, pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A JSON patch that writes the new record only if ``pod`` is still as read.
+
+        Compare-and-swap on what re-accounting depends on: the record it planned
+        from and every container's resources. Nothing else is compared, so the
+        kubelet's status updates (which follow every resize) never make it fail,
+        while another writer's change to the record or to any container's
+        resources does (422 from the ``test`` operation: re-read and re-plan).
+        """
         assert self.record is not None
-        return {"metadata": {"annotations": {ACCOUNTING: self.record.to_json()}}}
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        ops: list[dict[str, Any]] = [{"op": "test", "path": ANNOTATION_PATH, "value": annotations.get(ACCOUNTING)}]
+        spec = pod.get("spec") or {}
+        for kind in KINDS:
+            for i, c in enumerate(spec.get(kind) or ()):
+                ops.append({"op": "test", "path": f"/spec/{kind}/{i}/resources", "value": c.get("resources") or {}})
+        ops.append({"op": "replace", "path": ANNOTATION_PATH, "value": self.record.to_json()})
+        return ops
 
 
 def _skip(code: str, reason: str) -> ReaccountPlan:

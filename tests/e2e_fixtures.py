@@ -32,6 +32,8 @@ from controlplane.cluster import COMPONENTS, ClusterError, LocalCluster
 __all__ = [
     "controlplane_bindir",
     "e2e_namespace",
+    "kwok_bindir",
+    "kwok_cluster",
     "local_cluster",
     "pytest_runtest_makereport",
     "pytest_terminal_summary",
@@ -162,3 +164,40 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"e2e: cluster work dir kept for inspection (logs, etcd data): {workdir}", yellow=True
         )
+
+
+# ------------------------------------------------------------------- KWOK
+
+@pytest.fixture(scope="session")
+def kwok_bindir(controlplane_bindir: Path) -> Path:
+    """The directory with ``kwok``, built from hack/kwok/go.mod if need be.
+
+    The same skip policy as the control plane's: no binary and no Go skips,
+    except under CI=true, where it fails.
+    """
+    if os.environ.get(binaries.KWOK_BIN_ENV):
+        try:
+            return binaries.kwok_require()
+        except binaries.BinariesMissing as exc:
+            pytest.fail(str(exc), pytrace=False)
+    if not binaries.go_available():
+        if not binaries.kwok_missing():
+            return binaries.kwok_bindir()
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("kwok is not built and there is no `go` to build it (CI=true)", pytrace=False)
+        pytest.skip("kwok is not built and there is no `go`: run `make controlplane`")
+    try:
+        return binaries.kwok_build()
+    except (subprocess.CalledProcessError, binaries.BinariesMissing) as exc:
+        pytest.fail(f"building kwok failed: {exc} (see the build output above)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kwok_cluster(local_cluster: LocalCluster, kwok_bindir: Path) -> LocalCluster:
+    """The session cluster with the fake kubelet running (it stops with the cluster).
+
+    Tests make their own fake nodes (``create_fake_node`` with a unique name)
+    and pin their pods to them; nodes made by ``create_node`` stay kubelet-less.
+    """
+    local_cluster.start_kwok(kwok_bindir)
+    return local_cluster

@@ -11,21 +11,18 @@ from its checkpoint, and find nothing to do the second time.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 import reference as ref
 import yaml
-from e2e_support import create, get_pod, node_pool
+from e2e_support import create, get_pod
 
 from controlplane.cluster import LocalCluster
 from controlplane.meshfit_servers import POLICY_MANIFEST
@@ -59,6 +56,12 @@ def _pod(name: str, requests: dict[str, str] | None, limits: dict[str, str] | No
             "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1", "resources": resources}]}}
 
 
+def _running(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any] | None:
+    pod = get_pod(cluster, namespace, name)
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in (pod.get("status") or {}).get("conditions") or ())
+    return pod if ready else None
+
+
 def _reaccount(cluster: LocalCluster, *args: str, check: bool = True) -> dict[str, Any]:
     argv = [sys.executable, "-m", "cli", "reaccount", "--kubeconfig", str(cluster.kubeconfig_path), "-o", "json", *args]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -68,7 +71,9 @@ def _reaccount(cluster: LocalCluster, *args: str, check: bool = True) -> dict[st
 
 
 @pytest.fixture
-def fleet(local_cluster: LocalCluster, e2e_namespace: str, tmp_path: Path) -> tuple[str, list[dict[str, Any]], Path, Path]:
+def fleet(kwok_cluster: LocalCluster, e2e_namespace: str, tmp_path: Path) -> tuple[str, list[dict[str, Any]], Path, Path]:
+    """Meshed pods running on a fake kubelet's node (KWOK answers each resize as a kubelet does)."""
+    local_cluster = kwok_cluster
     old_file, new_file = tmp_path / "old.yaml", tmp_path / "new.yaml"
     old_file.write_text(_policy_text("1/2", best_effort="besteffort"))
     new_file.write_text(_policy_text("1", best_effort="requests"))
@@ -82,19 +87,23 @@ def fleet(local_cluster: LocalCluster, e2e_namespace: str, tmp_path: Path) -> tu
         _pod("api-1", {"cpu": "500m", "memory": "1Gi"}, {"cpu": "2", "memory": "1Gi"}),
         _pod("bare", None),  # BestEffort: the sidecars got nothing; requests now would change its QoS
     ]
-    pool = node_pool(local_cluster, [("a", "64", "256Gi")])
+    node = f"reaccount-{e2e_namespace[-6:]}"
+    local_cluster.create_fake_node(node, cpu="64", memory="256Gi")
     originals = []
     for pod in shapes:
         result = inject(pod, Namespace(e2e_namespace, None), old)
         assert result.injected, result.reason
-        bound = pool.place(result.pod)
-        bound["spec"]["nodeName"] = pool.names[0]  # bound as a running pod is: resize is for those
-        stored = create(local_cluster, e2e_namespace, bound)
+        bound = copy.deepcopy(result.pod)
+        bound["spec"]["nodeName"] = node  # bound by hand, then Running on the fake kubelet
+        create(local_cluster, e2e_namespace, bound)
+        stored = local_cluster.wait_for(lambda name=bound["metadata"]["name"]: _running(local_cluster, e2e_namespace, name),
+                                        60, interval=0.1, what=f"pod {bound['metadata']['name']} running")
         originals.append({"original": pod, "stored": stored})
     return e2e_namespace, originals, old_file, new_file
 
 
-def test_reaccount_resizes_in_place_then_finds_nothing_to_do(local_cluster: LocalCluster, fleet: Any) -> None:
+def test_reaccount_resizes_in_place_then_finds_nothing_to_do(kwok_cluster: LocalCluster, fleet: Any) -> None:
+    local_cluster = kwok_cluster
     namespace, pods, _, new_file = fleet
     dry = _reaccount(local_cluster, "-n", namespace, "--policy", str(new_file))
     assert dry["summary"]["writes"] == 0 and dry["summary"]["applied"] is False
@@ -108,8 +117,9 @@ def test_reaccount_resizes_in_place_then_finds_nothing_to_do(local_cluster: Loca
         stored = get_pod(local_cluster, namespace, item["stored"]["metadata"]["name"])
         assert stored["metadata"]["resourceVersion"] == item["stored"]["metadata"]["resourceVersion"]
 
-    applied = _reaccount(local_cluster, "-n", namespace, "--policy", str(new_file), "--apply")
+    applied = _reaccount(local_cluster, "-n", namespace, "--policy", str(new_file), "--apply", "--wait-resize", "60")
     summary = applied["summary"]
+    assert summary["resizeStatus"] == {"done": 5, "deferred_or_in_progress": 0}, "each kubelet took its resize"
     assert summary["outcomes"].get("resized") == 5 and summary["skipped"] == {"qos_change": 1}
     assert summary["outcomes"].get("record_only") == 1
     assert summary["writes"] == 11, "two writes per resized pod (the resize and the record), one for a record"
@@ -129,6 +139,13 @@ def test_reaccount_resizes_in_place_then_finds_nothing_to_do(local_cluster: Loca
         assert ref.effective_requests(stored) == ref.effective_requests(item["stored"]) == \
             ref.effective_requests(item["original"]), f"{name}: R(pod) moved"
         assert stored["status"]["qosClass"] == item["stored"]["status"]["qosClass"]
+        # the kubelet reports the new resources for every resized container
+        reported = {c["name"]: c.get("resources") for k in ("initContainerStatuses", "containerStatuses")
+                    for c in stored["status"].get(k) or ()}
+        for kind in ("initContainers", "containers"):
+            for c in stored["spec"].get(kind) or ():
+                if c.get("restartPolicy") == "Always" or kind == "containers":
+                    assert ref.requests_of({"resources": reported[c["name"]]}) == ref.requests_of(c), (name, c["name"])
         record = json.loads(stored["metadata"]["annotations"][ACCOUNTING])
         for sidecar in record["sidecars"]:
             if "cpu" not in record.get("reduced", {}):  # a small pod's mesh has what the pod can give
@@ -139,7 +156,8 @@ def test_reaccount_resizes_in_place_then_finds_nothing_to_do(local_cluster: Loca
     assert again["summary"]["writes"] == 0 and again["summary"]["outcomes"].get("unchanged") == 6
 
 
-def test_an_interrupted_run_resumes_from_its_checkpoint(local_cluster: LocalCluster, fleet: Any, tmp_path: Path) -> None:
+def test_an_interrupted_run_resumes_from_its_checkpoint(kwok_cluster: LocalCluster, fleet: Any, tmp_path: Path) -> None:
+    local_cluster = kwok_cluster
     namespace, pods, _, new_file = fleet
     checkpoint = tmp_path / "checkpoint"
     argv = [sys.executable, "-m", "cli", "reaccount", "--kubeconfig", str(local_cluster.kubeconfig_path), "-n",
@@ -162,12 +180,13 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(local_cluster: LocalClus
                         "--checkpoint", str(checkpoint))
     assert second["summary"]["outcomes"]["checkpointed"] == done_first
     resized = first["summary"]["outcomes"].get("resized", 0) + second["summary"]["outcomes"].get("resized", 0)
-    assert resized == 5
+    assert resized == 5, json.dumps([first["summary"], second["summary"]])
     third = _reaccount(local_cluster, "-n", namespace, "--policy", str(new_file))
     assert third["summary"]["outcomes"].get("unchanged") == 6 and third["summary"]["skipped"] == {"qos_change": 1}
 
 
-def test_a_concurrent_writer_is_never_overwritten(local_cluster: LocalCluster, fleet: Any) -> None:
+def test_a_concurrent_writer_is_never_overwritten(kwok_cluster: LocalCluster, fleet: Any) -> None:
+    local_cluster = kwok_cluster
     namespace, pods, _, new_file = fleet
     name = "web-1"
     stored = get_pod(local_cluster, namespace, name)
@@ -184,3 +203,28 @@ def test_a_concurrent_writer_is_never_overwritten(local_cluster: LocalCluster, f
     assert entry["outcome"] == "skipped" and entry["code"] == "inconsistent", entry
     after = get_pod(local_cluster, namespace, name)
     assert after["spec"]["initContainers"][0]["resources"]["limits"]["cpu"] == "1500m"
+
+
+def test_the_record_write_is_a_compare_and_swap(kwok_cluster: LocalCluster, fleet: Any) -> None:
+    """A status update (the kubelet's) never fails the record write; another writer's record change does."""
+    from policy.reaccount import plan_reaccount
+
+    namespace, _, _, new_file = fleet
+    path = f"/api/v1/namespaces/{namespace}/pods/web-0"
+    read = get_pod(kwok_cluster, namespace, "web-0")
+    plan = plan_reaccount(read, Namespace(namespace, None), load_policy_file(new_file))
+    assert plan.action == "resize"
+    status, _ = kwok_cluster.request("PATCH", path + "/status", {"status": {"message": "the kubelet wrote"}},
+                                     content_type="application/strategic-merge-patch+json")
+    assert status == 200
+    other = json.loads(json.dumps(read))
+    other["metadata"]["annotations"][ACCOUNTING] = read["metadata"]["annotations"][ACCOUNTING].replace('"v":1', '"v":1 ')
+    status, _ = kwok_cluster.request("PATCH", path, [{"op": "replace", "path": "/metadata/annotations/meshfit.io~1accounting",
+                                                      "value": other["metadata"]["annotations"][ACCOUNTING]}],
+                                     content_type="application/json-patch+json")
+    assert status == 200
+    status, answer = kwok_cluster.request("PATCH", path, plan.record_patch(read), content_type="application/json-patch+json")
+    assert status == 422 and answer.get("reason") == "Invalid", answer
+    fresh = get_pod(kwok_cluster, namespace, "web-0")
+    status, _ = kwok_cluster.request("PATCH", path, plan.record_patch(fresh), content_type="application/json-patch+json")
+    assert status == 200, "against what is stored now, after a status update, the swap goes through"

@@ -167,3 +167,16 @@ def test_reduced_pods_count_as_the_pods_they_came_from() -> None:
     assert reduce_pod(bound(pod, "a", phase="Succeeded")).settled, "finished: no bind will come"
     bad = app_pod("bad", "lots")
     assert not reduce_pod(bad).settled and reduce_pod(bad).uid == uid(bad), "unreadable, but still known by its uid"
+
+
+def test_a_pod_no_cluster_can_hold_is_skipped_counted_and_logged_once(caplog) -> None:
+    cache = cache_with(node("a"))
+    poison = bound(app_pod("huge", "1e1000000", "1Gi"), "a")
+    fine = bound(app_pod("web-1", "1", "1Gi"), "a")
+    with caplog.at_level("WARNING", logger="extender.cache"):
+        for _ in range(3):
+            cache.apply_pod("ADDED", poison)
+        cache.apply_pod("ADDED", fine)
+    assert cache.stats.skipped == 3
+    assert cache.nodes["a"].pods == 1 and cache.nodes["a"].req_cpu == 10**9, "the other pod is counted as ever"
+    assert sum("beyond what Kubernetes can hold" in r.getMessage() for r in caplog.records) == 1

@@ -62,7 +62,8 @@ def test_wheel_carries_the_package_data(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     for needed in ("meshfit_data/manifests/policy.yaml", "meshfit_data/manifests/examples/payments.yaml",
                    "meshfit_data/manifests/webhook/base/mutatingwebhookconfiguration.yaml",
-                   "meshfit_data/manifests/extender/scheduler-config.yaml", "meshfit_data/controlplane/go.mod"):
+                   "meshfit_data/manifests/extender/scheduler-config.yaml", "meshfit_data/controlplane/go.mod",
+                   "meshfit_data/kwok/go.mod"):
         assert needed in names, needed
     assert not [n for n in names if "/generated/" in n], "the rendered bundle holds a private key"
     assert not [n for n in names if n.startswith(("tests/", "bench/", "hack/"))]
@@ -110,7 +111,8 @@ def test_policy_validate_and_certs_generate(installed: Path, tmp_path: Path) -> 
 def test_demo_finds_the_control_plane_pins(installed: Path, tmp_path: Path) -> None:
     """`meshfit demo` builds the control plane from the pins shipped in the package, as in a checkout."""
     done = run([str(installed / "python"), "-c", "from controlplane import binaries; "
-                "print(binaries.pins().kubernetes, binaries.BUILD_SCRIPT.is_file(), binaries.bindir())"], tmp_path)
+                "print(binaries.pins().kubernetes, binaries.BUILD_SCRIPT.is_file() and binaries.KWOK_GO_MOD.is_file(), "
+                "binaries.bindir())"], tmp_path)
     assert done.returncode == 0, done.stderr
     ours = subprocess.run([sys.executable, "-c", "from controlplane import binaries; print(binaries.bindir())"],
                           capture_output=True, text=True, check=True).stdout.strip()
