@@ -683,6 +683,10 @@ def build(args: argparse.Namespace) -> None:
         add("oci-layout", (layout / "oci-layout").read_bytes())
 
     (out / "digest").write_text(manifest_digest + "\n")
+    prune_cache(keep={base.parent.name, deps.parent.name,
+                      *(f"layer-{n}-{sha256_text(str(r), str(e))[:16]}.tar{s}"
+                        for n, r, e in (("base", base, deb_lock.epoch), ("deps", deps, req_lock.epoch))
+                        for s in (".gz", ".json"))})
     if clean:
         stamp_file.write_text(stamp)
     (out / "image.json").write_text(json.dumps({
@@ -695,6 +699,16 @@ def build(args: argparse.Namespace) -> None:
     log(f"OCI layout {layout.relative_to(REPO) if layout.is_relative_to(REPO) else layout} "
         f"(ref {tag}); docker load -i {tarball.relative_to(REPO) if tarball.is_relative_to(REPO) else tarball}")
     print(manifest_digest)
+
+
+def prune_cache(keep: set[str]) -> None:
+    """Drop the unpacked trees and layers of earlier inputs (a lock or build.py change); downloads stay."""
+    for path in CACHE.iterdir():
+        if path.name.startswith(("base-", "deps-", "layer-")) and path.name not in keep:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def iso(epoch: int) -> str:
