@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all venv lint test unit e2e golden run demo controlplane bench certs manifests mutation clean
+.PHONY: all venv lint test unit e2e golden run demo controlplane tools image bench certs manifests mutation clean
 
 all: test
 
@@ -24,7 +24,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 ## make test: the checks, then the whole suite, end-to-end tests on a real control plane included.
-test: venv lint controlplane
+test: venv lint controlplane tools image
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## make unit: everything but the end-to-end tests (no control plane needed).
@@ -40,6 +40,14 @@ controlplane:
 	@bash hack/controlplane/build.sh
 	@bash hack/kwok/build.sh  # KWOK's kwok controller, the fake kubelet of the e2e tests
 
+## make tools: build helm and crane from their Go modules (hack/tools, cached).
+tools:
+	@bash hack/tools/build.sh >/dev/null
+
+## make image: the OCI image under build/image/ (layout, docker-load tarball, digest); no daemon, no base image.
+image: venv
+	@$(PY) hack/image/build.py
+
 ## make demo: a local control plane, the webhook and the extender, sample pods, and what happened to them.
 demo: venv controlplane
 	$(VENV)/bin/meshfit demo
@@ -49,7 +57,7 @@ run: venv
 	bash hack/run-webhook.sh
 
 ## make e2e: only the end-to-end tests (real etcd + kube-apiserver + kube-scheduler).
-e2e: venv controlplane
+e2e: venv controlplane tools image
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 ## make manifests: render the webhook's certificate and caBundle for `kubectl apply -k manifests/`.

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.report import results_dir
+
 
 def main(run: Callable[..., Any], quick: Mapping[str, Any], doc: str | None, options: Mapping[str, str]) -> None:
     """Parse ``options`` (keyword → help), then run full size, or ``quick`` with ``--quick``."""
@@ -22,7 +24,8 @@ def main(run: Callable[..., Any], quick: Mapping[str, Any], doc: str | None, opt
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(default), default=default,
                             help=f"{help_text} (default {default})".strip())
     parser.add_argument("--quick", action="store_true", help="a small size: a smoke run, not a measurement")
-    parser.add_argument("--out", type=Path, default=None, help="results directory (default bench/results)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results directory (default bench/results; build/bench-quick with --quick)")
     args = parser.parse_args()
     sizes = dict(quick) if args.quick else {name: getattr(args, name) for name in options}
-    run(**sizes, out_dir=args.out)
+    run(**sizes, out_dir=results_dir(args.out, args.quick))

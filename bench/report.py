@@ -22,6 +22,14 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
+#: Where smoke runs (``--quick``) write: their figures measure nothing, so they
+#: must never replace the committed results.
+QUICK_RESULTS_DIR = REPO / "build" / "bench-quick"
+
+
+def results_dir(out: Path | None, quick: bool) -> Path | None:
+    """``--out`` if given; a ``--quick`` run without it goes to build/bench-quick."""
+    return out if out is not None else QUICK_RESULTS_DIR if quick else None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from bench import extender_scale, pod_create, reaccount, scheduling, watch_throughput, webhook_floor
-from bench.report import Report, Target, targets_table
+from bench.report import Report, Target, results_dir, targets_table
 
 #: In run order (see the module docstring).
 BENCHMARKS: dict[str, ModuleType] = {
@@ -31,7 +31,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmarks run, measures nothing")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these")
-    parser.add_argument("--out", type=Path, default=None, help="results directory (default bench/results)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results directory (default bench/results; build/bench-quick with --quick)")
     args = parser.parse_args()
     started = time.monotonic()
     targets: list[Target] = []
@@ -42,7 +43,8 @@ def main() -> int:
             continue
         t = time.monotonic()
         try:
-            report: Report = module.run(**(module.QUICK if args.quick else {}), out_dir=args.out)
+            report: Report = module.run(**(module.QUICK if args.quick else {}),
+                                        out_dir=results_dir(args.out, args.quick))
             targets.extend(report.targets)
         except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
             traceback.print_exc()

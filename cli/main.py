@@ -32,12 +32,28 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, computed only when asked (it imports the policy package)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from cli.version import text
+
+        print(text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``meshfit`` parser with every command of :data:`COMMANDS`; an import error in one propagates."""
     parser = argparse.ArgumentParser(
         prog="meshfit",
         description="Mesh sidecars overcommitted from the pod's own budget.",
     )
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, the policy schema and the accounting-record version, then exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMANDS:

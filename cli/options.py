@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import meshfit_data
 from cli.errors import CommandError
 from policy.decision import Namespace
 from policy.fields import PolicyError
@@ -12,7 +13,7 @@ from policy.load import load_policy_file
 from policy.model import Policy
 
 #: The default policy ships with the project; found from the repository or an installed tree.
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "manifests" / "policy.yaml"
+DEFAULT_POLICY = meshfit_data.path("manifests", "policy.yaml")
 
 
 def add_policy_option(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import meshfit_data
+
 #: The programs build.sh makes: the three a LocalCluster runs, in start order,
 #: then kubectl, for rendering the kustomizations and for people poking at a demo.
 BINARIES: tuple[str, ...] = ("etcd", "kube-apiserver", "kube-scheduler", "kubectl")
@@ -26,7 +28,7 @@ BIN_ENV = "MESHFIT_CONTROLPLANE_BIN"
 #: The cache root, shared with build.sh.
 CACHE_ENV = "MESHFIT_CACHE"
 
-HACK_DIR = Path(__file__).resolve().parent.parent / "hack" / "controlplane"
+HACK_DIR = meshfit_data.path("controlplane")
 BUILD_SCRIPT = HACK_DIR / "build.sh"
 GO_MOD = HACK_DIR / "go.mod"
 
@@ -120,7 +122,7 @@ def build() -> Path:
 
 KWOK_BINARIES: tuple[str, ...] = ("kwok",)
 KWOK_BIN_ENV = "MESHFIT_KWOK_BIN"
-KWOK_HACK_DIR = HACK_DIR.parent / "kwok"
+KWOK_HACK_DIR = meshfit_data.path("kwok")
 KWOK_BUILD_SCRIPT = KWOK_HACK_DIR / "build.sh"
 KWOK_GO_MOD = KWOK_HACK_DIR / "go.mod"
 

@@ -26,13 +26,14 @@ from typing import Any
 
 import yaml
 
+import meshfit_data
+
 from .client import JSON, wait_for
 from .cluster import LocalCluster
 from .ports import LOOPBACK, free_port
 from .process import Component, ComponentExited
 
-REPO = Path(__file__).resolve().parent.parent
-MANIFESTS = REPO / "manifests"
+MANIFESTS = meshfit_data.path("manifests")
 POLICY_MANIFEST = MANIFESTS / "policy.yaml"
 WEBHOOK_MANIFEST = MANIFESTS / "webhook" / "base" / "mutatingwebhookconfiguration.yaml"
 SCHEDULER_CONFIG_MANIFEST = MANIFESTS / "extender" / "scheduler-config.yaml"

@@ -1,0 +1,189 @@
+"""charts/meshfit offline: lint, the three certificate modes, the schema, and agreement with manifests/."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from chart_support import (
+    CHART,
+    NAMESPACE,
+    REPO,
+    by_key,
+    ca_bundle,
+    helm_template,
+    meaningful,
+    render_chart,
+    render_kustomize,
+)
+from cryptography import x509
+
+from certs.generate import generate
+
+#: The value sets the tests render: every optional part, once.
+EVERYTHING = ["--set", "scheduler.mode=secondScheduler", "--set", "networkPolicy.enabled=true",
+              "--set", "networkPolicy.extender.from[0].ipBlock.cidr=10.0.0.0/24", "--set", "serviceMonitor.enabled=true",
+              "--set", "extender.pdb.enabled=true", "--set", "scheduler.snippetConfigMap=true"]
+
+
+@pytest.fixture(scope="module")
+def user_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("user-certs")
+    generate(out, service="meshfit-webhook", namespace=NAMESPACE)
+    return out
+
+
+def user_cert_args(certs: Path) -> list[str]:
+    return ["--set", "certificates.mode=secret", "--set-file", f"certificates.secret.caCrt={certs / 'ca.crt'}",
+            "--set-file", f"certificates.secret.tlsCrt={certs / 'tls.crt'}",
+            "--set-file", f"certificates.secret.tlsKey={certs / 'tls.key'}"]
+
+
+def test_values_policy_is_manifests_policy() -> None:
+    done = subprocess.run([sys.executable, str(REPO / "hack/chart/sync-policy.py"), "--check"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("values", [[], ["--set", "certificates.mode=certManager"], EVERYTHING],
+                         ids=["defaults", "cert-manager", "everything"])
+def test_lint(helm: Path, values: list[str]) -> None:
+    done = subprocess.run([str(helm), "lint", "--strict", str(CHART), "--namespace", NAMESPACE, *values],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_generated_certificates(helm: Path) -> None:
+    docs = render_chart(helm)
+    objects = by_key(docs)
+    secret = objects["Secret", NAMESPACE, "meshfit-webhook-tls"]
+    assert secret["type"] == "kubernetes.io/tls"
+    ca = x509.load_pem_x509_certificate(ca_bundle(docs))
+    assert base64.b64decode(secret["data"]["ca.crt"]) == ca_bundle(docs)
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert f"meshfit-webhook.{NAMESPACE}.svc" in names and "meshfit-webhook" in names
+    deployment = objects["Deployment", NAMESPACE, "meshfit-webhook"]
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == "meshfit-webhook-tls"
+
+
+def test_user_supplied_certificates(helm: Path, user_certs: Path) -> None:
+    docs = render_chart(helm, *user_cert_args(user_certs))
+    assert ca_bundle(docs) == (user_certs / "ca.crt").read_bytes()
+    secret = by_key(docs)["Secret", NAMESPACE, "meshfit-webhook-tls"]
+    assert base64.b64decode(secret["data"]["tls.key"]) == (user_certs / "tls.key").read_bytes()
+    # An existing Secret: only its name and the caBundle.
+    bundle = base64.b64encode((user_certs / "ca.crt").read_bytes()).decode()
+    docs = render_chart(helm, "--set", "certificates.mode=secret", "--set", "certificates.secret.name=my-tls",
+                        "--set", f"certificates.secret.caBundle={bundle}")
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    assert ca_bundle(docs) == (user_certs / "ca.crt").read_bytes()
+    (volume,) = [v for v in by_key(docs)["Deployment", NAMESPACE, "meshfit-webhook"]["spec"]["template"]["spec"]["volumes"]
+                 if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == "my-tls"
+
+
+def test_user_supplied_certificates_need_a_ca(helm: Path) -> None:
+    done = helm_template(helm, "--set", "certificates.mode=secret", check=False)
+    assert done.returncode != 0
+    assert "certificates.secret.caBundle" in done.stderr
+
+
+def test_cert_manager_certificates(helm: Path) -> None:
+    docs = render_chart(helm, "--set", "certificates.mode=certManager")
+    objects = by_key(docs)
+    hook = objects["MutatingWebhookConfiguration", "", "meshfit-sidecar-injector"]
+    assert hook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/meshfit-webhook"
+    assert "caBundle" not in hook["webhooks"][0]["clientConfig"]
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    certificate = objects["Certificate", NAMESPACE, "meshfit-webhook"]
+    assert certificate["spec"]["secretName"] == "meshfit-webhook-tls"
+    assert certificate["spec"]["issuerRef"] == {"name": "meshfit-ca", "kind": "Issuer"}
+    assert f"meshfit-webhook.{NAMESPACE}.svc" in certificate["spec"]["dnsNames"]
+    # The same objects as manifests/webhook/cert-manager/.
+    shipped = by_key([d for d in yaml.safe_load_all((REPO / "manifests/webhook/cert-manager/certificate.yaml").read_text())
+                      if d])
+    for key, doc in shipped.items():
+        assert meaningful(objects[key])["spec"] == doc["spec"], key
+    # An issuer of the user's: no private CA.
+    docs = render_chart(helm, "--set", "certificates.mode=certManager",
+                        "--set", "certificates.certManager.issuerRef.name=corp-ca",
+                        "--set", "certificates.certManager.issuerRef.kind=ClusterIssuer")
+    assert [d["metadata"]["name"] for d in docs if d["kind"] in ("Issuer", "Certificate")] == ["meshfit-webhook"]
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (["--set", "certificates.mode=vault"], "certificates/mode"),
+    (["--set", "webhook.failurePolicy=Sometimes"], "webhook/failurePolicy"),
+    (["--set", "extender.replicas=2"], "extender/replicas"),
+    (["--set", "image.digest=latest"], "image/digest"),
+    (["--set", "webhook.replicaCount=3"], "replicaCount"),
+    (["--set", "policy.apiVersion=meshfit.io/v2"], "policy/apiVersion"),
+])
+def test_schema_rejects_wrong_values(helm: Path, values: list[str], message: str) -> None:
+    done = helm_template(helm, *values, check=False)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
+
+
+def test_policy_configmap_is_the_shipped_policy(helm: Path, tmp_path: Path) -> None:
+    """The rendered ConfigMap passes `meshfit policy validate` with the shipped policy's revision."""
+    configmap = by_key(render_chart(helm))["ConfigMap", NAMESPACE, "meshfit-policy"]
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(configmap))
+    ours = subprocess.run([sys.executable, "-m", "cli", "policy", "validate", str(path)], capture_output=True, text=True)
+    shipped = subprocess.run([sys.executable, "-m", "cli", "policy", "validate", str(REPO / "manifests/policy.yaml")],
+                             capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stdout + ours.stderr
+    revision = lambda out: out.split("revision ", 1)[1].split(",", 1)[0]  # noqa: E731
+    assert revision(ours.stdout) == revision(shipped.stdout)
+    # A value merges into the default policy rather than replacing it.
+    merged = by_key(render_chart(helm, "--set", "policy.emergency.stopInjection=true"))["ConfigMap", NAMESPACE,
+                                                                                         "meshfit-policy"]
+    policy = yaml.safe_load(merged["data"]["policy.yaml"])
+    assert policy["emergency"]["stopInjection"] is True and policy["sidecars"]
+
+
+def test_image_is_pinned_by_digest(helm: Path) -> None:
+    digest = "sha256:" + "ab" * 32
+    docs = render_chart(helm, "--set", f"image.digest={digest}", "--set", "image.repository=registry.corp/meshfit")
+    images = {c["image"] for d in docs if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]}
+    assert images == {f"registry.corp/meshfit@{digest}"}
+
+
+@pytest.mark.e2e
+def test_chart_defaults_render_what_kustomize_renders(helm: Path, controlplane_bindir: Path, tmp_path: Path) -> None:
+    """`kubectl kustomize manifests/` and `helm template` with the defaults: the same objects, field for field.
+
+    Not compared: Helm's own labels, the key material (both must have it), and the
+    Namespace, which `helm install --create-namespace` makes (namespace.create renders it).
+    """
+    kustomized = by_key(render_kustomize(controlplane_bindir / "kubectl", tmp_path))
+    charted = by_key(render_chart(helm))
+    namespace = kustomized.pop(("Namespace", "", NAMESPACE))
+    assert sorted(kustomized) == sorted(charted)
+    for key, doc in kustomized.items():
+        assert meaningful(charted[key]) == meaningful(doc), key
+    rendered_ns = by_key(render_chart(helm, "--set", "namespace.create=true"))["Namespace", "", NAMESPACE]
+    assert meaningful(rendered_ns) == meaningful(namespace)
+
+
+@pytest.mark.e2e
+def test_second_scheduler_renders_what_the_manifest_holds(helm: Path) -> None:
+    shipped = by_key([d for d in yaml.safe_load_all((REPO / "manifests/extender/second-scheduler.yaml").read_text())
+                      if d])
+    charted = by_key(render_chart(helm, "--set", "scheduler.mode=secondScheduler"))
+    for key, doc in shipped.items():
+        ours = meaningful(charted[key])
+        if key[0] == "Deployment":
+            ours["spec"]["template"]["metadata"]["annotations"].pop("checksum/config")
+        if key[0] == "ConfigMap":
+            assert yaml.safe_load(ours["data"]["config.yaml"]) == yaml.safe_load(doc["data"]["config.yaml"]), key
+            continue
+        assert ours == meaningful(doc), key
