@@ -12,7 +12,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$here/.venv"
 scratch="${MUTATION_DIR:-$HOME/.cache/meshfit/mutation}"
 mkdir -p "$scratch"
-rsync -a --delete --exclude .git --exclude .venv --exclude mutants --exclude '.hypothesis' \
+rsync -a --delete --exclude .git --exclude .venv --exclude mutants --exclude '.hypothesis' --exclude build \
       --exclude '__pycache__' "$here/" "$scratch/tree/"
 cd "$scratch/tree"
 start=$(date +%s)

@@ -108,10 +108,9 @@ async def test_list_watch_410_relist(server: ReplayApiServer) -> None:
             # 2. The resumed watch answers 410 Expired: relist, then watch from the relist.
             proceed.set()
             await server.wait_for(lambda: len(server.queries(PODS, "watch")) >= 3)
-            await asyncio.sleep(0.2)  # let the last stream's events land
             expected = {p["metadata"]["uid"]: p for p in orjson.loads(recording("pods-relist.json"))["items"]}
             apply_events(expected, recording("pods-watch-2.ndjson"))
-            assert cached(service.cache) == recount(expected)
+            await server.wait_for(lambda: cached(service.cache) == recount(expected))  # the last stream's events
             assert set(service.cache.accounting.pods) == set(expected)
             relist_rv = orjson.loads(recording("pods-relist.json"))["metadata"]["resourceVersion"]
             assert server.queries(PODS, "watch")[2]["resourceVersion"] == relist_rv
@@ -157,8 +156,9 @@ async def test_policy_configmap_watch_keeps_the_last_good_policy(server: ReplayA
             gate.set()
             await server.wait_for(lambda: holder.rejections == 1 and holder.observe_only)
             assert str(holder.policy.scheduling.exposure_ceiling["memory"]) == "1/5"
-            await asyncio.sleep(0.1)  # the DELETED event: the policy stays
-            assert holder.observe_only
+            watch = feed.watches["policy"]
+            await server.wait_for(lambda: watch.stats.events_by_type.get("DELETED", 0) >= 1)
+            assert holder.observe_only, "the DELETED event leaves the last good policy in place"
             assert "scheduling.exposureCeiling.memory" in holder.last_rejection.message
             assert any("scheduling.exposureCeiling.memory" in r.getMessage() for r in caplog.records)
         finally:

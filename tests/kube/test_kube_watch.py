@@ -244,12 +244,21 @@ async def test_unreachable_server_backs_off_and_stop_is_prompt() -> None:
             backoff=Backoff(initial=0.05, maximum=0.2),
         )
         stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         task = asyncio.create_task(watch.run(stop))
-        await asyncio.sleep(0.6)
+        deadline = started + 10
+        while watch.stats.errors < 4:  # kept trying...
+            assert loop.time() < deadline, "no retries"
+            await asyncio.sleep(0.01)
+        elapsed = loop.time() - started
         stop.set()
+        stopping = loop.time()
         await asyncio.wait_for(task, 1)
-    # Backed off between attempts rather than spinning, but kept trying.
-    assert 2 <= watch.stats.errors <= 12
+        assert loop.time() - stopping < 0.5, "stop is prompt even while backing off"
+    # ...and backed off between attempts rather than spinning: three delays of at least half
+    # of 0.05, 0.1 and 0.2 s (the jitter) lie between the first error and the fourth.
+    assert elapsed >= (0.05 + 0.1 + 0.2) * 0.5
     assert not watch.has_synced and watch.stats.lists == 0
 
 

@@ -55,15 +55,37 @@ async def test_tls_is_verified_against_the_generated_ca(server: Served, tmp_path
             await s.get(server.url + "/healthz")
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-async def test_tls_below_1_2_is_refused(server: Served, cert_dir: Path) -> None:
-    context = client_context(cert_dir / "ca.crt")
+def _legacy_client(ca: Path) -> ssl.SSLContext:
+    """A client that really offers TLS 1.0/1.1: OpenSSL 3 refuses them below security level 0."""
+    context = client_context(ca)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
     context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     context.maximum_version = ssl.TLSVersion.TLSv1_1
-    assert server.running.certs.context.minimum_version == ssl.TLSVersion.TLSv1_2
-    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-        _, writer = await asyncio.open_connection("127.0.0.1", server.running.port, ssl=context)
+    return context
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_tls_below_1_2_is_refused_by_the_server(server: Served, cert_dir: Path) -> None:
+    # The control: the same client completes a TLS 1.1 handshake with a server that allows it,
+    # so a refusal below comes from the webhook, not from the client declining to send.
+    permissive = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    permissive.set_ciphers("DEFAULT:@SECLEVEL=0")
+    permissive.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    permissive.load_cert_chain(cert_dir / "tls.crt", cert_dir / "tls.key")
+    control = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=permissive)
+    try:
+        port = control.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_legacy_client(cert_dir / "ca.crt"),
+                                                  server_hostname="127.0.0.1")
+        assert writer.get_extra_info("ssl_object").version() in ("TLSv1", "TLSv1.1")
         writer.close()
+    finally:
+        control.close()
+    # The webhook answers with a protocol_version alert or drops the connection (asyncio may
+    # close before the alert is flushed); either way no TLS 1.1 session is established.
+    with pytest.raises((ssl.SSLError, ConnectionResetError)) as refused:
+        await asyncio.open_connection("127.0.0.1", server.running.port, ssl=_legacy_client(cert_dir / "ca.crt"))
+    assert not isinstance(refused.value, ssl.SSLCertVerificationError)
 
 
 # -- reviews ------------------------------------------------------------------
