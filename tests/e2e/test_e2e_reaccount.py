@@ -228,3 +228,23 @@ def test_the_record_write_is_a_compare_and_swap(kwok_cluster: LocalCluster, flee
     fresh = get_pod(kwok_cluster, namespace, "web-0")
     status, _ = kwok_cluster.request("PATCH", path, plan.record_patch(fresh), content_type="application/json-patch+json")
     assert status == 200, "against what is stored now, after a status update, the swap goes through"
+
+
+def test_the_pod_level_resize_gate_is_read_from_the_apiserver(local_cluster: LocalCluster) -> None:
+    """1.36 runs InPlacePodLevelResourcesVerticalScaling on by default: the metric says so, and reaccount reads it."""
+    import asyncio
+
+    from cli.reaccount_cmd import POD_LEVEL_GATE, _pod_level_gate
+    from kube.client import ApiClient
+    from kube.config import load_config
+
+    async def ask() -> bool:
+        async with ApiClient(load_config(str(local_cluster.kubeconfig_path))) as client:
+            async with client.session.get(client.url("/metrics"), headers=client.config.headers()) as response:
+                body = await response.text()
+            line = next(l for l in body.splitlines() if l.startswith("kubernetes_feature_enabled")
+                        and f'name="{POD_LEVEL_GATE}"' in l)
+            expected = line.rsplit(" ", 1)[-1] in ("1", "1.0")
+            return await _pod_level_gate(client) == expected and expected
+
+    assert asyncio.run(ask())
