@@ -10,7 +10,8 @@ bound by mistake.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -58,3 +59,12 @@ class ApiBinder:
             raise BindError(f"binding {namespace}/{name} to {node}: {exc}") from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise BindError(f"binding {namespace}/{name} to {node}: {type(exc).__name__}: {exc}") from exc
+
+    async def get_pod(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The live pod, ``None`` when it does not exist (the bind checks' lookup, :mod:`extender.guard`)."""
+        try:
+            return await self.client.get_json(f"/api/v1/namespaces/{namespace}/pods/{name}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from extender.binder import ApiBinder
 from extender.cache import DEFAULT_ASSUME_TTL, ClusterCache
 from extender.collector import settle
+from extender.guard import DEFAULT_SCHEDULERS, BindGuard
 from extender.handlers import build_app
 from extender.inflight import DEFAULT_TIMEOUT, InFlight
 from extender.policy_source import LivePolicy
@@ -52,6 +53,8 @@ class ServeOptions:
     bind_wait: float = DEFAULT_TIMEOUT
     page_size: int = 500
     policy_interval: float = 2.0
+    #: ``spec.schedulerName`` values whose pods this extender schedules (its filters count, its binds go).
+    schedulers: tuple[str, ...] = DEFAULT_SCHEDULERS
 
 
 @dataclass
@@ -79,7 +82,8 @@ def prepare(options: ServeOptions) -> Prepared:
             raise StartError(holder.rejected.message)
     cache = ClusterCache(assume_ttl=options.assume_ttl)
     service = ExtenderService(
-        cache, holder, inflight=InFlight(options.bind_wait, engaged=not options.snapshot)
+        cache, holder, inflight=InFlight(options.bind_wait, engaged=not options.snapshot),
+        guard=BindGuard(options.schedulers),
     )
     cluster_config = None
     if options.snapshot:
@@ -141,7 +145,8 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
 
         client = ApiClient(prepared.cluster_config)
         process.on_cleanup(client.close)
-        service.binder = ApiBinder(client)
+        binder = service.binder = ApiBinder(client)
+        service.guard.lookup = binder.get_pod
         feed = ClusterFeed(
             client, service, policy_configmap=options.policy_configmap, page_size=options.page_size
         )
@@ -158,3 +163,4 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         log.info("meshfit extender listening on %s://%s:%d", listener.scheme, options.host, listener.port)
 
     return await process.run(stop, on_started=started)
+

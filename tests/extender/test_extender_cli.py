@@ -193,7 +193,12 @@ async def test_serve_a_cluster_is_ready_after_the_initial_lists(tmp_path: Path) 
     await server.start()
     release = asyncio.Event()
     server.on_list("/api/v1/nodes", server.body(recording("nodes-list.json")))
-    pods_list = server.body(recording("pods-relist.json"))
+    # The list from before the scheduler placed web-0: Pending and unbound, so its filter counts.
+    listed = orjson.loads(recording("pods-relist.json"))
+    for item in listed["items"]:
+        if item["metadata"]["name"] == "web-0":
+            del item["spec"]["nodeName"]
+    pods_list = server.body(orjson.dumps(listed))
 
     async def held(request):  # type: ignore[no-untyped-def]
         await release.wait()
@@ -216,6 +221,8 @@ async def test_serve_a_cluster_is_ready_after_the_initial_lists(tmp_path: Path) 
                             break
                     await asyncio.sleep(0.05)
                 assert response.status == 200
+                async with session.post(f"{url}/filter", data=recording("args-cache-filter.json")) as response:
+                    assert "node-b" in (await response.json())["NodeNames"]
                 async with session.post(f"{url}/bind", data=recording("bind.json")) as response:
                     assert (await response.json()) == {"Error": ""}
         finally:
