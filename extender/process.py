@@ -21,7 +21,7 @@ from extender.binder import ApiBinder
 from extender.cache import DEFAULT_ASSUME_TTL, ClusterCache
 from extender.collector import settle
 from extender.guard import DEFAULT_SCHEDULERS, BindGuard
-from extender.handlers import build_app
+from extender.handlers import build_app, build_probe_app
 from extender.inflight import DEFAULT_TIMEOUT, InFlight
 from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
@@ -30,6 +30,7 @@ from serving.policy_source import PolicyFile
 from serving.process import Process, StartError
 
 if TYPE_CHECKING:
+    from kube.client import ApiClient
     from kube.config import ClusterConfig
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,17 @@ class ServeOptions:
     bind_wait: float = DEFAULT_TIMEOUT
     page_size: int = 500
     policy_interval: float = 2.0
+    #: A second, plain-HTTP port for /healthz, /readyz and /metrics (the kubelet and Prometheus
+    #: hold no client certificate); ``None``: none, everything on ``port``.
+    probe_port: int | None = None
     #: ``spec.schedulerName`` values whose pods this extender schedules (its filters count, its binds go).
     schedulers: tuple[str, ...] = DEFAULT_SCHEDULERS
+    #: Leader election on the Lease ``leader_elect_lease`` (namespace, name); ``None``: always lead.
+    leader_elect_lease: tuple[str, str] | None = None
+    leader_elect_identity: str = ""
+    leader_elect_lease_duration: float = 15.0
+    leader_elect_renew_deadline: float = 10.0
+    leader_elect_retry_period: float = 2.0
 
 
 @dataclass
@@ -147,6 +157,8 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         process.on_cleanup(client.close)
         binder = service.binder = ApiBinder(client)
         service.guard.lookup = binder.get_pod
+        if options.leader_elect_lease is not None:
+            _elect(process, service, client, options)
         feed = ClusterFeed(
             client, service, policy_configmap=options.policy_configmap, page_size=options.page_size
         )
@@ -158,9 +170,36 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         process.background("cluster feed", feed.run)
 
     listener = process.listen(build_app(service, process=process), options.host, options.port, ssl_context=ssl_context)
+    probes = None
+    if options.probe_port is not None:
+        probes = process.listen(build_probe_app(service, process=process), options.host, options.probe_port)
 
     def started() -> None:
-        log.info("meshfit extender listening on %s://%s:%d", listener.scheme, options.host, listener.port)
+        log.info("meshfit extender listening on %s://%s:%d%s", listener.scheme, options.host, listener.port,
+                 f", probes and metrics on http://{options.host}:{probes.port}" if probes is not None else "")
 
     return await process.run(stop, on_started=started)
 
+
+def _elect(process: Process, service: ExtenderService, client: ApiClient, options: ServeOptions) -> None:
+    """Only the leader answers the verbs and is Ready; a standby keeps its watches (and cache) warm."""
+    from kube.leader import LeaderElectionConfig, LeaderElector
+    from serving.leadership import elect
+
+    assert options.leader_elect_lease is not None
+    namespace, name = options.leader_elect_lease
+    try:
+        config = LeaderElectionConfig(
+            namespace, name, options.leader_elect_identity,
+            lease_duration=options.leader_elect_lease_duration,
+            renew_deadline=options.leader_elect_renew_deadline,
+            retry_period=options.leader_elect_retry_period,
+        )
+    except ValueError as exc:
+        raise StartError(f"leader election: {exc}") from None
+    elector = LeaderElector(client, config)
+    service.leading = lambda: elector.leading
+    service.leader = lambda: elector.leader
+    # A new leader must know every binding the last one made: campaign only once the lists are in.
+    elect(process, elector, warm=lambda: service.cache.synced and service.policy.settled)
+    log.info("leader election on lease %s/%s as %s", namespace, name, config.identity)
