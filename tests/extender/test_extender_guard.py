@@ -189,3 +189,22 @@ async def test_malformed_requests_warn_once_then_summarise(serve, caplog) -> Non
     assert not any(r.exc_info for r in caplog.records)
     _, _, text = await running.get("/metrics")
     assert 'meshfit_extender_malformed_requests_total{verb="filter"} 50' in text
+
+
+async def test_a_standby_answers_no_verb_and_is_not_ready(serve) -> None:
+    (pod,) = pods(1)
+    watch = LaggingWatch([pod])
+    service = service_with(watch)
+    service.leading = lambda: False
+    service.leader = lambda: "meshfit-extender-7d9f_ab12cd34"
+    running: Running = await serve(service)
+    for verb, body in (("filter", {"Pod": pod, "NodeNames": NAMES}), ("prioritize", {"Pod": pod, "NodeNames": NAMES}),
+                       ("bind", binding(pod, NAMES[0]))):
+        status, answer = await running.post(verb, body)
+        assert status == 200 and "standby; the leader is meshfit-extender-7d9f_ab12cd34" in answer["Error"]
+    status, _, text = await running.get("/readyz")
+    assert status == 503 and text.startswith("standby: the leader is meshfit-extender-7d9f_ab12cd34")
+    assert watch.bindings == {} and not service.inflight.pending
+    _, _, metrics = await running.get("/metrics")
+    assert "meshfit_extender_leader 0" in metrics
+    assert 'meshfit_extender_standby_answers_total{verb="bind"} 1' in metrics
