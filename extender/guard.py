@@ -16,8 +16,8 @@ scheduling cycle started:
   scheduler's own informer by a moment.
 * A **bind is refused** unless its ``PodUID`` names a pod a counted filter
   passed, recently (:data:`FILTER_TTL`), with the same namespace and name,
-  still Pending and unbound, and onto a node that filter passed and the
-  cache knows.
+  still Pending and unbound, and onto a node that filter passed and that
+  exists (the cache knows it, or the apiserver does).
 
 What the filters passed is kept per pod uid, bounded in entries and in node
 names held (a 5,000-node cycle passes thousands of names), oldest dropped
@@ -81,6 +81,8 @@ def pending_identity(pod: Mapping[str, Any]) -> PodIdentity | None:
 
 #: Fetches a pod by namespace and name; ``None`` when it does not exist.
 PodLookup = Callable[[str, str], Awaitable["Mapping[str, Any] | None"]]
+#: Whether a Node of that name exists.
+NodeLookup = Callable[[str], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,7 @@ class BindGuard:
         schedulers: Collection[str] = DEFAULT_SCHEDULERS,
         *,
         lookup: PodLookup | None = None,
+        node_lookup: NodeLookup | None = None,
         ttl: float = FILTER_TTL,
         max_pods: int = MAX_FILTERED_PODS,
         max_nodes: int = MAX_FILTERED_NODES,
@@ -107,6 +110,7 @@ class BindGuard:
     ) -> None:
         self.schedulers = frozenset(schedulers)
         self.lookup = lookup
+        self.node_lookup = node_lookup
         self.ttl = ttl
         self.max_pods = max_pods
         self.max_nodes = max_nodes
@@ -193,9 +197,16 @@ class BindGuard:
         return record
 
     # -- bind -------------------------------------------------------------------
-    def check_bind(self, args: BindingArgs, node_known: Callable[[str], bool]) -> str | None:
+    async def check_bind(self, args: BindingArgs, node_known: Callable[[str], bool]) -> str | None:
         """Why this bind is refused, ``None`` when it may go ahead (the filter's verdict is then used up)."""
         reason, message = self._verdict(args, node_known)
+        if reason == "unknown-node" and self.node_lookup is not None:
+            # The node watch may trail the scheduler's by a moment: ask the apiserver before refusing.
+            try:
+                if await self.node_lookup(args.node):
+                    reason = None
+            except Exception:  # unreachable: refused, and the scheduler tries the pod again
+                pass
         if reason is None:
             self._drop(args.pod_uid)
             return None

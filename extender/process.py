@@ -157,6 +157,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         process.on_cleanup(client.close)
         binder = service.binder = ApiBinder(client)
         service.guard.lookup = binder.get_pod
+        service.guard.node_lookup = binder.node_exists
         if options.leader_elect_lease is not None:
             _elect(process, service, client, options)
         feed = ClusterFeed(

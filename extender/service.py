@@ -152,7 +152,7 @@ class ExtenderService:
         if self.binder is None:
             self.metrics.binds.inc("error")
             return "this extender serves a snapshot and cannot bind pods"
-        refusal = self.guard.check_bind(args, self._node_known)
+        refusal = await self.guard.check_bind(args, self._node_known)
         if refusal is not None:
             self.metrics.binds.inc("refused")
             self.refusals.note(refusal)

@@ -93,6 +93,25 @@ async def test_a_bind_to_a_node_the_filter_did_not_pass_is_refused(serve) -> Non
     assert watch.bindings == {}
 
 
+async def test_a_node_the_watch_has_not_shown_yet_is_asked_about(serve) -> None:
+    (pod,) = pods(1)
+    watch = LaggingWatch([pod])
+    service = service_with(watch)
+    asked: list[str] = []
+
+    async def exists(name: str) -> bool:
+        asked.append(name)
+        return name == "node-new"
+
+    service.guard.node_lookup = exists
+    running: Running = await serve(service)
+    await running.post("filter", {"Pod": pod, "NodeNames": ["node-gone", "node-new"]})
+    status, answer = await running.post("bind", binding(pod, "node-gone"))
+    assert "not a node this extender knows" in answer["Error"], answer
+    await bind(running, pod, "node-new")
+    assert asked == ["node-gone", "node-new"] and watch.bindings == {"web-0": "node-new"}
+
+
 async def test_another_schedulers_pod_is_neither_counted_nor_bound(serve) -> None:
     (theirs,) = pods(1, scheduler="gpu-scheduler", prefix="gpu")
     watch = LaggingWatch([theirs])
@@ -131,7 +150,7 @@ async def test_a_filter_verdict_expires_and_memory_is_bounded() -> None:
     assert list(guard.filtered) == ["u3", "u4", "u5"]  # node names held stay within the bound
     guard.pending["u5"] = ident._replace(name="p5")
     clock[0] = 31.0
-    refusal = guard.check_bind(BindingArgs("p5", "shop", "u5", "n1"), lambda _n: True)
+    refusal = await guard.check_bind(BindingArgs("p5", "shop", "u5", "n1"), lambda _n: True)
     assert refusal is not None and "was not filtered" in refusal and "u5" not in guard.filtered
 
 
