@@ -44,6 +44,9 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--tls-client-ca", metavar="FILE",
                        help="with --tls-cert-dir: require client certificates signed by this CA (give the "
                             "scheduler's extenders entry a tlsConfig certFile/keyFile), so only it may bind")
+    serve.add_argument("--tls-client-name", action="append", metavar="NAME", dest="tls_client_names",
+                       help="with --tls-client-ca: admit only a client certificate whose subject CN or DNS name "
+                            "is NAME (repeatable), e.g. system:kube-scheduler when the CA is the cluster's")
     source = serve.add_mutually_exclusive_group()
     server_options.add_kubeconfig_option(source)
     source.add_argument("--snapshot", metavar="FILE",
@@ -110,6 +113,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if args.tls_client_ca and not args.tls_cert_dir:
         raise CommandError("--tls-client-ca needs --tls-cert-dir")
+    if args.tls_client_names and not args.tls_client_ca:
+        raise CommandError("--tls-client-name needs --tls-client-ca")
     if args.snapshot and args.policy_configmap:
         raise CommandError("--policy-configmap needs a cluster to watch; with --snapshot use --policy")
     if args.leader_elect and args.snapshot:
@@ -121,6 +126,7 @@ def run_serve(args: argparse.Namespace) -> int:
         port=args.port,
         tls_cert_dir=args.tls_cert_dir,
         tls_client_ca=args.tls_client_ca,
+        tls_client_names=tuple(args.tls_client_names or ()),
         kubeconfig=args.kubeconfig,
         snapshot=args.snapshot,
         policy_file=args.policy,

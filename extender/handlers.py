@@ -53,6 +53,38 @@ MAX_BODY = 512 * 1024 * 1024
 
 SERVICE_KEY = web.AppKey("service", ExtenderService)
 MALFORMED_KEY = web.AppKey("malformed", Complaints)
+#: Client-certificate names admitted (``--tls-client-name``); empty: any certificate the CA signed.
+CLIENT_NAMES_KEY = web.AppKey("client_names", frozenset)
+REFUSED_CLIENTS_KEY = web.AppKey("refused_clients", Complaints)
+
+
+def client_names(peercert: object) -> set[str]:
+    """The subject common names and DNS names of a verified peer certificate (``ssl`` dict form)."""
+    names: set[str] = set()
+    if not isinstance(peercert, dict):
+        return names
+    for rdn in peercert.get("subject") or ():
+        for key, value in rdn:
+            if key == "commonName":
+                names.add(value)
+    for kind, value in peercert.get("subjectAltName") or ():
+        if kind == "DNS":
+            names.add(value)
+    return names
+
+
+@web.middleware
+async def _client_name_check(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                             ) -> web.StreamResponse:
+    """With ``--tls-client-name``: only a certificate naming one of them may call anything on this port."""
+    allowed = request.app[CLIENT_NAMES_KEY]
+    transport = request.transport
+    names = client_names(transport.get_extra_info("peercert") if transport is not None else None)
+    if names & allowed:
+        return await handler(request)
+    request.app[REFUSED_CLIENTS_KEY].note(f"{request.method} {request.path} from a certificate naming "
+                                          f"{sorted(names) or 'nothing'}")
+    return _json(encode_error(f"client certificate names {sorted(names)}, not one of {sorted(allowed)}"), 403)
 #: The process serving the app, when there is one (readiness fails while it drains).
 PROCESS_KEY = web.AppKey("process", Process)
 
@@ -197,9 +229,20 @@ def build_probe_app(service: ExtenderService, *, process: Process | None = None)
     return app
 
 
-def build_app(service: ExtenderService, *, process: Process | None = None) -> web.Application:
-    """The routes over ``service``, on an application with the limits every listener has."""
+def build_app(
+    service: ExtenderService, *, process: Process | None = None, client_names: frozenset[str] = frozenset()
+) -> web.Application:
+    """The routes over ``service``, on an application with the limits every listener has.
+
+    ``client_names``: on a TLS listener that requires client certificates, the names
+    (subject CN or DNS SAN) a certificate must carry; a CA that signs more than the
+    scheduler's certificate (a cluster CA) then admits the scheduler alone.
+    """
     app = _base_app(service, process, MAX_BODY)
+    if client_names:
+        app[CLIENT_NAMES_KEY] = client_names
+        app[REFUSED_CLIENTS_KEY] = Complaints(log, "calls refused for their client certificate")
+        app.middlewares.append(_client_name_check)
     app.router.add_post("/filter", filter_handler)
     app.router.add_post("/prioritize", prioritize_handler)
     app.router.add_post("/bind", bind_handler)

@@ -45,6 +45,8 @@ class ServeOptions:
     tls_cert_dir: str | None = None
     #: Require client certificates signed by this CA (the scheduler's ``tlsConfig.certFile``).
     tls_client_ca: str | None = None
+    #: ... and naming one of these (subject CN or DNS SAN); empty: any the CA signed.
+    tls_client_names: tuple[str, ...] = ()
     kubeconfig: str | None = None
     #: Neither a kubeconfig nor a snapshot: in-cluster service account (else the default kubeconfig).
     snapshot: str | None = None
@@ -170,7 +172,8 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         )
         process.background("cluster feed", feed.run)
 
-    listener = process.listen(build_app(service, process=process), options.host, options.port, ssl_context=ssl_context)
+    app = build_app(service, process=process, client_names=frozenset(options.tls_client_names))
+    listener = process.listen(app, options.host, options.port, ssl_context=ssl_context)
     probes = None
     if options.probe_port is not None:
         probes = process.listen(build_probe_app(service, process=process), options.host, options.probe_port)

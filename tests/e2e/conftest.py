@@ -176,6 +176,7 @@ def start_secure_extender(cluster: LocalCluster, workdir: Path, name: str, *extr
     argv = meshfit_argv(
         "extender", "serve", "--host", LOOPBACK, "--port", str(port), "--probe-port", str(probe_port),
         "--tls-cert-dir", str(directory / "serving"), "--tls-client-ca", str(client_ca),
+        "--tls-client-name", "system:kube-scheduler",
         "--kubeconfig", str(cluster.kubeconfig_path), "--policy-configmap", f"{POLICY_NAMESPACE}/{POLICY_NAME}",
         *extra,
     )
