@@ -53,6 +53,8 @@ MAX_BODY = 512 * 1024 * 1024
 
 SERVICE_KEY = web.AppKey("service", ExtenderService)
 MALFORMED_KEY = web.AppKey("malformed", Complaints)
+#: The process serving the app, when there is one (readiness fails while it drains).
+PROCESS_KEY = web.AppKey("process", Process)
 #: Client-certificate names admitted (``--tls-client-name``); empty: any certificate the CA signed.
 CLIENT_NAMES_KEY = web.AppKey("client_names", frozenset)
 REFUSED_CLIENTS_KEY = web.AppKey("refused_clients", Complaints)
@@ -85,8 +87,6 @@ async def _client_name_check(request: web.Request, handler: Callable[[web.Reques
     request.app[REFUSED_CLIENTS_KEY].note(f"{request.method} {request.path} from a certificate naming "
                                           f"{sorted(names) or 'nothing'}")
     return _json(encode_error(f"client certificate names {sorted(names)}, not one of {sorted(allowed)}"), 403)
-#: The process serving the app, when there is one (readiness fails while it drains).
-PROCESS_KEY = web.AppKey("process", Process)
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
