@@ -48,6 +48,9 @@ MAX_FILTERED_PODS = 1024
 MAX_FILTERED_NODES = 500_000
 #: Apiserver lookups of pods the watch has not shown yet, at once; more are not counted.
 MAX_LOOKUPS = 4
+#: Uids a lookup found to be no Pending pod, remembered so that a repeated filter costs no second GET.
+MAX_ABSENT = 4096
+ABSENT_TTL = 60.0
 #: A namespace or pod name as the API accepts it (DNS subdomain): nothing else goes into a lookup's path.
 _OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
@@ -121,6 +124,8 @@ class BindGuard:
         self.filtered: OrderedDict[str, Filtered] = OrderedDict()
         self._nodes_held = 0
         self._lookups = 0
+        #: uid -> until when a lookup's "no such Pending pod" holds (a uid is never reused).
+        self._absent: OrderedDict[str, float] = OrderedDict()
         #: Filters that did not count, by reason; binds refused, by reason.
         self.uncounted: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
@@ -160,6 +165,11 @@ class BindGuard:
                 or "/" in uid or not _OBJECT_NAME.fullmatch(name) or not _OBJECT_NAME.fullmatch(namespace)):
             self.uncounted["unknown-pod"] += 1
             return None
+        now = self.clock()
+        absent = self._absent.get(uid)
+        if absent is not None and absent > now:
+            self.uncounted["unknown-pod"] += 1
+            return None
         if self._lookups >= MAX_LOOKUPS:
             self.uncounted["lookups-busy"] += 1
             return None
@@ -167,19 +177,29 @@ class BindGuard:
         try:
             live = await self.lookup(namespace, name)
         except Exception:  # the apiserver unreachable: the filter does not count, nothing more
-            live = None
+            self.uncounted["lookup-failed"] += 1
+            return None
         finally:
             self._lookups -= 1
         if live is None or (live.get("metadata") or {}).get("uid") != uid:
             self.uncounted["unknown-pod"] += 1
+            self._remember_absent(uid, now)
             return None
         identity = pending_identity(live)
         if identity is None:
             self.uncounted["not-pending"] += 1
+            self._remember_absent(uid, now)
             return None
         # Until the watch says otherwise (it will, in a moment, with the same pod).
         self.pending.setdefault(uid, identity)
         return identity
+
+    def _remember_absent(self, uid: str, now: float) -> None:
+        # A quorum read said no: that uid is no Pending pod now, and uids are never reused.
+        self._absent.pop(uid, None)
+        self._absent[uid] = now + ABSENT_TTL
+        while len(self._absent) > MAX_ABSENT:
+            self._absent.popitem(last=False)
 
     def passed(self, uid: str, identity: PodIdentity, nodes: list[str]) -> None:
         """A counted filter passed ``nodes`` for pod ``uid``: its bind may choose one of them."""

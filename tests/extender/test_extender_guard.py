@@ -227,3 +227,19 @@ async def test_a_standby_answers_no_verb_and_is_not_ready(serve) -> None:
     _, _, metrics = await running.get("/metrics")
     assert "meshfit_extender_leader 0" in metrics
     assert 'meshfit_extender_standby_answers_total{verb="bind"} 1' in metrics
+
+
+async def test_a_uid_the_apiserver_does_not_have_is_looked_up_once() -> None:
+    gets: list[tuple[str, str]] = []
+
+    async def lookup(namespace: str, name: str) -> dict | None:
+        gets.append((namespace, name))
+        return None
+
+    guard = BindGuard(lookup=lookup)
+    fake = {"metadata": {"name": "ghost", "namespace": "shop"}}
+    for _ in range(5):
+        assert await guard.admit_filter("11111111-2222", fake) is None
+    # Names the API could not hold never reach a request path.
+    assert await guard.admit_filter("33333333-4444", {"metadata": {"name": "../nodes", "namespace": "shop"}}) is None
+    assert gets == [("shop", "ghost")] and guard.uncounted["unknown-pod"] == 6
