@@ -243,3 +243,12 @@ async def test_a_uid_the_apiserver_does_not_have_is_looked_up_once() -> None:
     # Names the API could not hold never reach a request path.
     assert await guard.admit_filter("33333333-4444", {"metadata": {"name": "../nodes", "namespace": "shop"}}) is None
     assert gets == [("shop", "ghost")] and guard.uncounted["unknown-pod"] == 6
+
+
+async def test_pods_in_flight_are_bounded() -> None:
+    inflight = InFlight(timeout=0.5, engaged=True, max_entries=3)
+    for i in range(10):
+        inflight.register(f"u{i}")
+    assert list(inflight.pending) == ["u7", "u8", "u9"]
+    inflight.register("u8")  # registered again: the newest
+    assert list(inflight.pending) == ["u7", "u9", "u8"]
