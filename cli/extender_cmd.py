@@ -44,6 +44,9 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--tls-client-ca", metavar="FILE",
                        help="with --tls-cert-dir: require client certificates signed by this CA (give the "
                             "scheduler's extenders entry a tlsConfig certFile/keyFile), so only it may bind")
+    serve.add_argument("--tls-client-name", action="append", metavar="NAME", dest="tls_client_names",
+                       help="with --tls-client-ca: admit only a client certificate whose subject CN or DNS name "
+                            "is NAME (repeatable), e.g. system:kube-scheduler when the CA is the cluster's")
     source = serve.add_mutually_exclusive_group()
     server_options.add_kubeconfig_option(source)
     source.add_argument("--snapshot", metavar="FILE",
@@ -55,6 +58,29 @@ def register(subparsers: Any) -> None:
                             "must have confirmed it (default 30)")
     serve.add_argument("--bind-wait", type=seconds, default=0.5, metavar="SECONDS",
                        help="longest a filter waits for the bind of the pod before it (default 0.5; 0 disables)")
+    serve.add_argument("--probe-port", type=int, metavar="PORT",
+                       help="also serve /healthz, /readyz and /metrics over plain HTTP on this port (for the "
+                            "kubelet and Prometheus when the verbs need a client certificate)")
+    serve.add_argument("--scheduler-name", action="append", metavar="NAME", dest="scheduler_names",
+                       help="a spec.schedulerName whose pods this extender schedules; repeatable "
+                            "(default: default-scheduler and meshfit-scheduler). Filters for other pods do "
+                            "not count and their binds are refused")
+    election = serve.add_argument_group("leader election (several replicas, one answers)")
+    election.add_argument("--leader-elect", action="store_true",
+                          help="answer filter/prioritize/bind and be Ready only while holding the Lease; "
+                               "a standby keeps its cache warm")
+    election.add_argument("--leader-elect-resource-namespace", default="meshfit-system", metavar="NS")
+    election.add_argument("--leader-elect-resource-name", default="meshfit-extender", metavar="NAME")
+    election.add_argument("--leader-elect-identity", default="", metavar="ID",
+                          help="this candidate's holderIdentity (default: $POD_NAME or the host name, "
+                               "plus a random suffix)")
+    election.add_argument("--leader-elect-lease-duration", type=seconds, default=15.0, metavar="SECONDS",
+                          help="how long a standby waits after the leader's last renewal before taking over "
+                               "(default 15)")
+    election.add_argument("--leader-elect-renew-deadline", type=seconds, default=10.0, metavar="SECONDS",
+                          help="how long the leader keeps leading without a successful renewal (default 10)")
+    election.add_argument("--leader-elect-retry-period", type=seconds, default=2.0, metavar="SECONDS",
+                          help="how often candidates try to acquire and the leader renews (default 2)")
     server_options.add_log_level_option(serve)
     serve.set_defaults(func=run_serve)
 
@@ -81,30 +107,56 @@ def register(subparsers: Any) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     server_options.start(args)
+    from extender.guard import DEFAULT_SCHEDULERS
     from extender.process import ServeOptions, prepare, serve
     from serving.process import StartError
 
     if args.tls_client_ca and not args.tls_cert_dir:
         raise CommandError("--tls-client-ca needs --tls-cert-dir")
+    if args.tls_client_names and not args.tls_client_ca:
+        raise CommandError("--tls-client-name needs --tls-client-ca")
     if args.snapshot and args.policy_configmap:
         raise CommandError("--policy-configmap needs a cluster to watch; with --snapshot use --policy")
+    if args.leader_elect and args.snapshot:
+        raise CommandError("--leader-elect needs a cluster to hold the Lease in; not with --snapshot")
+    if args.probe_port is not None and not 0 <= args.probe_port <= 65535:
+        raise CommandError(f"--probe-port must be 0..65535, got {args.probe_port}")
     options = ServeOptions(
         host=args.host,
         port=args.port,
         tls_cert_dir=args.tls_cert_dir,
         tls_client_ca=args.tls_client_ca,
+        tls_client_names=tuple(args.tls_client_names or ()),
         kubeconfig=args.kubeconfig,
         snapshot=args.snapshot,
         policy_file=args.policy,
         policy_configmap=args.policy_configmap,
         assume_ttl=args.assume_ttl,
         bind_wait=args.bind_wait,
+        probe_port=args.probe_port,
+        schedulers=tuple(args.scheduler_names) if args.scheduler_names else DEFAULT_SCHEDULERS,
+        leader_elect_lease=(
+            (args.leader_elect_resource_namespace, args.leader_elect_resource_name) if args.leader_elect else None
+        ),
+        leader_elect_identity=args.leader_elect_identity or _identity(),
+        leader_elect_lease_duration=args.leader_elect_lease_duration,
+        leader_elect_renew_deadline=args.leader_elect_renew_deadline,
+        leader_elect_retry_period=args.leader_elect_retry_period,
     )
     try:
         prepared = prepare(options)
         return asyncio.run(serve(prepared))
     except StartError as exc:
         raise CommandError(str(exc).replace("\n", " ")) from None
+
+
+def _identity() -> str:
+    """client-go's usual holder identity: the pod (or host) name and a random suffix, unique per process."""
+    import os
+    import socket
+    import uuid
+
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 def run_simulate(args: argparse.Namespace) -> int:

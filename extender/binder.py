@@ -10,11 +10,16 @@ bound by mistake.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import aiohttp
 
 from kube.client import ApiClient, ApiError
+
+
+#: A lookup is on a scheduling cycle's path (the scheduler's httpTimeout is 5 s).
+LOOKUP_TIMEOUT = 2.0
 
 
 class BindError(Exception):
@@ -58,3 +63,23 @@ class ApiBinder:
             raise BindError(f"binding {namespace}/{name} to {node}: {exc}") from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise BindError(f"binding {namespace}/{name} to {node}: {type(exc).__name__}: {exc}") from exc
+
+    async def get_pod(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The live pod, ``None`` when it does not exist (the bind checks' lookup, :mod:`extender.guard`)."""
+        try:
+            return await self.client.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}",
+                                             timeout=LOOKUP_TIMEOUT)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def node_exists(self, name: str) -> bool:
+        """Whether the Node exists (a bind onto a node the watch has not shown yet)."""
+        try:
+            await self.client.request("GET", f"/api/v1/nodes/{name}", timeout=LOOKUP_TIMEOUT)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True

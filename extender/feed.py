@@ -11,7 +11,9 @@ Three :class:`kube.watch.ListWatch` es, independent of each other:
 
 Pods are reduced to accounting entries the moment they are decoded, LIST
 pages included (:func:`policy.pod_entry.reduce_pod` as the watch's
-``transform``); nothing else of them is kept.
+``transform``); nothing else of them is kept, but for a Pending, unbound pod
+who it is (namespace, name, scheduler: :func:`extender.guard.pending_identity`),
+which the bind checks need.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import gc
 from typing import Any
 
 from extender.collector import Settler, settle
+from extender.guard import PodIdentity, pending_identity
 from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
 from kube.client import ApiClient
@@ -29,6 +32,18 @@ from policy.pod_entry import PodEntry, reduce_pod
 from serving.policy_source import ConfigMapHandlers, global_configmap_handlers
 
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
+
+#: What the pod watch keeps of a pod: its entry, with its identity while it is Pending and unbound.
+Watched = PodEntry | tuple[PodEntry, PodIdentity]
+
+
+def reduce_watched(pod: dict[str, Any]) -> Watched:
+    """The pod watch's transform: the accounting entry, and for a pod still to be scheduled who it is."""
+    entry = reduce_pod(pod)
+    if entry.node is not None or entry.terminal:
+        return entry
+    identity = pending_identity(pod)
+    return entry if identity is None else (entry, identity)
 
 
 def policy_handlers(holder: LivePolicy, namespace: str, name: str) -> ConfigMapHandlers:
@@ -66,7 +81,7 @@ class ClusterFeed:
             ),
             "pods": ListWatch(
                 client, "/api/v1/pods",
-                on_event=self._on_pod_event, on_sync=self._on_pod_sync, transform=reduce_pod,
+                on_event=self._on_pod_event, on_sync=self._on_pod_sync, transform=reduce_watched,
                 field_selector=POD_SELECTOR, page_size=page_size, name="pods",
             ),
         }
@@ -80,13 +95,22 @@ class ClusterFeed:
             )
         service.metrics.watches.update(self.watches)
 
-    def _on_pod_event(self, event: str, pod: PodEntry) -> None:
-        self.service.on_pod_event(event, pod)
+    def _on_pod_event(self, event: str, pod: Watched) -> None:
+        if isinstance(pod, tuple):
+            self.service.on_pod_event(event, pod[0], pod[1])
+        else:
+            self.service.on_pod_event(event, pod)
         if self.settle_gc:
             self.settler.tick()
 
-    async def _on_pod_sync(self, pods: list[PodEntry], resource_version: str) -> None:
-        await self.service.on_pod_sync(pods, resource_version)
+    async def _on_pod_sync(self, pods: list[Watched], resource_version: str) -> None:
+        pending: dict[str, PodIdentity] = {}
+        for i, pod in enumerate(pods):
+            if isinstance(pod, tuple):
+                pending[pod[0].uid] = pod[1]
+                pods[i] = pod[0]
+        entries: list[PodEntry] = pods  # type: ignore[assignment]  # every tuple unpacked above
+        await self.service.on_pod_sync(entries, resource_version, pending)
         if self.settle_gc:
             # What is alive now is the cache (and the reduced LIST, freed by refcount when the watch drops it).
             settle()

@@ -7,7 +7,8 @@ without pod *n* on them: two pods of a burst land on the node that had room
 for one, and the exposure ceiling is overshot. Assuming pods at bind time
 closes the watch-lag window; this closes the remaining one.
 
-A pod that passed filter is *in flight* until its bind arrives (or the watch
+A pod that passed a filter that counts (:mod:`extender.guard`: a live
+Pending pod of a scheduler this extender serves) is *in flight* until its bind arrives (or the watch
 shows it bound or gone, or the scheduler asks about it again). A filter waits
 for every pod that was in flight when it started, bounded by ``timeout``: a
 pod that passed this filter and then failed elsewhere in its cycle (another
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 0.5
 #: Timeouts without a single bind ever seen after which waiting is switched off.
 DISENGAGE_AFTER = 3
+#: Pods in flight at once; the scheduler itself has one or two (a bind is quick).
+MAX_IN_FLIGHT = 64
 
 
 @dataclass
@@ -55,9 +58,11 @@ class InFlight:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         engaged: bool = True,
+        max_entries: int = MAX_IN_FLIGHT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.timeout = timeout
+        self.max_entries = max_entries
         #: Whether filters wait for binds at all.
         self.engaged = engaged and timeout > 0
         self.clock = clock
@@ -75,7 +80,11 @@ class InFlight:
     def register(self, uid: str) -> None:
         """``uid`` passed filter on some node: its bind is coming."""
         if self.engaged:
+            self.pending.pop(uid, None)
             self.pending[uid] = self.clock() + self.timeout
+            while len(self.pending) > self.max_entries:
+                # The oldest is the likeliest never to bind; filters stop waiting for it.
+                del self.pending[next(iter(self.pending))]
 
     def resolve(self, uid: str) -> None:
         """``uid`` was bound (and assumed), or will not be: stop waiting for it."""
@@ -83,13 +92,16 @@ class InFlight:
             self._changed.set()
             self._changed = asyncio.Event()
 
-    async def wait_for_others(self, uid: str) -> float:
+    async def wait_for_others(self, uid: str | None) -> float:
         """Wait until every pod in flight now, except ``uid``, is resolved or timed out.
 
         Returns the seconds waited. ``uid`` itself being in flight means the
-        scheduler is placing it again: its last attempt is over.
+        scheduler is placing it again: its last attempt is over. ``None``: a
+        filter that does not count (:mod:`extender.guard`) waits, but ends no
+        other pod's flight.
         """
-        self.resolve(uid)
+        if uid is not None:
+            self.resolve(uid)
         if not self.pending:
             return 0.0
         started = self.clock()

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from extender.cache import ClusterCache
+from extender.guard import BindGuard
 from extender.inflight import InFlight
 from extender.policy_source import LivePolicy
 from policy.quantity import NANO
@@ -43,10 +44,13 @@ PREFIX = "meshfit_extender_"
 class ExtenderMetrics:
     """The extender's ``/metrics``: counters the verbs bump, and gauges read from the parts at scrape time."""
 
-    def __init__(self, cache: ClusterCache, policy: LivePolicy, inflight: InFlight) -> None:
+    def __init__(self, cache: ClusterCache, policy: LivePolicy, inflight: InFlight, guard: BindGuard) -> None:
         self.cache = cache
         self.policy = policy
         self.inflight = inflight
+        self.guard = guard
+        #: Whether this replica leads (read at scrape time; always true without leader election).
+        self.leading: Any = lambda: True
         #: resource ("nodes", "pods", "policy") -> its ListWatch.
         self.watches: dict[str, WatchStatsSource] = {}
         r = self.registry = Registry()
@@ -73,7 +77,15 @@ class ExtenderMetrics:
             ("verb",),
         )
         self.binds = r.counter(
-            PREFIX + "binds_total", "Bind calls, by result (ok, error, unknown-pod).", ("result",),
+            PREFIX + "binds_total", "Bind calls, by result (ok, error, unknown-pod, refused).", ("result",),
+        )
+        self.standby_answers = r.counter(
+            PREFIX + "standby_answers_total",
+            "Scheduler calls a standby replica answered with an error instead of a verdict, by verb.",
+            ("verb",),
+        )
+        self.malformed = r.counter(
+            PREFIX + "malformed_requests_total", "Scheduler calls answered 400 (malformed body), by verb.", ("verb",),
         )
         self.in_flight = 0
         r.callback(PREFIX + "requests_in_flight", "Scheduler calls being answered now (bodies still arriving included).",
@@ -113,6 +125,17 @@ class ExtenderMetrics:
                    self._policy_updates, ("result",), kind="counter")
         r.callback(PREFIX + "observe_only", "1 while the policy's emergency.extenderObserveOnly is set.",
                    lambda: [((), int(self.policy.observe_only))])
+        r.callback(PREFIX + "binds_refused_total",
+                   "Binds refused by the bind checks, by reason (no-uid, not-filtered, not-that-pod, not-pending, "
+                   "node-not-filtered, unknown-node).",
+                   lambda: sorted(((k,), v) for k, v in self.guard.refused.items()), ("reason",), kind="counter")
+        r.callback(PREFIX + "filters_uncounted_total",
+                   "Filters answered that did not count (no in-flight entry, not usable by a bind), by reason.",
+                   lambda: sorted(((k,), v) for k, v in self.guard.uncounted.items()), ("reason",), kind="counter")
+        r.callback(PREFIX + "pods_in_flight", "Pods a counted filter passed whose bind has not arrived yet.",
+                   lambda: [((), len(self.inflight.pending))])
+        r.callback(PREFIX + "leader", "1 while this replica leads and answers the scheduler's calls.",
+                   lambda: [((), int(bool(self.leading())))])
         r.callback(PREFIX + "ready", "1 once the initial lists are in the cache.",
                    lambda: [((), int(self.cache.synced and self.policy.settled))])
 

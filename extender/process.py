@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from extender.binder import ApiBinder
 from extender.cache import DEFAULT_ASSUME_TTL, ClusterCache
 from extender.collector import settle
-from extender.handlers import build_app
+from extender.guard import DEFAULT_SCHEDULERS, BindGuard
+from extender.handlers import build_app, build_probe_app
 from extender.inflight import DEFAULT_TIMEOUT, InFlight
 from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
@@ -29,6 +30,7 @@ from serving.policy_source import PolicyFile
 from serving.process import Process, StartError
 
 if TYPE_CHECKING:
+    from kube.client import ApiClient
     from kube.config import ClusterConfig
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ class ServeOptions:
     tls_cert_dir: str | None = None
     #: Require client certificates signed by this CA (the scheduler's ``tlsConfig.certFile``).
     tls_client_ca: str | None = None
+    #: ... and naming one of these (subject CN or DNS SAN); empty: any the CA signed.
+    tls_client_names: tuple[str, ...] = ()
     kubeconfig: str | None = None
     #: Neither a kubeconfig nor a snapshot: in-cluster service account (else the default kubeconfig).
     snapshot: str | None = None
@@ -52,6 +56,17 @@ class ServeOptions:
     bind_wait: float = DEFAULT_TIMEOUT
     page_size: int = 500
     policy_interval: float = 2.0
+    #: A second, plain-HTTP port for /healthz, /readyz and /metrics (the kubelet and Prometheus
+    #: hold no client certificate); ``None``: none, everything on ``port``.
+    probe_port: int | None = None
+    #: ``spec.schedulerName`` values whose pods this extender schedules (its filters count, its binds go).
+    schedulers: tuple[str, ...] = DEFAULT_SCHEDULERS
+    #: Leader election on the Lease ``leader_elect_lease`` (namespace, name); ``None``: always lead.
+    leader_elect_lease: tuple[str, str] | None = None
+    leader_elect_identity: str = ""
+    leader_elect_lease_duration: float = 15.0
+    leader_elect_renew_deadline: float = 10.0
+    leader_elect_retry_period: float = 2.0
 
 
 @dataclass
@@ -79,7 +94,8 @@ def prepare(options: ServeOptions) -> Prepared:
             raise StartError(holder.rejected.message)
     cache = ClusterCache(assume_ttl=options.assume_ttl)
     service = ExtenderService(
-        cache, holder, inflight=InFlight(options.bind_wait, engaged=not options.snapshot)
+        cache, holder, inflight=InFlight(options.bind_wait, engaged=not options.snapshot),
+        guard=BindGuard(options.schedulers),
     )
     cluster_config = None
     if options.snapshot:
@@ -141,7 +157,11 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
 
         client = ApiClient(prepared.cluster_config)
         process.on_cleanup(client.close)
-        service.binder = ApiBinder(client)
+        binder = service.binder = ApiBinder(client)
+        service.guard.lookup = binder.get_pod
+        service.guard.node_lookup = binder.node_exists
+        if options.leader_elect_lease is not None:
+            _elect(process, service, client, options)
         feed = ClusterFeed(
             client, service, policy_configmap=options.policy_configmap, page_size=options.page_size
         )
@@ -152,9 +172,38 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         )
         process.background("cluster feed", feed.run)
 
-    listener = process.listen(build_app(service, process=process), options.host, options.port, ssl_context=ssl_context)
+    app = build_app(service, process=process, client_names=frozenset(options.tls_client_names))
+    listener = process.listen(app, options.host, options.port, ssl_context=ssl_context)
+    probes = None
+    if options.probe_port is not None:
+        probes = process.listen(build_probe_app(service, process=process), options.host, options.probe_port)
 
     def started() -> None:
-        log.info("meshfit extender listening on %s://%s:%d", listener.scheme, options.host, listener.port)
+        log.info("meshfit extender listening on %s://%s:%d%s", listener.scheme, options.host, listener.port,
+                 f", probes and metrics on http://{options.host}:{probes.port}" if probes is not None else "")
 
     return await process.run(stop, on_started=started)
+
+
+def _elect(process: Process, service: ExtenderService, client: ApiClient, options: ServeOptions) -> None:
+    """Only the leader answers the verbs and is Ready; a standby keeps its watches (and cache) warm."""
+    from kube.leader import LeaderElectionConfig, LeaderElector
+    from serving.leadership import elect
+
+    assert options.leader_elect_lease is not None
+    namespace, name = options.leader_elect_lease
+    try:
+        config = LeaderElectionConfig(
+            namespace, name, options.leader_elect_identity,
+            lease_duration=options.leader_elect_lease_duration,
+            renew_deadline=options.leader_elect_renew_deadline,
+            retry_period=options.leader_elect_retry_period,
+        )
+    except ValueError as exc:
+        raise StartError(f"leader election: {exc}") from None
+    elector = LeaderElector(client, config)
+    service.leading = lambda: elector.leading
+    service.leader = lambda: elector.leader
+    # A new leader must know every binding the last one made: campaign only once the lists are in.
+    elect(process, elector, warm=lambda: service.cache.synced and service.policy.settled)
+    log.info("leader election on lease %s/%s as %s", namespace, name, config.identity)

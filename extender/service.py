@@ -21,12 +21,14 @@ from typing import Any
 
 from extender.binder import Binder, BindError
 from extender.cache import ClusterCache
+from extender.guard import BindGuard, PodIdentity
 from extender.inflight import InFlight
 from extender.metrics import ExtenderMetrics
 from extender.policy_source import LivePolicy
 from extender.protocol import BindingArgs, ExtenderArgs, ProtocolError
 from extender.scoring import percent_text
 from policy.pod_entry import PodEntry, reduce_pod
+from serving.complaints import Complaints
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class ExtenderService:
         *,
         binder: Binder | None = None,
         inflight: InFlight | None = None,
+        guard: BindGuard | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cache = cache
@@ -65,7 +68,15 @@ class ExtenderService:
         self.binder = binder
         self.clock = clock
         self.inflight = inflight if inflight is not None else InFlight(clock=clock, engaged=binder is not None)
-        self.metrics = ExtenderMetrics(cache, policy, self.inflight)
+        self.guard = guard if guard is not None else BindGuard(clock=clock)
+        #: Whether this replica answers the verbs (leader election makes the others standbys).
+        self.leading: Callable[[], bool] = lambda: True
+        #: Who leads when this replica does not, for the standby's answer.
+        self.leader: Callable[[], str] = lambda: ""
+        self.metrics = ExtenderMetrics(cache, policy, self.inflight, self.guard)
+        #: Refused binds: the scheduler logs each one; here they are summarised.
+        self.refusals = Complaints(log, "binds refused")
+        self.metrics.leading = lambda: self.leading()
 
     # -- helpers -------------------------------------------------------------
     def _pod(self, pod: Mapping[str, Any]) -> PodEntry:
@@ -81,14 +92,18 @@ class ExtenderService:
         """The candidate nodes that pass, and a message for each that fails."""
         entry = self._pod(args.pod)
         uid = entry.uid
-        await self.inflight.wait_for_others(uid)
+        # Only a filter for a live Pending pod of a scheduler served counts (extender.guard): any
+        # other may be answered, but must not make real cycles wait or undo what they did.
+        identity = await self.guard.admit_filter(uid, args.pod)
+        await self.inflight.wait_for_others(uid if identity is not None else None)
         cache = self.cache
         cache.expire(self.clock())
-        # Asked again about a pod we bound: that binding failed, it holds no node.
-        cache.forget(uid)
         scorer = self.policy.scorer
         judged = scorer.judged(entry, entry.mesh == "meshfit")
-        cache.remember(uid, entry, judged)
+        if identity is not None:
+            # Asked again about a pod we bound: that binding failed, it holds no node.
+            cache.forget(uid)
+            cache.remember(uid, entry, judged)
 
         passed, failures, unknown = scorer.filter(entry, cache.accounting.nodes, args.names, judged)
         out = FilterOutcome(passed=passed)
@@ -118,8 +133,9 @@ class ExtenderService:
                         entry.namespace, _name(args.pod), len(args.names), first,
                         detail.message if detail else failures[0][1].message,
                     )
-        if out.passed:
+        if out.passed and identity is not None:
             self.inflight.register(uid)
+            self.guard.passed(uid, identity, out.passed)
         return out
 
     def prioritize(self, args: ExtenderArgs) -> list[int]:
@@ -133,7 +149,15 @@ class ExtenderService:
     async def bind(self, args: BindingArgs) -> str:
         """Bind the pod; return the error for the scheduler ('' on success)."""
         self.inflight.bind_seen()
-        uid = args.pod_uid or f"{args.pod_namespace}/{args.pod_name}"
+        if self.binder is None:
+            self.metrics.binds.inc("error")
+            return "this extender serves a snapshot and cannot bind pods"
+        refusal = await self.guard.check_bind(args, self._node_known)
+        if refusal is not None:
+            self.metrics.binds.inc("refused")
+            self.refusals.note(refusal)
+            return refusal
+        uid = args.pod_uid
         now = self.clock()
         self.cache.expire(now)
         counted = self.cache.assume(uid, args.node, now)
@@ -142,10 +166,6 @@ class ExtenderService:
             # the watch will count it.
             self.metrics.binds.inc("unknown-pod")
         self.inflight.resolve(uid)
-        if self.binder is None:
-            self.cache.forget(uid)
-            self.metrics.binds.inc("error")
-            return "this extender serves a snapshot and cannot bind pods"
         try:
             await self.binder.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
         except BindError as exc:
@@ -156,14 +176,28 @@ class ExtenderService:
         self.metrics.binds.inc("ok")
         return ""
 
+    def _node_known(self, name: str) -> bool:
+        state = self.cache.nodes.get(name)
+        return state is not None and state.known
+
     # -- watch events -------------------------------------------------------------
-    def on_pod_event(self, event: str, pod: PodEntry) -> None:
-        """One watch event; the feed's watch has reduced the pod already (:func:`~policy.pod_entry.reduce_pod`)."""
+    def on_pod_event(self, event: str, pod: PodEntry, pending: PodIdentity | None = None) -> None:
+        """One watch event; the feed's watch has reduced the pod already (:func:`~policy.pod_entry.reduce_pod`).
+
+        ``pending`` is who the pod is when the event shows it Pending and unbound (the feed's
+        :func:`~extender.guard.pending_identity`); only such pods may have filters that count.
+        """
         self.cache.apply(event, pod)
+        self.guard.observe(pod.uid, None if event == "DELETED" else pending)
         if event == "DELETED" or pod.settled:
             self.inflight.resolve(pod.uid)
 
-    async def on_pod_sync(self, pods: Sequence[PodEntry], _resource_version: str = "") -> None:
+    async def on_pod_sync(
+        self,
+        pods: Sequence[PodEntry],
+        _resource_version: str = "",
+        pending: dict[str, PodIdentity] | None = None,
+    ) -> None:
         """A (re)list; yields to the event loop now and then so scheduler calls keep being answered."""
         sync = self.cache.pod_sync()
         for i, pod in enumerate(pods):
@@ -171,6 +205,7 @@ class ExtenderService:
             if i % SYNC_SLICE == SYNC_SLICE - 1:
                 await asyncio.sleep(0)
         sync.finish()
+        self.guard.replace(pending if pending is not None else {})
 
     def on_node_event(self, event: str, node: dict[str, Any]) -> None:
         """One Node watch event."""

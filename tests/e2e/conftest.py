@@ -8,7 +8,10 @@ session and only when an e2e test asks for them:
   ``meshfit certs generate --ip 127.0.0.1``, registered by the shipped
   MutatingWebhookConfiguration pointed at ``https://127.0.0.1:PORT/mutate``;
 * ``meshfit extender serve`` on loopback, list+watching the cluster; tests
-  put it in the scheduler's configuration with ``scheduler_extenders``.
+  put it in the scheduler's configuration with ``scheduler_extenders``;
+* ``secure_extender``: the extender as the shipped Deployment runs it, the
+  verbs over TLS for a client certificate only, probes and metrics on a plain
+  port, with the files the scheduler's ``tlsConfig`` names.
 
 Why session scope: each server takes a second or two of a 2-core CI machine
 to start, and the tests isolate themselves by namespace, node pool and by
@@ -23,17 +26,24 @@ beside the control plane's.
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from client_certs import client_pair
 from e2e_support import OPT_IN, SUITE_LABEL, SUITE_VALUE, PolicyControl, app_pod, create, sidecar_names
 
 from controlplane.cluster import LocalCluster
+from controlplane.ports import LOOPBACK, free_ports
 from controlplane.meshfit_servers import (
+    POLICY_NAME,
+    POLICY_NAMESPACE,
     MeshfitServer,
+    meshfit_argv,
     generate_certs,
     install_policy,
     policy_configmap,
@@ -132,6 +142,65 @@ def spare_extender(local_cluster: LocalCluster, meshfit_workdir: Path, shipped_p
         yield server
     finally:
         _stop(server)
+
+
+@dataclass(frozen=True)
+class SecureExtender:
+    """A TLS extender, its plain probe port, and the files a scheduler's ``tlsConfig`` needs to call it."""
+
+    server: MeshfitServer
+    #: /healthz, /readyz, /metrics over plain HTTP (what the kubelet and Prometheus use).
+    probes: MeshfitServer
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+EXTENDER_SERVICE = "meshfit-extender"
+
+
+def start_secure_extender(cluster: LocalCluster, workdir: Path, name: str, *extra: str) -> SecureExtender:
+    """``meshfit extender serve`` with the shipped Deployment's TLS flags, on loopback."""
+    directory = workdir / f"{name}-tls"
+    directory.mkdir(exist_ok=True)
+    done = subprocess.run(
+        meshfit_argv("certs", "generate", "--service", EXTENDER_SERVICE, "--namespace", POLICY_NAMESPACE,
+                     "--out", str(directory / "serving"), "--ip", LOOPBACK),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    client_ca, client_cert, client_key = client_pair(directory)
+    port, probe_port = free_ports(2)
+    context = ssl.create_default_context(cafile=str(directory / "serving" / "ca.crt"))
+    context.load_cert_chain(str(client_cert), str(client_key))
+    argv = meshfit_argv(
+        "extender", "serve", "--host", LOOPBACK, "--port", str(port), "--probe-port", str(probe_port),
+        "--tls-cert-dir", str(directory / "serving"), "--tls-client-ca", str(client_ca),
+        "--tls-client-name", "system:kube-scheduler",
+        "--kubeconfig", str(cluster.kubeconfig_path), "--policy-configmap", f"{POLICY_NAMESPACE}/{POLICY_NAME}",
+        *extra,
+    )
+    server = MeshfitServer(name, workdir, argv, f"https://{LOOPBACK}:{port}", context)
+    probes = MeshfitServer(f"{name}-probes", workdir, [], f"http://{LOOPBACK}:{probe_port}")
+    server.launch()
+    try:
+        server.wait_ready(60)
+    except BaseException:
+        server.stop()
+        raise
+    return SecureExtender(server, probes, directory / "serving" / "ca.crt", client_cert, client_key)
+
+
+@pytest.fixture(scope="session")
+def secure_extender(
+    local_cluster: LocalCluster, meshfit_workdir: Path, shipped_policy: str
+) -> Iterator[SecureExtender]:
+    secure = start_secure_extender(local_cluster, meshfit_workdir, "extender-tls")
+    SERVERS.append(secure.server)
+    try:
+        yield secure
+    finally:
+        _stop(secure.server)
 
 
 def webhook_knows_namespaces(cluster: LocalCluster, webhook: MeshfitServer) -> bool:

@@ -13,8 +13,10 @@ need CRDs this cluster lacks (cert-manager's ``Certificate``). Those are
 skipped by kind, each named in a warning, never silently. A
 ``KubeSchedulerConfiguration`` is no API object either, but kube-scheduler
 reads it: its ``extenders`` are run for real, by restarting the session's
-scheduler with them (pointed at the session's extender) and binding a pod
-through them.
+scheduler with them and binding a pod through them. An entry with a
+``tlsConfig`` (the shipped one) calls the extender as the shipped Deployment
+runs it, over TLS with the scheduler's client certificate: only the address
+and the three file paths are swapped for the local ones.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import SecureExtender
 from e2e_support import app_pod, create, node_pool, wait_bound
 
 from controlplane.cluster import LocalCluster
@@ -90,15 +93,28 @@ def _documents(path: Path) -> list[Any]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
 
-def _run_scheduler_config(cluster: LocalCluster, extender: MeshfitServer, doc: dict[str, Any], where: str) -> str:
+def _run_scheduler_config(
+    cluster: LocalCluster, plain: MeshfitServer, secure: SecureExtender, doc: dict[str, Any], where: str
+) -> str:
     """Run kube-scheduler with the document's extenders (addresses swapped); a pod must bind through them."""
     extenders = []
+    extender = plain
     for shipped in doc.get("extenders") or ():
-        entry = {**shipped, "urlPrefix": extender.url, "enableHTTPS": False}
-        entry.pop("tlsConfig", None)
+        if shipped.get("tlsConfig"):
+            assert shipped.get("enableHTTPS") and shipped["urlPrefix"].startswith("https://"), shipped
+            tls = {**shipped["tlsConfig"], "caFile": str(secure.ca_file), "certFile": str(secure.cert_file),
+                   "keyFile": str(secure.key_file)}
+            entry = {**shipped, "urlPrefix": secure.server.url, "tlsConfig": tls}
+            extender = secure.server
+        else:
+            entry = {**shipped, "urlPrefix": plain.url, "enableHTTPS": False}
         extenders.append(entry)
     assert extenders, f"{where}: a KubeSchedulerConfiguration in manifests/ without meshfit's extender"
     pool = node_pool(cluster, [("only", "2", "4Gi")])
+    extender.wait_ready()
+    cluster.wait_for(lambda: (extender.metric("meshfit_extender_cache_nodes", {"state": "known"}) or 0) > 0
+                     and f'"{pool.names[0]}"' in extender.get(f"/debug/nodes/{pool.names[0]}")[1], 20,
+                     what="the extender knowing the pool's node")
     binds = extender.metric("meshfit_extender_binds_total", {"result": "ok"}) or 0
     with cluster.scheduler_extenders(extenders):  # kube-scheduler refuses to start on a bad entry
         pod = pool.place(app_pod(f"scheduler-config-{pool.value}", requests={"cpu": "100m", "memory": "64Mi"}))
@@ -111,7 +127,8 @@ def _run_scheduler_config(cluster: LocalCluster, extender: MeshfitServer, doc: d
 
 @pytest.mark.parametrize("path", _manifest_files(), ids=lambda p: str(p.relative_to(MANIFESTS)))
 def test_manifest_passes_server_side_dry_run_apply(
-    local_cluster: LocalCluster, discovery: Discovery, extender_server: MeshfitServer, path: Path
+    local_cluster: LocalCluster, discovery: Discovery, extender_server: MeshfitServer,
+    request: pytest.FixtureRequest, path: Path,
 ) -> None:
     applied, skipped, failures = [], [], []
     for index, doc in enumerate(_documents(path)):
@@ -124,7 +141,8 @@ def test_manifest_passes_server_side_dry_run_apply(
             skipped.append(f"{where}: {kind} is kustomize's input, not an API object")
             continue
         if kind == SCHEDULER_CONFIG:
-            applied.append(_run_scheduler_config(local_cluster, extender_server, doc, where))
+            secure: SecureExtender = request.getfixturevalue("secure_extender")
+            applied.append(_run_scheduler_config(local_cluster, extender_server, secure, doc, where))
             continue
         resource = discovery.resource(api_version, kind)
         if resource is None:

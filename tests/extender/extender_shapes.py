@@ -124,3 +124,15 @@ def bound(pod: dict[str, Any], node_name: str, phase: str = "Running") -> dict[s
 
 def uid(pod: dict[str, Any]) -> str:
     return pod["metadata"]["uid"]
+
+
+def watched(service: Any, pods: list[dict[str, Any]], event: str = "ADDED") -> None:
+    """Deliver ``pods`` to ``service`` as its pod watch would (reduced by the feed's own transform)."""
+    from extender.feed import reduce_watched
+
+    for pod in pods:
+        item = reduce_watched(pod)
+        if isinstance(item, tuple):
+            service.on_pod_event(event, item[0], item[1])
+        else:
+            service.on_pod_event(event, item)

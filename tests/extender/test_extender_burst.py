@@ -21,7 +21,7 @@ import asyncio
 from fractions import Fraction
 
 from conftest import Running
-from extender_shapes import app_pod, bound, meshed, node, policy_with
+from extender_shapes import app_pod, bound, meshed, node, policy_with, watched
 
 from extender.binder import BindError
 from extender.cache import ClusterCache
@@ -79,10 +79,13 @@ def assert_within_ceiling(watch: LaggingWatch) -> None:
 
 
 def new_service(watch: LaggingWatch, inflight: InFlight | None = None) -> ExtenderService:
+    """The burst's pods are Pending in the watch (created before they are scheduled); their bindings lag."""
     cache = ClusterCache()
     cache.sync_nodes(NODES)
     cache.sync_pods([])
-    return ExtenderService(cache, LivePolicy(POLICY, "test"), binder=watch, inflight=inflight)
+    service = ExtenderService(cache, LivePolicy(POLICY, "test"), binder=watch, inflight=inflight)
+    watched(service, list(watch.by_name.values()))
+    return service
 
 
 async def schedule_one(running: Running, pod: dict, names: list[str]) -> str | None:

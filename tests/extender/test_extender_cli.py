@@ -193,7 +193,12 @@ async def test_serve_a_cluster_is_ready_after_the_initial_lists(tmp_path: Path) 
     await server.start()
     release = asyncio.Event()
     server.on_list("/api/v1/nodes", server.body(recording("nodes-list.json")))
-    pods_list = server.body(recording("pods-relist.json"))
+    # The list from before the scheduler placed web-0: Pending and unbound, so its filter counts.
+    listed = orjson.loads(recording("pods-relist.json"))
+    for item in listed["items"]:
+        if item["metadata"]["name"] == "web-0":
+            del item["spec"]["nodeName"]
+    pods_list = server.body(orjson.dumps(listed))
 
     async def held(request):  # type: ignore[no-untyped-def]
         await release.wait()
@@ -216,6 +221,8 @@ async def test_serve_a_cluster_is_ready_after_the_initial_lists(tmp_path: Path) 
                             break
                     await asyncio.sleep(0.05)
                 assert response.status == 200
+                async with session.post(f"{url}/filter", data=recording("args-cache-filter.json")) as response:
+                    assert "node-b" in (await response.json())["NodeNames"]
                 async with session.post(f"{url}/bind", data=recording("bind.json")) as response:
                     assert (await response.json()) == {"Error": ""}
         finally:
@@ -270,7 +277,7 @@ async def test_serve_https_with_client_certificates(tmp_path: Path, snapshot: Pa
     generate(serving, service="meshfit-extender", namespace="meshfit-system", ips=["127.0.0.1"])
     client_ca, client_cert, client_key = client_pair(tmp_path)
     proc, url = await start_serve("--snapshot", str(snapshot), "--tls-cert-dir", str(serving),
-                                  "--tls-client-ca", str(client_ca))
+                                  "--tls-client-ca", str(client_ca), "--tls-client-name", "system:kube-scheduler")
     try:
         url = url.replace("http://", "https://")
         trusted = ssl.create_default_context(cafile=str(serving / "ca.crt"))
@@ -282,6 +289,29 @@ async def test_serve_https_with_client_certificates(tmp_path: Path, snapshot: Pa
             with pytest.raises(aiohttp.ClientError):  # no client certificate: no handshake
                 async with session.get(f"{url}/healthz", ssl=trusted) as response:
                     await response.read()
+    finally:
+        code, err = await stop(proc)
+    assert code == 0, err
+
+
+async def test_a_client_certificate_of_another_name_is_refused(tmp_path: Path, snapshot: Path) -> None:
+    import ssl
+
+    from certs.generate import generate
+
+    serving = tmp_path / "tls"
+    generate(serving, service="meshfit-extender", namespace="meshfit-system", ips=["127.0.0.1"])
+    client_ca, client_cert, client_key = client_pair(tmp_path)  # CN system:kube-scheduler
+    proc, url = await start_serve("--snapshot", str(snapshot), "--tls-cert-dir", str(serving),
+                                  "--tls-client-ca", str(client_ca), "--tls-client-name", "system:node:worker-1")
+    try:
+        url = url.replace("http://", "https://")
+        with_cert = ssl.create_default_context(cafile=str(serving / "ca.crt"))
+        with_cert.load_cert_chain(str(client_cert), str(client_key))
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{url}/bind", data=recording("bind.json"), ssl=with_cert) as response:
+                assert response.status == 403
+                assert "not one of ['system:node:worker-1']" in (await response.json())["Error"]
     finally:
         code, err = await stop(proc)
     assert code == 0, err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 from conftest import Running
-from extender_shapes import app_pod, bound, default_policy, meshed, node, policy_with
+from extender_shapes import app_pod, bound, default_policy, meshed, node, policy_with, watched
 from replay_apiserver import recording
 
 from extender.cache import ClusterCache
@@ -202,9 +202,15 @@ class RecordingBinder:
             raise BindError(self.fail)
 
 
+def pending_recorded_pod(service: ExtenderService) -> None:
+    """The recorded pod as the watch shows it before it is scheduled (Pending, unbound)."""
+    watched(service, [RECORDED_POD])
+
+
 async def test_recorded_bind_counts_the_pod_at_once(serve) -> None:
     service = service_for()
     service.binder = RecordingBinder()
+    pending_recorded_pod(service)
     running: Running = await serve(service)
     await running.post("filter", recording("args-cache-filter.json"))
     status, answer = await running.post("bind", recording("bind.json"))
@@ -219,6 +225,7 @@ async def test_recorded_bind_counts_the_pod_at_once(serve) -> None:
 async def test_a_refused_binding_is_reported_and_undone(serve) -> None:
     service = service_for()
     service.binder = RecordingBinder(fail="409 Conflict: pod web-0 is already assigned to node node-b")
+    pending_recorded_pod(service)
     running: Running = await serve(service)
     await running.post("filter", recording("args-cache-filter.json"))
     status, answer = await running.post("bind", recording("bind.json"))
