@@ -77,6 +77,16 @@ class InjectionResult:
     def skip_reason(self) -> str | None:
         return None if self.injected else self.reason
 
+    @property
+    def valid_until(self) -> float:
+        """Epoch seconds until which the same pod gets this very answer: the first winning rule to expire.
+
+        A rule that did not win for this pod cannot change its answer by expiring (an
+        expired rule matches nothing), so only the winners count; a skip never expires.
+        """
+        return min((c.expires.timestamp() for c in self.versions.values() if c.expires is not None),
+                   default=float("inf"))
+
 
 class Variant(str, Enum):
     """Where the sidecars' resources come from; chosen once per candidate by :func:`choose_variants`."""

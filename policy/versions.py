@@ -51,6 +51,8 @@ class VersionChoice:
     rule: str | None
     verdicts: tuple[RuleVerdict, ...]
     warnings: tuple[str, ...] = ()
+    #: When the winning rule expires, so the same pod then gets another answer (``None``: never).
+    expires: datetime | None = None
 
 
 def workload_of(pod: Mapping[str, Any], namespace: str) -> str:
@@ -119,6 +121,7 @@ def resolve_version(
     verdicts: list[RuleVerdict] = []
     warnings: list[str] = []
     winner: tuple[str, str, str | None] | None = None  # (version, source, rule)
+    winner_expires: datetime | None = None
 
     def allowed(version: str) -> bool:
         return version in sidecar.allowed
@@ -156,6 +159,7 @@ def resolve_version(
             if verdict.outcome == "matched":
                 if winner is None:
                     winner = (rule.version, rule.type, rule.name)
+                    winner_expires = rule.expires
                     verdict = RuleVerdict(rule.name, rule.type, "won", verdict.detail)
                 else:
                     verdict = RuleVerdict(rule.name, rule.type, "shadowed", f"matched, but {winner[1]} rule {winner[2]} won first")
@@ -163,7 +167,8 @@ def resolve_version(
 
     version, source, rule_name = winner or (sidecar.baseline, "baseline", None)
     image = sidecar.images.get(version) or f"{spec.image}:{version}"
-    return VersionChoice(spec.name, version, image, source, rule_name, tuple(verdicts), tuple(warnings))
+    return VersionChoice(spec.name, version, image, source, rule_name, tuple(verdicts), tuple(warnings),
+                         winner_expires)
 
 
 def _judge(rule: VersionRule, sidecar: str, allowed: Any, namespace: str, app: str, zone: str,

@@ -6,7 +6,7 @@ spec); only the review's ``uid`` differs. The engine is a pure function of
 the pod, the namespace (name, labels, namespace policy), the policy and the
 clock, and the clock matters only at version-rule expiry times. So the answer
 is kept, keyed by all of those, and dropped when the policy object changes or
-the next rule expires. A hit costs one serialisation and one hash of the pod
+when the engine said its answer expires (the pod's winning version rule expires). A hit costs one serialisation and one hash of the pod
 instead of a full injection.
 
 Two things differ between replicas by the time the webhook sees them, and
@@ -57,6 +57,8 @@ class Verdict:
     #: ``(sidecar, version, mode)`` per injected sidecar, for metrics.
     sidecars: tuple[tuple[str, str, str], ...]
     namespace_policy: NamespacePolicy | None
+    #: Epoch seconds after which the engine's answer for this pod may differ (a winning rule expires).
+    valid_until: float = float("inf")
 
 
 Key = tuple[str, Any, int, bytes]
@@ -73,7 +75,6 @@ class AnswerCache:
         self.entries = entries
         self._items: OrderedDict[Key, Verdict] = OrderedDict()
         self._policy: Policy | None = None
-        self._valid_until = float("inf")
         self.hits = 0
         self.misses = 0
 
@@ -104,11 +105,15 @@ class AnswerCache:
 
     def get(self, key: Key, policy: Policy, namespace_policy: NamespacePolicy | None) -> Verdict | None:
         """The verdict remembered for ``key``, if any, still valid under ``policy``."""
-        if policy is not self._policy or time.time() >= self._valid_until:
+        if policy is not self._policy:
             self._reset(policy)
         verdict = self._items.get(key)
         # id() of a namespace policy can be reused once it is gone: the entry holds the object to compare.
         if verdict is None or verdict.namespace_policy is not namespace_policy:
+            self.misses += 1
+            return None
+        if time.time() >= verdict.valid_until:  # the engine said when its answer expires
+            del self._items[key]
             self.misses += 1
             return None
         self._items.move_to_end(key)
@@ -128,18 +133,7 @@ class AnswerCache:
     def _reset(self, policy: Policy) -> None:
         self._items.clear()
         self._policy = policy
-        self._valid_until = _next_expiry(policy, time.time())
 
 
 def _mentions_token_volume(encoded_patch: str) -> bool:
     return _TOKEN_VOLUME_PREFIX in base64.b64decode(encoded_patch)
-
-
-def _next_expiry(policy: Policy, now: float) -> float:
-    """The first version-rule expiry after ``now``: the one moment the same pod may get another answer."""
-    upcoming = [
-        rule.expires.timestamp()
-        for rule in policy.versions.rules
-        if rule.expires is not None and rule.expires.timestamp() > now
-    ]
-    return min(upcoming, default=float("inf"))

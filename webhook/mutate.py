@@ -79,6 +79,7 @@ def verdict_of(result: InjectionResult, policy: Policy, namespace: Namespace) ->
             skip_reason="",
             sidecars=tuple(injected_sidecars(result, policy)),
             namespace_policy=namespace.policy,
+            valid_until=result.valid_until,
         )
     return Verdict(
         injected=False,

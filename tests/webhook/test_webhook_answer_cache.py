@@ -73,13 +73,42 @@ def test_namespace_labels_and_policy_are_part_of_the_key(policy: Policy) -> None
     assert not outcome.cached and len(outcome.sidecars) == 2
 
 
-def test_a_version_rule_expiring_drops_everything(policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
-    expiry = min(r.expires for r in policy.versions.rules if r.expires is not None)
+def _experiment_pods(policy: Policy) -> tuple[dict, dict]:
+    """A pod the expiring experiment rule wins for, and one it does not (by the engine's own bucketing)."""
+    from policy.inject import inject
+
+    won = lost = None
+    for i in range(400):
+        p = pod(f"exp-{i}", [container("app", "1", "1Gi")])
+        choice = inject(p, Namespace("shop", None), policy).versions["rpc-mesh"]
+        if choice.source == "experiment" and won is None:
+            won = p
+        elif choice.source == "baseline" and lost is None:
+            lost = p
+        if won is not None and lost is not None:
+            return won, lost
+    raise AssertionError("no pod in the experiment's bucket among 400")
+
+
+def test_an_answer_expires_when_its_winning_rule_does(policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    rule = next(r for r in policy.versions.rules if r.type == "experiment" and r.expires is not None)
+    won, lost = _experiment_pods(policy)
     cache = AnswerCache()
-    run(review(SHAPES["burstable"]), policy, cache)
-    assert run(review(SHAPES["burstable"]), policy, cache).cached
-    monkeypatch.setattr(answer_cache.time, "time", lambda: expiry.timestamp() + 1)
-    assert not run(review(SHAPES["burstable"]), policy, cache).cached
+    for p in (won, lost):
+        run(review(p), policy, cache)
+        assert run(review(p), policy, cache).cached
+    monkeypatch.setattr(answer_cache.time, "time", lambda: rule.expires.timestamp())
+    assert not run(review(won), policy, cache).cached, "at the expiry the experiment's pod is answered afresh"
+    assert run(review(lost), policy, cache).cached, "a pod the rule never won for keeps its answer"
+
+
+def test_the_engine_says_when_its_answer_expires(policy: Policy) -> None:
+    from policy.inject import inject
+
+    rule = next(r for r in policy.versions.rules if r.type == "experiment" and r.expires is not None)
+    won, lost = _experiment_pods(policy)
+    assert inject(won, Namespace("shop", None), policy).valid_until == rule.expires.timestamp()
+    assert inject(lost, Namespace("shop", None), policy).valid_until == float("inf")
 
 
 def test_engine_failures_are_not_remembered(policy: Policy) -> None:
@@ -100,12 +129,6 @@ def test_size_bounds(policy: Policy) -> None:
     huge = {**big, "spec": {**big["spec"], "containers": [{**big["spec"]["containers"][0],
                                                             "args": ["x" * 300_000]}]}}
     assert cache.key(huge, "shop", None, None) is None
-
-
-def test_next_expiry_ignores_past_rules(policy: Policy) -> None:
-    expiry = min(r.expires for r in policy.versions.rules if r.expires is not None)
-    assert answer_cache._next_expiry(policy, expiry.timestamp() - 10) == expiry.timestamp()
-    assert answer_cache._next_expiry(policy, expiry.timestamp() + 10) == float("inf")
 
 
 def _with_managed_fields(original: dict, second: int) -> dict:
