@@ -88,3 +88,46 @@ def test_a_zero_pod_resource_is_never_compared() -> None:
     past = node("past", exp_cpu=CPU_CAP + 1, exp_mem=MEM_CAP + 1)
     assert SCORER.filter(pod(cpu=CORE), {"past": past}, ["past"], True)[0] == ["past"]
     assert SCORER.filter(pod(cpu=CORE, exp_cpu=1), {"past": past}, ["past"], True)[0] == []
+
+
+def test_detailed_messages_up_to_the_limit_then_summaries() -> None:
+    """At DETAILED_FAILURES failing nodes each keeps its own figures; one more and they aggregate."""
+    over = dict(exp_cpu=CPU_CAP)  # any exposure from the pod tips it over
+    def failing(count: int) -> list:
+        nodes = {f"n{i}": node(f"n{i}", **over) for i in range(count)}
+        return SCORER.filter(pod(exp_cpu=1), nodes, sorted(nodes), True)[1]
+    at = failing(DETAILED_FAILURES)
+    assert all("already exposed" in f.message for _, f in at), "per-node figures"
+    beyond = failing(DETAILED_FAILURES + 1)
+    assert len({f.message for _, f in beyond}) == 1 and "already exposed" not in beyond[0][1].message
+
+
+@pytest.mark.parametrize(("node_fields", "pod_fields", "words", "unresolvable"), [
+    (dict(exp_cpu=CPU_CAP), dict(exp_cpu=1), ["cpu exposure over the ceiling (25% of allocatable)"], True),
+    (dict(exp_mem=MEM_CAP), dict(exp_mem=1), ["memory exposure over the ceiling (10% of allocatable)"], True),
+    (dict(exp_cpu=CPU_CAP, exp_mem=MEM_CAP), dict(exp_cpu=1, exp_mem=1),
+     ["cpu exposure over the ceiling", "; memory exposure over the ceiling"], True),
+    (dict(req_cpu=8 * CORE), dict(cpu=1), ["pod does not fit: not enough cpu left"], False),
+    (dict(req_mem=10 * GIB), dict(mem=1), ["pod does not fit: not enough memory left"], False),
+    (dict(req_cpu=8 * CORE, req_mem=10 * GIB), dict(cpu=1, mem=1),
+     ["not enough cpu left", "; not enough memory left"], False),
+])
+def test_summary_messages_name_every_resource_that_failed(node_fields: dict[str, int], pod_fields: dict[str, int],
+                                                          words: list[str], unresolvable: bool) -> None:
+    nodes = {f"n{i}": node(f"n{i}", **node_fields) for i in range(DETAILED_FAILURES + 1)}
+    _, failures, _ = SCORER.filter(pod(**pod_fields), nodes, sorted(nodes), True)
+    message = failures[0][1].message
+    for w in words:
+        assert w in message, message
+    assert failures[0][1].unresolvable is unresolvable
+    other = {"cpu exposure": "memory exposure", "memory exposure": "cpu exposure"}
+    if len(words) == 1:  # a single failing resource names only that one
+        for a, b in other.items():
+            if a in words[0]:
+                assert b not in message
+
+
+def test_unknown_nodes_are_each_counted() -> None:
+    nodes = {"known": node("known")}
+    passed, _, unknown = SCORER.filter(pod(cpu=1), nodes, ["ghost-1", "known", "ghost-2", "ghost-3"], True)
+    assert unknown == 3 and passed == ["ghost-1", "known", "ghost-2", "ghost-3"]
