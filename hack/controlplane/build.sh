@@ -39,53 +39,10 @@ bin_dir="$out_dir/bin"
 stamp_file="$out_dir/stamp"
 binaries=(etcd kube-apiserver kube-scheduler kubectl)
 
-force=0
-case "${1:-}" in
-  --print-bindir) printf '%s\n' "$bin_dir"; exit 0 ;;
-  --force) force=1 ;;
-  "") ;;
-  *) die "unknown argument: $1 (try --print-bindir or --force)" ;;
-esac
-
-# The stamp is a hash of everything that decides the output: the pins and this
-# script (flags, ldflags). The Go version is part of it too, since a different
-# toolchain produces different binaries.
-command -v "$GO" >/dev/null 2>&1 || die "go not found on PATH; install Go >= $(awk '$1=="go"{print $2; exit}' "$here/go.mod") (https://go.dev/doc/install or 'apt-get install golang-go' if new enough)"
-go_version="$(GOTOOLCHAIN=local GOFLAGS= "$GO" env GOVERSION)"
-want_stamp="$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" <(printf '%s\n' "$go_version") | sha256sum | cut -d' ' -f1)"
-
-up_to_date() {
-  [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$want_stamp" ]] || return 1
-  local b
-  for b in "${binaries[@]}"; do [[ -x "$bin_dir/$b" ]] || return 1; done
-}
-
-if (( ! force )) && up_to_date; then
-  log "up to date: kubernetes $k8s_version, etcd $etcd_version ($go_version)"
-  printf '%s\n' "$bin_dir"
-  exit 0
-fi
-
-mkdir -p "$out_dir"
-# One build at a time per cache dir: a test fixture and `make controlplane` may
-# race on a fresh machine. flock is optional (util-linux); without it we build.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$out_dir/.lock"
-  if ! flock -n 9; then
-    log "another build holds $out_dir/.lock; waiting for it"
-    flock 9
-  fi
-  if (( ! force )) && up_to_date; then
-    log "built by the other process: $bin_dir"
-    printf '%s\n' "$bin_dir"
-    exit 0
-  fi
-fi
-
-# go.mod says `go 1.26.0`: with GOTOOLCHAIN=local an older go fails here with a
-# clear message rather than silently fetching a toolchain.
-export GOTOOLCHAIN=local CGO_ENABLED=0
-export GOFLAGS="-mod=readonly"
+label="kubernetes $k8s_version, etcd $etcd_version"
+# shellcheck source=../lib/gobuild.sh
+source "$here/../lib/gobuild.sh"
+gobuild_prepare "$@"
 
 minor="${k8s_version#v}"; minor="${minor#*.}"; minor="${minor%%.*}"
 major="${k8s_version#v}"; major="${major%%.*}"

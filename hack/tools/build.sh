@@ -37,46 +37,10 @@ bin_dir="$out_dir/bin"
 stamp_file="$out_dir/stamp"
 binaries=(helm crane)
 
-force=0
-case "${1:-}" in
-  --print-bindir) printf '%s\n' "$bin_dir"; exit 0 ;;
-  --force) force=1 ;;
-  "") ;;
-  *) die "unknown argument: $1 (try --print-bindir or --force)" ;;
-esac
-
-command -v "$GO" >/dev/null 2>&1 || die "go not found on PATH; install Go >= $(awk '$1=="go"{print $2; exit}' "$here/go.mod")"
-go_version="$(GOTOOLCHAIN=local GOFLAGS= "$GO" env GOVERSION)"
-want_stamp="$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" <(printf '%s\n' "$go_version") | sha256sum | cut -d' ' -f1)"
-
-up_to_date() {
-  [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$want_stamp" ]] || return 1
-  local b
-  for b in "${binaries[@]}"; do [[ -x "$bin_dir/$b" ]] || return 1; done
-}
-
-if (( ! force )) && up_to_date; then
-  log "up to date: helm $helm_version, crane $crane_version ($go_version)"
-  printf '%s\n' "$bin_dir"
-  exit 0
-fi
-
-mkdir -p "$out_dir"
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$out_dir/.lock"
-  if ! flock -n 9; then
-    log "another build holds $out_dir/.lock; waiting for it"
-    flock 9
-  fi
-  if (( ! force )) && up_to_date; then
-    log "built by the other process: $bin_dir"
-    printf '%s\n' "$bin_dir"
-    exit 0
-  fi
-fi
-
-export GOTOOLCHAIN=local CGO_ENABLED=0
-export GOFLAGS="-mod=readonly -buildvcs=false"
+label="helm $helm_version, crane $crane_version"
+# shellcheck source=../lib/gobuild.sh
+source "$here/../lib/gobuild.sh"
+gobuild_prepare "$@"
 
 # helm's own Makefile stamps its version and the Kubernetes version its
 # client-go speaks (client-go v0.X.Y is Kubernetes 1.X), which `helm template`
