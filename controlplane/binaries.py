@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,34 +67,77 @@ def pins(go_mod: Path = GO_MOD) -> Pins:
     )
 
 
-def bindir() -> Path:
-    """The directory the binaries are (or will be) in; nothing is checked."""
-    override = os.environ.get(BIN_ENV)
-    if override:
-        return Path(override).expanduser()
-    cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "meshfit").expanduser()
+@dataclass(frozen=True)
+class BinarySet:
+    """Binaries one build script makes into a cache directory of their own, found the same way.
+
+    ``override_env`` names a directory that holds them already (then nothing is
+    built); ``cache_dir`` names the cache subdirectory for the current pins.
+    """
+
+    binaries: tuple[str, ...]
+    override_env: str
+    script: Path
+    cache_dir: Callable[[], str]
+    build_hint: str
+
+    def bindir(self) -> Path:
+        """The directory the binaries are (or will be) in; nothing is checked."""
+        override = os.environ.get(self.override_env)
+        if override:
+            return Path(override).expanduser()
+        cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "meshfit").expanduser()
+        return cache / self.cache_dir() / "bin"
+
+    def missing(self, directory: Path | None = None) -> list[str]:
+        """Names of the binaries not present (or not executable) in ``directory``."""
+        d = directory or self.bindir()
+        return [b for b in self.binaries if not os.access(d / b, os.X_OK)]
+
+    def require(self, directory: Path | None = None) -> Path:
+        """The bin dir if complete, else raise BinariesMissing saying how to fix it."""
+        d = directory or self.bindir()
+        absent = self.missing(d)
+        if absent:
+            hint = (f"{self.override_env} is set, so nothing is built" if os.environ.get(self.override_env)
+                    else self.build_hint)
+            raise BinariesMissing(f"missing in {d}: {', '.join(absent)}; {hint}")
+        return d
+
+    def build(self) -> Path:
+        """Run the build script (a no-op when its stamp matches) and return the bin dir.
+
+        Progress goes to the caller's stderr, since a cold build is long enough
+        that silence looks like a hang.
+        """
+        if os.environ.get(self.override_env):
+            return self.require()
+        subprocess.run(["bash", str(self.script)], check=True, stdout=subprocess.DEVNULL)
+        return self.require()
+
+
+def _control_plane_dir() -> str:
     p = pins()
-    return cache / f"k8s-{p.kubernetes}-etcd-{p.etcd}" / "bin"
+    return f"k8s-{p.kubernetes}-etcd-{p.etcd}"
+
+
+CONTROL_PLANE = BinarySet(BINARIES, BIN_ENV, BUILD_SCRIPT, _control_plane_dir,
+                          "run `make controlplane` (needs Go; a cold build takes a few minutes)")
+
+
+def bindir() -> Path:
+    """The directory the control-plane binaries are (or will be) in; nothing is checked."""
+    return CONTROL_PLANE.bindir()
 
 
 def missing(directory: Path | None = None) -> list[str]:
-    """Names of the binaries not present (or not executable) in ``directory``."""
-    d = directory or bindir()
-    return [b for b in BINARIES if not os.access(d / b, os.X_OK)]
+    """Names of the control-plane binaries not present (or not executable) in ``directory``."""
+    return CONTROL_PLANE.missing(directory)
 
 
 def require(directory: Path | None = None) -> Path:
-    """The bin dir if complete, else raise BinariesMissing saying how to fix it."""
-    d = directory or bindir()
-    absent = missing(d)
-    if absent:
-        hint = (
-            f"{BIN_ENV} is set, so nothing is built"
-            if os.environ.get(BIN_ENV)
-            else "run `make controlplane` (needs Go; a cold build takes a few minutes)"
-        )
-        raise BinariesMissing(f"missing in {d}: {', '.join(absent)}; {hint}")
-    return d
+    """The control-plane bin dir if complete, else raise BinariesMissing saying how to fix it."""
+    return CONTROL_PLANE.require(directory)
 
 
 def go_available() -> bool:
@@ -102,15 +146,8 @@ def go_available() -> bool:
 
 
 def build() -> Path:
-    """Run build.sh (a no-op when its stamp matches) and return the bin dir.
-
-    Progress goes to the caller's stderr, since a cold build is long enough
-    that silence looks like a hang.
-    """
-    if os.environ.get(BIN_ENV):
-        return require()
-    subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.DEVNULL)
-    return require()
+    """Run hack/controlplane/build.sh (a no-op when its stamp matches) and return the bin dir."""
+    return CONTROL_PLANE.build()
 
 
 # ------------------------------------------------------------------- KWOK
@@ -132,37 +169,24 @@ def kwok_version(go_mod: Path = KWOK_GO_MOD) -> str:
     return _require_version(go_mod.read_text(), "sigs.k8s.io/kwok")
 
 
+KWOK = BinarySet(KWOK_BINARIES, KWOK_BIN_ENV, KWOK_BUILD_SCRIPT, lambda: f"kwok-{kwok_version()}",
+                 "run `make controlplane` (needs Go; a cold build of kwok takes about 2.5 minutes)")
+
+
 def kwok_bindir() -> Path:
     """The directory ``kwok`` is (or will be) in; nothing is checked."""
-    override = os.environ.get(KWOK_BIN_ENV)
-    if override:
-        return Path(override).expanduser()
-    cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "meshfit").expanduser()
-    return cache / f"kwok-{kwok_version()}" / "bin"
+    return KWOK.bindir()
 
 
 def kwok_missing(directory: Path | None = None) -> list[str]:
-    d = directory or kwok_bindir()
-    return [b for b in KWOK_BINARIES if not os.access(d / b, os.X_OK)]
+    return KWOK.missing(directory)
 
 
 def kwok_require(directory: Path | None = None) -> Path:
     """The KWOK bin dir if complete, else raise BinariesMissing saying how to fix it."""
-    d = directory or kwok_bindir()
-    absent = kwok_missing(d)
-    if absent:
-        hint = (
-            f"{KWOK_BIN_ENV} is set, so nothing is built"
-            if os.environ.get(KWOK_BIN_ENV)
-            else "run `make controlplane` (needs Go; a cold build of kwok takes about 2.5 minutes)"
-        )
-        raise BinariesMissing(f"missing in {d}: {', '.join(absent)}; {hint}")
-    return d
+    return KWOK.require(directory)
 
 
 def kwok_build() -> Path:
     """Run hack/kwok/build.sh (a no-op when its stamp matches) and return the bin dir."""
-    if os.environ.get(KWOK_BIN_ENV):
-        return kwok_require()
-    subprocess.run(["bash", str(KWOK_BUILD_SCRIPT)], check=True, stdout=subprocess.DEVNULL)
-    return kwok_require()
+    return KWOK.build()
