@@ -33,8 +33,12 @@ from serving.process import Process, http_app
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-#: A full NodeList for thousands of nodes is tens of megabytes (nodeCacheCapable: false).
-MAX_BODY = 512 * 1024 * 1024
+#: The largest call the scheduler makes with ``nodeCacheCapable: true`` (what the manifests ship):
+#: a pod (at most 1.5 MiB, etcd's default request limit; 3 MiB, the apiserver's) and up to 10,000
+#: node names of at most 253 bytes each (2.6 MB). 8 MiB holds both with room, and what the
+#: extender makes of 8 MiB of JSON stays far inside its memory limit. A full NodeList
+#: (``nodeCacheCapable: false``) is tens of megabytes: raise ``--max-body-bytes`` and the limit.
+MAX_BODY = 8 * 1024 * 1024
 
 SERVICE_KEY = web.AppKey("service", ExtenderService)
 #: The process serving the app, when there is one (readiness fails while it drains).
@@ -52,9 +56,8 @@ async def _timed(request: web.Request, verb: str, answer: Answer) -> web.Respons
     service = request.app[SERVICE_KEY]
     metrics = service.metrics
     started = time.perf_counter()
-    metrics.in_flight += 1
     try:
-        body = await request.read()
+        body = await request.read()  # read already, within the limits, by serving.process
         response = _json(await answer(service, body))
     except ProtocolError as exc:
         log.warning("%s: malformed request: %s", verb, exc)
@@ -62,8 +65,6 @@ async def _timed(request: web.Request, verb: str, answer: Answer) -> web.Respons
     except Exception as exc:  # a bug must cost one answer, not the process
         log.exception("%s failed", verb)
         response = _json(encode_error(f"{verb}: internal error: {type(exc).__name__}: {exc}"), 500)
-    finally:
-        metrics.in_flight -= 1
     metrics.latency.observe(time.perf_counter() - started, verb)
     metrics.requests.inc(verb, str(response.status))
     return response
@@ -141,9 +142,17 @@ async def debug_node(request: web.Request) -> web.Response:
     return _json(orjson.dumps(report, option=orjson.OPT_INDENT_2))
 
 
-def build_app(service: ExtenderService, *, process: Process | None = None) -> web.Application:
+def _refused(request: web.Request, status: int) -> None:
+    """A call the listener answered itself (413 too large, 408 too slow, 400 aborted), counted by verb."""
+    verb = request.path.strip("/") if request.path in ("/filter", "/prioritize", "/bind") else "other"
+    request.app[SERVICE_KEY].metrics.requests.inc(verb, str(status))
+
+
+def build_app(
+    service: ExtenderService, *, process: Process | None = None, max_body_bytes: int = MAX_BODY
+) -> web.Application:
     """The routes over ``service``, on an application with the limits every listener has."""
-    app = http_app(MAX_BODY)
+    app = http_app(max_body_bytes, on_refused=_refused, in_flight=service.metrics)
     app[SERVICE_KEY] = service
     if process is not None:
         app[PROCESS_KEY] = process

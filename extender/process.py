@@ -14,17 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from extender.binder import ApiBinder
 from extender.cache import DEFAULT_ASSUME_TTL, ClusterCache
 from extender.collector import settle
-from extender.handlers import build_app
+from extender.handlers import MAX_BODY, build_app
 from extender.inflight import DEFAULT_TIMEOUT, InFlight
 from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
 from extender.snapshot import SnapshotError, load_snapshot
+from serving.connections import ConnectionLimits
 from serving.policy_source import PolicyFile
 from serving.process import Process, StartError
 
@@ -52,6 +53,10 @@ class ServeOptions:
     bind_wait: float = DEFAULT_TIMEOUT
     page_size: int = 500
     policy_interval: float = 2.0
+    #: Largest scheduler call accepted (413 beyond); see :data:`extender.handlers.MAX_BODY`.
+    max_body_bytes: int = MAX_BODY
+    #: Header, body and idle timeouts and the connection cap of the listener.
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 @dataclass
@@ -108,7 +113,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT); return the exit code."""
     options = prepared.options
     service = prepared.service
-    process = Process("extender")
+    process = Process("extender", limits=options.limits)
     ssl_context = None
     if options.tls_cert_dir:
         from certs.inspect import CertLoadError
@@ -152,7 +157,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         )
         process.background("cluster feed", feed.run)
 
-    listener = process.listen(build_app(service, process=process), options.host, options.port, ssl_context=ssl_context)
+    listener = process.listen(build_app(service, process=process, max_body_bytes=options.max_body_bytes), options.host, options.port, ssl_context=ssl_context)
 
     def started() -> None:
         log.info("meshfit extender listening on %s://%s:%d", listener.scheme, options.host, listener.port)
