@@ -85,23 +85,23 @@ def test_unchanged_text_is_not_a_reload() -> None:
     assert live.loads == 1
 
 
-def test_global_configmap_handlers() -> None:
+async def test_global_configmap_handlers() -> None:
     live = LivePolicy()
     handlers = global_configmap_handlers(live, "meshfit-system", "meshfit-policy")
-    handlers.on_sync([], "1")
+    await handlers.on_sync([], "1")
     assert live.policy is None and live.rejected is not None and "not found" in live.rejected.message
-    handlers.on_sync([GLOBAL_CM], "2")
+    await handlers.on_sync([GLOBAL_CM], "2")
     assert live.policy is not None and live.rejected is None
     good = live.policy
-    handlers.on_event("MODIFIED", with_policy_text(BROKEN))
+    await handlers.on_event("MODIFIED", with_policy_text(BROKEN))
     assert live.policy is good and live.rejected is not None
-    handlers.on_event("MODIFIED", with_policy_text(stopped()))
+    await handlers.on_event("MODIFIED", with_policy_text(stopped()))
     assert live.policy is not good and live.policy.emergency.stop_injection and live.rejected is None
     current = live.policy
-    handlers.on_event("DELETED", with_policy_text(stopped()))
+    await handlers.on_event("DELETED", with_policy_text(stopped()))
     assert live.policy is current, "a deleted ConfigMap keeps the last good policy"
     assert live.rejected is not None and "deleted" in live.rejected.message
-    handlers.on_event("MODIFIED", with_policy_text(POLICY_TEXT, name="other"))
+    await handlers.on_event("MODIFIED", with_policy_text(POLICY_TEXT, name="other"))
     assert live.policy is current, "other ConfigMaps are ignored"
 
 
