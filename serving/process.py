@@ -32,8 +32,12 @@ so every server gets it at once. What every listener holds now:
 * a **body limit** per application (:func:`http_app`): a body is read here,
   before the handler runs, in chunks and never past the limit: a larger one is
   answered 413 as soon as its ``Content-Length`` or its bytes say so, a slower
-  one 408 after ``body_timeout``. The handler's ``await request.read()`` gets
-  the bytes already read;
+  one 408 after ``body_timeout``, a JSON body denser in objects and arrays than
+  :data:`JSON_BYTES_PER_CONTAINER` allows 413. The handler's ``await
+  request.read()`` gets the bytes already read;
+* a **body budget** per listener (:class:`ByteBudget`): at most
+  :data:`BODY_BUDGET` limits' worth of bodies held at once, whatever the
+  number of connections;
 * an upload the client **aborts** is logged at debug level (and summed up in
   one warning a minute, :mod:`serving.log_summary`), never with a traceback.
 """
@@ -67,6 +71,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: How long background tasks may take to return once told to stop, before they are cancelled.
 TASK_GRACE = 5.0
+#: Bodies a listener holds at once, in units of its body limit (:class:`ByteBudget`).
+BODY_BUDGET = 4
+#: The most JSON objects and arrays a body may hold: one per this many bytes of the body limit.
+JSON_BYTES_PER_CONTAINER = 32
+#: Seconds a refused upload's remainder is read and dropped before the connection closes.
+LINGER = 2.0
 #: File descriptors a process needs beyond its listeners' connections (watches, files, the API client).
 FD_RESERVE = 256
 
@@ -122,6 +132,33 @@ def _counting(gauge: InFlightGauge) -> Any:
     return count
 
 
+class ByteBudget:
+    """The body bytes a listener holds at once, across all its requests, from the first chunk to the answer.
+
+    The connection cap bounds connections, not what they upload: a thousand
+    clients each sending a body just under the limit would otherwise hold a
+    thousand bodies. A chunk that does not fit waits (the client's upload
+    stalls under TCP flow control) until answers free room, or until the
+    body timeout answers 408; a request alone is never made to wait.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._room = asyncio.Condition()
+
+    async def take(self, n: int) -> None:
+        async with self._room:
+            await self._room.wait_for(lambda: self.used == 0 or self.used + n <= self.total)
+            self.used += n
+
+    async def give(self, n: int) -> None:
+        if n:
+            async with self._room:
+                self.used -= n
+                self._room.notify_all()
+
+
 def _refuse(request: web.Request, status: int, message: str) -> web.Response:
     """Answer for the handler and close the connection: the rest of the body may still be on the wire."""
     on_refused = request.app.get(ON_REFUSED)
@@ -134,8 +171,13 @@ def _refuse(request: web.Request, status: int, message: str) -> web.Response:
     return response
 
 
-async def _read_body(request: web.Request, limit: int, timeout: float) -> web.Response | None:
-    """Read the body in chunks, never past ``limit``; a refusal to answer instead of the handler, or ``None``."""
+async def _read_body(
+    request: web.Request, limit: int, timeout: float, budget: ByteBudget, held: list[int]
+) -> web.Response | None:
+    """Read the body in chunks, never past ``limit``; a refusal to answer instead of the handler, or ``None``.
+
+    Every chunk is taken from ``budget`` first; ``held[0]`` says how much, for the caller to give back.
+    """
     length = request.content_length
     if length is not None and length > limit:
         return _refuse(request, 413, f"body of {length} bytes exceeds the limit of {limit}")
@@ -147,15 +189,27 @@ async def _read_body(request: web.Request, limit: int, timeout: float) -> web.Re
                 size += len(chunk)
                 if size > limit:
                     return _refuse(request, 413, f"body exceeds the limit of {limit} bytes")
+                await budget.take(len(chunk))
+                held[0] += len(chunk)
                 chunks.append(chunk)
     except TimeoutError:
         return _refuse(request, 408, f"body not received within {timeout:g}s")
     except (ConnectionError, HttpProcessingError, asyncio.IncompleteReadError) as exc:
         _aborted.note("%s %s from %s: %s", request.method, request.path, request.remote, exc or type(exc).__name__)
         return _refuse(request, 400, "upload aborted")
+    body = b"".join(chunks)
+    if request.content_type == "application/json":
+        # What a decoder makes of a body is up to ~30 times its size in objects ("{}," is 3 bytes,
+        # an empty dict 64): a body under the limit made of nothing but containers would cost a
+        # server hundreds of megabytes. One container per 32 bytes of the limit is far more than
+        # any real document has (a giant pod has one per ~20 bytes of itself, and is far smaller).
+        containers = body.count(b"{") + body.count(b"[")
+        if containers > limit // JSON_BYTES_PER_CONTAINER:
+            return _refuse(request, 413, f"body holds {containers} JSON objects and arrays, more than the "
+                                         f"{limit // JSON_BYTES_PER_CONTAINER} its size limit allows")
     # aiohttp's own read() would buffer up to twice the limit before checking it; what it
     # returns once the body is read is this attribute, so handlers keep calling read().
-    request._read_bytes = b"".join(chunks)
+    request._read_bytes = body
     return None
 
 
@@ -173,6 +227,8 @@ class Listener:
     in_flight: int = 0
     #: The listener's connections (open, refused, evicted, timed out); made at start.
     pool: ConnectionPool | None = None
+    #: Body bytes held at once across requests: :data:`BODY_BUDGET` times the largest body limit.
+    budget: ByteBudget | None = None
     _runner: web.AppRunner | None = field(default=None, repr=False)
     _site: web.TCPSite | None = field(default=None, repr=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -188,14 +244,19 @@ class Listener:
         pool = self.pool
         if pool is not None:
             pool.request_started(request.protocol)
+        held = [0]
         try:
             limit = request.app.get(BODY_LIMIT)
             if limit is not None and request.can_read_body:
-                refused = await _read_body(request, limit, self.limits.body_timeout)
+                if self.budget is None:
+                    self.budget = ByteBudget(BODY_BUDGET * limit)
+                refused = await _read_body(request, limit, self.limits.body_timeout, self.budget, held)
                 if refused is not None:
                     return refused
             return await handler(request)
         finally:
+            if self.budget is not None:
+                await self.budget.give(held[0])
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
@@ -211,6 +272,9 @@ class Listener:
             handle_signals=False,
             shutdown_timeout=shutdown_timeout,
             keepalive_timeout=self.limits.idle_timeout,
+            # After a refusal with the body still on the wire, the rest is read and dropped this long so
+            # the client sees the answer rather than a reset; aiohttp's default, 10 s, is a slot held.
+            lingering_time=LINGER,
         )
         await runner.setup()
         self.pool = ConnectionPool(self.limits)
