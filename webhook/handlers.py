@@ -185,6 +185,10 @@ class Webhook:
             if self.certs.valid:
                 seconds = self.certs.seconds_until_expiry() or 0.0
                 lines.append(f"[+] certificate: valid, expires in {seconds / 86400:.1f} days")
+                if self.certs.refused:
+                    # Still ready: the pair in force is good. The refusal must be seen before it expires.
+                    lines.append(f"[!] certificate: rotated pair refused, still serving serial "
+                                 f"{self.certs.serial or 0:x}: {self.certs.refused}")
             else:
                 ready = False
                 why = self.certs.last_error or "expired or not yet valid"
