@@ -159,3 +159,20 @@ def test_a_ca_rotation_in_two_bundle_steps_meshes_every_pod(
     _report("CA rotation", stream)
     # After the rotation the apiserver trusts the new CA only, and still meshes pods.
     assert sidecar_names(create(local_cluster, namespace, POD, dry_run=True))
+
+
+def test_the_one_step_rotation_the_counting_guards_against_does_lose_pods(
+    local_cluster: LocalCluster, kept_ca_webhook: tuple[MeshfitServer, Path, str], tmp_path: Path
+) -> None:
+    """The control: a new CA in the caBundle before the pods serve a pair under it, as a fresh CA per
+    rotation did while the kubelet had not yet refreshed the Secret. The count must see those pods."""
+    server, cert_dir, namespace = kept_ca_webhook
+    elsewhere = tmp_path / "fresh-ca"
+    make_ca(elsewhere)
+    with PodStream(local_cluster, namespace) as stream:
+        time.sleep(1.0)
+        _set_bundle(local_cluster, server, elsewhere, namespace)  # the caBundle moves on, the pair does not
+        time.sleep(4.0)
+    print(f"one-step rotation: {stream.total} pods, {stream.injected} injected, {len(stream.unmeshed)} unmeshed")
+    assert stream.unmeshed, "pods created while the caBundle names a CA the served pair is not from go unmeshed"
+    _set_bundle(local_cluster, server, cert_dir, namespace)

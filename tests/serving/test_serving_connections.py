@@ -215,3 +215,18 @@ async def test_tls_handshakes_count_and_time_out_too(tmp_path: Path) -> None:
             assert await closed_within(reader, 3) < 2
         assert running.pool.open == 0
         assert running.pool.timed_out >= 4
+
+
+async def test_the_body_budget_makes_a_chunk_wait_until_an_answer_frees_room() -> None:
+    from serving.process import ByteBudget
+
+    budget = ByteBudget(100)
+    await budget.take(80)
+    waiting = asyncio.create_task(budget.take(30))
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and budget.used == 80
+    await budget.give(80)
+    await asyncio.wait_for(waiting, 1)
+    assert budget.used == 30
+    await budget.give(30)
+    await asyncio.wait_for(budget.take(500), 1)  # a request alone is never made to wait
