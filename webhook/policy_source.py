@@ -59,6 +59,18 @@ class LivePolicy(GlobalPolicy):
         for namespace, configmap in fresh.items():
             self.put_namespace_configmap(configmap)
 
+    async def replace_namespace_configmaps_off_loop(self, configmaps: Iterable[Mapping[str, Any]]) -> None:
+        """:meth:`replace_namespace_configmaps`, each policy parsed off the loop (a relist holds them all)."""
+        fresh: dict[str, Mapping[str, Any]] = {}
+        for configmap in configmaps:
+            namespace = _namespace_of(configmap)
+            if namespace:
+                fresh[namespace] = configmap
+        for gone in set(self._namespace_configmaps) - set(fresh):
+            self.delete_namespace_configmap(gone)
+        for configmap in fresh.values():
+            await self.put_namespace_configmap_off_loop(configmap)
+
     def put_namespace_configmap(self, configmap: Mapping[str, Any]) -> bool:
         """A namespace's ``meshfit-policy`` ConfigMap, added or changed; True when its policy changed."""
         namespace = _namespace_of(configmap)
@@ -165,8 +177,8 @@ def namespace_configmap_handlers(live: LivePolicy, skip: tuple[str, str] | None 
             return False
         return skip is None or (meta.get("namespace"), meta.get("name")) != skip
 
-    def on_sync(items: list[dict[str, Any]], resource_version: str = "") -> None:
-        live.replace_namespace_configmaps([c for c in items if wanted(c)])
+    async def on_sync(items: list[dict[str, Any]], resource_version: str = "") -> None:
+        await live.replace_namespace_configmaps_off_loop([c for c in items if wanted(c)])
 
     async def on_event(kind: str, configmap: dict[str, Any]) -> None:
         if not wanted(configmap):

@@ -117,7 +117,7 @@ async def test_namespace_policies_follow_their_configmaps() -> None:
     live = LivePolicy()
     live.offer_configmap(GLOBAL_CM)
     handlers = namespace_configmap_handlers(live, skip=("meshfit-system", "meshfit-policy"))
-    handlers.on_sync([GLOBAL_CM, namespace_cm("shop", NS_DISABLE_MSG)], "5")
+    await handlers.on_sync([GLOBAL_CM, namespace_cm("shop", NS_DISABLE_MSG)], "5")
     assert set(live.namespace_policies) == {"shop"}, "the global ConfigMap is not a namespace policy"
     assert live.namespace_policy("shop").sidecars["msg-mesh"].enabled is False
     good = live.namespace_policy("shop")
@@ -133,7 +133,7 @@ async def test_namespace_policies_follow_their_configmaps() -> None:
     await handlers.on_event("DELETED", namespace_cm("shop", NS_BAD))
     assert live.namespace_policy("shop") is None and "shop" not in live.namespace_rejections
 
-    handlers.on_sync([], "9")
+    await handlers.on_sync([], "9")
     assert live.namespace_policies == {} and live.namespace_rejections == {}
 
 
