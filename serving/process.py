@@ -38,8 +38,9 @@ so every server gets it at once. What every listener holds now:
 * a **body budget** per listener (:class:`ByteBudget`): at most
   :data:`BODY_BUDGET` limits' worth of bodies held at once, whatever the
   number of connections;
-* an upload the client **aborts** is logged at debug level (and summed up in
-  one warning a minute, :mod:`serving.log_summary`), never with a traceback.
+* an upload the client **aborts**, and a request aiohttp cannot parse, is
+  logged at debug level (and summed up in one warning a minute,
+  :mod:`serving.log_summary`), never with a traceback.
 """
 
 from __future__ import annotations
@@ -87,6 +88,33 @@ BODY_LIMIT = web.AppKey("meshfit body limit", int)
 ON_REFUSED: web.AppKey[Refused] = web.AppKey("meshfit on refused")
 
 _aborted = LogSummary(log, "uploads aborted by their clients")
+
+
+class _ServerLog(logging.Logger):
+    """aiohttp's connection-level log, with its per-request tracebacks turned into summaries.
+
+    aiohttp logs a request it cannot parse (a bad header line, a broken chunk)
+    with a traceback at ERROR: anyone who reaches the port could fill the logs.
+    Those are the client's doing and go to a summary a minute; anything else
+    aiohttp would log as an exception is rarer (a bug) and keeps its
+    traceback, once a minute at most.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("aiohttp.server")
+        self.parent = logging.getLogger("aiohttp")
+        self.malformed = LogSummary(log, "malformed HTTP requests")
+        self.failed = LogSummary(log, "requests aiohttp failed to handle")
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else None
+        if isinstance(exc, (HttpProcessingError, ConnectionError)):
+            self.malformed.note(str(msg) + ": %s", *args, exc or "")
+        else:
+            self.failed.note(str(msg), *args, exc_info=exc)
+
+
+_server_log = _ServerLog()
 
 
 class StartError(Exception):
@@ -272,6 +300,7 @@ class Listener:
             handle_signals=False,
             shutdown_timeout=shutdown_timeout,
             keepalive_timeout=self.limits.idle_timeout,
+            logger=_server_log,
             # After a refusal with the body still on the wire, the rest is read and dropped this long so
             # the client sees the answer rather than a reset; aiohttp's default, 10 s, is a slot held.
             lingering_time=LINGER,

@@ -230,3 +230,19 @@ async def test_the_body_budget_makes_a_chunk_wait_until_an_answer_frees_room() -
     assert budget.used == 30
     await budget.give(30)
     await asyncio.wait_for(budget.take(500), 1)  # a request alone is never made to wait
+
+
+async def test_malformed_http_is_400_without_a_traceback(server: Running, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    for request in (b"GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n",
+                    b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                    b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n") * 5:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request)
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert answer.split(b" ", 2)[1] == b"400", answer[:100]
+    assert b"200 OK" in await get(server.port)
+    above_debug = [r for r in caplog.records if r.levelno > logging.DEBUG and r.name.startswith(("aiohttp", "serving"))]
+    assert not [r for r in caplog.records if r.exc_info and r.levelno > logging.DEBUG]
+    assert len(above_debug) <= 1 and all("malformed HTTP requests" in r.getMessage() for r in above_debug)
