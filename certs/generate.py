@@ -2,10 +2,11 @@
 
 The kube-apiserver calls the webhook over HTTPS and trusts exactly the
 ``caBundle`` written into the MutatingWebhookConfiguration, so the webhook
-needs its own small CA rather than a public one. The CA's private key is
-deliberately *not* written out: rotating means generating a new CA and a new
-caBundle, which keeps the one long-lived secret that could mint certificates
-for the service from ever landing on disk.
+needs its own small CA rather than a public one. :func:`generate` makes a
+throw-away CA whose private key is *not* written out: every run is a new CA
+and a new caBundle (tests, one-off setups). What ``make manifests`` uses is
+:mod:`certs.authority`, which keeps the CA and its key so that serving
+certificates rotate under it without touching the caBundle.
 
 Files are written the way Kubernetes expects them in a TLS Secret
 (``tls.crt``, ``tls.key``) plus ``ca.crt``, each atomically (temporary file,
@@ -278,6 +279,10 @@ def generate(
     key_pem = private_key_pem(key)
 
     _ensure_dir(directory)
+    # A kept CA (certs.authority) would no longer match this throw-away one: drop its key and bundle.
+    for stale in ("ca.key", "ca-bundle.crt"):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / stale).unlink()
     paths = (directory / CA_CERT_FILE, directory / CERT_FILE, directory / KEY_FILE)
     # CA first so a poller that sees the new leaf can already verify it; the
     # key before the leaf is arbitrary: a reader that sees a mismatched pair

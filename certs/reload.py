@@ -12,7 +12,15 @@ already open keep the session they negotiated.
 
 A pair caught half-written, or a key that does not match its certificate, is
 logged and ignored: the old certificate keeps serving and the next poll
-tries again.
+tries again. So is a rotated pair outside its validity window (expired, or
+not valid yet: a generator whose clock runs ahead): loading it would fail
+every new handshake on every replica at once. Such a pair is re-checked on
+every poll, so a not-yet-valid one is taken the moment it becomes valid.
+:attr:`CertReloader.refused` says why the latest rotation was refused, for
+readiness; :attr:`CertReloader.failures` counts refusals, for metrics.
+
+The first pair is loaded even when it is outside its window (there is no
+good one to keep): the server then reports not ready, saying why.
 """
 
 from __future__ import annotations
@@ -122,6 +130,9 @@ class CertReloader:
         self.reloads = 0
         self.failures = 0
         self.last_error = ""
+        #: Why the pair in the directory now is not the one served (``None`` when it is).
+        self.refused: str | None = None
+        self._refused_digest: bytes | None = None
         self._seen_digest: bytes | None = None
         self._loaded_digest: bytes | None = None
         self._key_kind: str | None = None
@@ -167,10 +178,15 @@ class CertReloader:
         if digest == self._loaded_digest:
             # Back to the pair being served after a bad interlude: nothing to load.
             self._seen_digest = digest
+            self.refused = None
             return False
 
         try:
             leaf, kind = _validate(cert_pem, key_pem)
+            if self.loaded:
+                outside = _outside_validity(leaf)
+                if outside:
+                    return self._refuse_for_now(digest, outside)
             # OpenSSL gets the final word on what it will accept, on a scratch
             # context first: a failed load_cert_chain can leave a context with
             # a certificate and no usable key.
@@ -187,6 +203,8 @@ class CertReloader:
         self.not_before = leaf.not_valid_before_utc
         self.not_after = leaf.not_valid_after_utc
         self.last_error = ""
+        self.refused = None
+        self._refused_digest = None
         if not first:
             self.reloads += 1
         log.info(
@@ -225,6 +243,17 @@ class CertReloader:
         if self._switched is not None:
             ssl_object.context = self._switched
 
+    def _refuse_for_now(self, digest: bytes, reason: str) -> bool:
+        """Refuse a pair outside its validity window; unlike :meth:`_reject`, look at it again next poll."""
+        if digest != self._refused_digest:
+            self._refused_digest = digest
+            self.failures += 1
+            self.last_error = self.refused = reason
+            log.warning("refusing the new pair in %s (%s): keeping the current one (serial %x, not after %s)",
+                        self.directory, reason, self.serial or 0,
+                        self.not_after.isoformat() if self.not_after else "?")
+        return False
+
     def _reject(self, digest: bytes, reason: str) -> bool:
         if digest != self._seen_digest:
             # Log once per distinct bad state, not on every poll.
@@ -232,6 +261,7 @@ class CertReloader:
             self.failures += 1
             self.last_error = reason
             if self.loaded:
+                self.refused = reason
                 log.warning("ignoring new pair in %s (%s): keeping the current one", self.directory, reason)
             else:
                 log.error("no usable pair in %s: %s", self.directory, reason)
@@ -256,6 +286,16 @@ def _validate(cert_pem: bytes, key_pem: bytes) -> tuple[x509.Certificate, str]:
     if not key_matches_cert(key, leaf):
         raise CertLoadError(f"{KEY_FILE} does not match {CERT_FILE}")
     return leaf, _key_kind(key)
+
+
+def _outside_validity(leaf: x509.Certificate, now: dt.datetime | None = None) -> str:
+    """Why ``leaf`` cannot serve right now (expired, or not valid yet), or ``""``."""
+    now = now or dt.datetime.now(dt.UTC)
+    if now >= leaf.not_valid_after_utc:
+        return f"certificate expired at {leaf.not_valid_after_utc.isoformat()}"
+    if now < leaf.not_valid_before_utc:
+        return f"certificate not valid before {leaf.not_valid_before_utc.isoformat()}"
+    return ""
 
 
 def _key_kind(key: object) -> str:

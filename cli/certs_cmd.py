@@ -4,6 +4,10 @@
 (``CA_BUNDLE=$(meshfit certs generate ...)``); everything meant for a person
 goes to stderr. ``check`` exits non-zero on any problem so it can gate a
 deploy or a CI job.
+
+``ca``, ``issue``, ``rotate-ca`` and ``bundle`` keep a CA in the directory and
+rotate serving certificates under it (:mod:`certs.authority`), which is what
+``make manifests`` does: the caBundle changes only in a CA rotation, in steps.
 """
 
 from __future__ import annotations
@@ -42,6 +46,39 @@ def register(subparsers: Any) -> None:
     gen.add_argument("--cluster-domain", default="cluster.local", help="cluster DNS domain (default cluster.local)")
     gen.set_defaults(func=run_generate)
 
+    ca = actions.add_parser(
+        "ca", help="create the CA that serving certificates are issued under (kept in DIR with its key)",
+        description="Create ca.crt, ca.key and ca-bundle.crt in DIR. Refuses to replace a CA: see rotate-ca.",
+    )
+    ca.add_argument("--out", required=True, metavar="DIR")
+    ca.add_argument("--days", type=int, default=5 * 365, help="validity in days (default 1825)")
+    ca.add_argument("--key-type", choices=("ecdsa", "rsa"), default="ecdsa")
+    ca.set_defaults(func=run_ca)
+
+    issue = actions.add_parser(
+        "issue", help="issue a new serving certificate under DIR's CA; the caBundle does not change",
+        description="Write a new tls.key and tls.crt in DIR, signed by DIR's ca.crt/ca.key.",
+    )
+    _serving_args(issue, days=90)
+    issue.set_defaults(func=run_issue)
+
+    rotate = actions.add_parser(
+        "rotate-ca", help="rotate DIR's CA in three steps: begin, switch, finish (apply manifests after each)",
+        description=(
+            "begin: make a new CA, the caBundle carries old and new. switch: issue the serving certificate "
+            "under the new CA (the bundle still carries both). finish: the bundle carries the new CA only. "
+            "Run 'make manifests' and 'kubectl apply -k manifests/' after each step, and let it land first."
+        ),
+    )
+    rotate.add_argument("step", choices=("begin", "switch", "finish"))
+    _serving_args(rotate, days=90, required=False)
+    rotate.set_defaults(func=run_rotate_ca)
+
+    bundle = actions.add_parser("bundle", help="print the caBundle (base64) of DIR",
+                                description="Print base64 of ca-bundle.crt (or ca.crt) in DIR.")
+    bundle.add_argument("dir", metavar="DIR")
+    bundle.set_defaults(func=run_bundle)
+
     check = actions.add_parser(
         "check",
         help="report expiry, SAN coverage, key match and chain; exit 1 on a problem",
@@ -59,6 +96,86 @@ def register(subparsers: Any) -> None:
     check.add_argument("--min-days", type=float, default=0, help="fail when fewer days than this remain")
     check.add_argument("--cluster-domain", default="cluster.local", help="cluster DNS domain (default cluster.local)")
     check.set_defaults(func=run_check)
+
+
+def _serving_args(parser: argparse.ArgumentParser, *, days: int, required: bool = True) -> None:
+    if not required:
+        parser.add_argument("dir", metavar="DIR")
+    else:
+        parser.add_argument("--dir", required=True, metavar="DIR", help="directory holding the CA; the pair goes there")
+    parser.add_argument("--service", required=required, help="the webhook's Service name (switch: required)")
+    parser.add_argument("--namespace", required=required, help="the Service's namespace (switch: required)")
+    parser.add_argument("--ip", action="append", default=[], metavar="IP", help="extra IP SAN (repeatable)")
+    parser.add_argument("--dns", action="append", default=[], metavar="NAME", help="extra DNS SAN (repeatable)")
+    parser.add_argument("--days", type=int, default=days, help=f"serving certificate validity in days (default {days})")
+    parser.add_argument("--cluster-domain", default="cluster.local", help="cluster DNS domain (default cluster.local)")
+
+
+def _issue_args(args: argparse.Namespace) -> dict[str, Any]:
+    if args.days < 1:
+        raise CommandError("--days must be at least 1")
+    return {"service": args.service, "namespace": args.namespace, "ips": args.ip, "dns_names": args.dns,
+            "days": args.days, "cluster_domain": args.cluster_domain}
+
+
+def run_ca(args: argparse.Namespace) -> int:
+    from certs.authority import AuthorityError, make_ca
+
+    try:
+        cert = make_ca(args.out, days=args.days, key_type=args.key_type)
+    except AuthorityError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"wrote {args.out}/ca.crt, ca.key, ca-bundle.crt (not after {cert.not_valid_after_utc.isoformat()})",
+          file=sys.stderr)
+    return 0
+
+
+def run_issue(args: argparse.Namespace) -> int:
+    from certs.authority import AuthorityError, issue
+
+    try:
+        issued = issue(args.dir, **_issue_args(args))
+    except (AuthorityError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"wrote {args.dir}/tls.crt, tls.key (serial {issued.serial:x}, not after {issued.not_after.isoformat()}, "
+          f"issued by {issued.ca_subject})", file=sys.stderr)
+    return 0
+
+
+def run_rotate_ca(args: argparse.Namespace) -> int:
+    from certs.authority import AuthorityError, begin_ca_rotation, finish_ca_rotation, switch_ca
+
+    try:
+        if args.step == "begin":
+            cert = begin_ca_rotation(args.dir)
+            done = f"new CA {cert.subject.rfc4514_string()}; the caBundle now carries the old and the new CA"
+            then = "apply, let the apiservers take the new caBundle, then: meshfit certs rotate-ca switch"
+        elif args.step == "switch":
+            if not (args.service and args.namespace):
+                raise CommandError("rotate-ca switch issues the serving certificate: give --service and --namespace")
+            issued = switch_ca(args.dir, **_issue_args(args))
+            done = f"serving certificate {issued.serial:x} issued by the new CA; the caBundle still carries both"
+            then = "apply, wait until every replica serves it, then: meshfit certs rotate-ca finish"
+        else:
+            cert = finish_ca_rotation(args.dir)
+            done = f"the caBundle carries {cert.subject.rfc4514_string()} only"
+            then = "apply: the rotation is complete"
+    except AuthorityError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"rotate-ca {args.step}: {done}\nnext: make manifests, then {then}", file=sys.stderr)
+    return 0
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    import base64
+
+    from certs.authority import bundle_pem
+
+    try:
+        print(base64.b64encode(bundle_pem(args.dir)).decode("ascii"))
+    except OSError as exc:
+        raise CommandError(f"{args.dir}: {exc.strerror or exc}") from None
+    return 0
 
 
 def run_generate(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import orjson
 
 from cli import server_options
 from cli.errors import CommandError
-from cli.server_options import seconds
+from cli.server_options import byte_size, seconds
 
 
 def register(subparsers: Any) -> None:
@@ -56,6 +56,11 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--assume-ttl", type=seconds, default=30.0, metavar="SECONDS",
                        help="how long a pod this extender bound counts on its node before the watch "
                             "must have confirmed it (default 30)")
+    serve.add_argument(
+        "--max-body-bytes", type=byte_size, default=8 * 1024 * 1024, metavar="BYTES",
+        help="largest scheduler call accepted, e.g. 8Mi (default 8Mi: a pod and 10,000 node names with "
+             "nodeCacheCapable: true; raise it, and the memory limit, for full NodeLists); larger gets 413",
+    )
     serve.add_argument("--bind-wait", type=seconds, default=0.5, metavar="SECONDS",
                        help="longest a filter waits for the bind of the pod before it (default 0.5; 0 disables)")
     serve.add_argument("--probe-port", type=int, metavar="PORT",
@@ -142,6 +147,8 @@ def run_serve(args: argparse.Namespace) -> int:
         leader_elect_lease_duration=args.leader_elect_lease_duration,
         leader_elect_renew_deadline=args.leader_elect_renew_deadline,
         leader_elect_retry_period=args.leader_elect_retry_period,
+        max_body_bytes=args.max_body_bytes,
+        limits=server_options.connection_limits(args),
     )
     try:
         prepared = prepare(options)

@@ -38,9 +38,68 @@ def seconds(text: str) -> float:
     return value
 
 
+def byte_size(text: str) -> int:
+    """A byte count, plain or with a suffix (``7Mi``, ``512Ki``, ``8M``); at least 1024."""
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "k": 1000, "M": 1000**2}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            number, multiplier = text[: -len(suffix)], factor
+            break
+    else:
+        number, multiplier = text, 1
+    try:
+        value = int(number) * multiplier
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a byte count such as 7340032 or 7Mi, got {text!r}") from None
+    if value < 1024:
+        raise argparse.ArgumentTypeError(f"must be at least 1024 bytes, got {value}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A positive number of seconds."""
+    value = seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_listen_options(parser: argparse.ArgumentParser, *, port: int) -> None:
+    """Where to listen, and the limits every connection is held to (``serving.connections``)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
     parser.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port}; 0 picks a free one)")
+    # The defaults are written once, in ConnectionLimits; the help repeats them.
+    parser.add_argument("--header-timeout", type=positive_seconds, default=10.0, metavar="SECONDS",
+                        help="TLS handshake plus request headers must arrive within this (default 10)")
+    parser.add_argument("--body-timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
+                        help="a request body must arrive within this after its headers; else 408 (default 30)")
+    parser.add_argument("--idle-timeout", type=positive_seconds, default=120.0, metavar="SECONDS",
+                        help="close a kept-alive connection idle this long (default 120)")
+    parser.add_argument("--max-connections", type=positive_int, default=1000, metavar="N",
+                        help="open connections per port; at the cap a new one replaces the slowest waiting one, "
+                             "or is closed when all are busy (default 1000)")
+
+
+def connection_limits(args: argparse.Namespace) -> Any:
+    """The ``serving.connections.ConnectionLimits`` the listen options say (imported late: aiohttp)."""
+    from serving.connections import ConnectionLimits
+
+    return ConnectionLimits(
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
+    )
 
 
 def add_policy_options(parser: argparse.ArgumentParser, *, required: bool, without: str = "") -> None:

@@ -14,24 +14,7 @@ from typing import Any
 
 from cli import event_loop, server_options
 from cli.errors import CommandError
-from cli.server_options import seconds
-
-
-def _size(text: str) -> int:
-    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "k": 1000, "M": 1000**2}
-    for suffix, factor in units.items():
-        if text.endswith(suffix):
-            number, multiplier = text[: -len(suffix)], factor
-            break
-    else:
-        number, multiplier = text, 1
-    try:
-        value = int(number) * multiplier
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a byte count such as 7340032 or 7Mi, got {text!r}") from None
-    if value < 1024:
-        raise argparse.ArgumentTypeError(f"must be at least 1024 bytes, got {value}")
-    return value
+from cli.server_options import byte_size, seconds
 
 
 def register(subparsers: Any) -> None:
@@ -62,7 +45,7 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--max-body-bytes",
-        type=_size,
+        type=byte_size,
         default=7 * 1024 * 1024,
         metavar="BYTES",
         help="largest AdmissionReview accepted, e.g. 7Mi (default 7Mi); larger gets 413",
@@ -115,6 +98,7 @@ def run_serve(args: argparse.Namespace) -> int:
         shutdown_timeout=args.shutdown_timeout,
         access_log=bool(args.access_log),
         answer_cache_entries=max(0, args.answer_cache),
+        limits=server_options.connection_limits(args),
     )
     try:
         return event_loop.run(serve(options))

@@ -51,8 +51,10 @@ def policy_handlers(holder: LivePolicy, namespace: str, name: str) -> ConfigMapH
     handlers = global_configmap_handlers(holder, namespace, name)
     holder.settled = False
 
-    def on_sync(items: list[dict[str, Any]], resource_version: str) -> None:
-        handlers.on_sync(items, resource_version)
+    async def on_sync(items: list[dict[str, Any]], resource_version: str) -> None:
+        result = handlers.on_sync(items, resource_version)
+        if result is not None:
+            await result  # the policy is parsed off the event loop
         holder.settled = True
 
     return ConfigMapHandlers(on_sync, handlers.on_event)

@@ -48,8 +48,12 @@ from serving.process import Process, http_app
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-#: A full NodeList for thousands of nodes is tens of megabytes (nodeCacheCapable: false).
-MAX_BODY = 512 * 1024 * 1024
+#: The largest call the scheduler makes with ``nodeCacheCapable: true`` (what the manifests ship):
+#: a pod (at most 1.5 MiB, etcd's default request limit; 3 MiB, the apiserver's) and up to 10,000
+#: node names of at most 253 bytes each (2.6 MB). 8 MiB holds both with room, and what the
+#: extender makes of 8 MiB of JSON stays far inside its memory limit. A full NodeList
+#: (``nodeCacheCapable: false``) is tens of megabytes: raise ``--max-body-bytes`` and the limit.
+MAX_BODY = 8 * 1024 * 1024
 
 SERVICE_KEY = web.AppKey("service", ExtenderService)
 MALFORMED_KEY = web.AppKey("malformed", Complaints)
@@ -100,7 +104,6 @@ async def _timed(request: web.Request, verb: str, answer: Answer) -> web.Respons
     service = request.app[SERVICE_KEY]
     metrics = service.metrics
     started = time.perf_counter()
-    metrics.in_flight += 1
     try:
         if not service.leading():
             metrics.standby_answers.inc(verb)
@@ -111,7 +114,7 @@ async def _timed(request: web.Request, verb: str, answer: Answer) -> web.Respons
             ))
             response.force_close()
         else:
-            body = await request.read()
+            body = await request.read()  # read already, within the limits, by serving.process
             response = _json(await answer(service, body))
     except (ProtocolError, aiohttp.ClientPayloadError, HttpProcessingError, ConnectionError) as exc:
         # The caller's fault (or its connection's): no traceback, no WARNING per request.
@@ -124,8 +127,6 @@ async def _timed(request: web.Request, verb: str, answer: Answer) -> web.Respons
     except Exception as exc:  # a bug must cost one answer, not the process
         log.exception("%s failed", verb)
         response = _json(encode_error(f"{verb}: internal error: {type(exc).__name__}: {exc}"), 500)
-    finally:
-        metrics.in_flight -= 1
     metrics.latency.observe(time.perf_counter() - started, verb)
     metrics.requests.inc(verb, str(response.status))
     return response
@@ -211,8 +212,14 @@ async def debug_node(request: web.Request) -> web.Response:
     return _json(orjson.dumps(report, option=orjson.OPT_INDENT_2))
 
 
+def _refused(request: web.Request, status: int) -> None:
+    """A call the listener answered itself (413 too large, 408 too slow, 400 aborted), counted by verb."""
+    verb = request.path.strip("/") if request.path in ("/filter", "/prioritize", "/bind") else "other"
+    request.app[SERVICE_KEY].metrics.requests.inc(verb, str(status))
+
+
 def _base_app(service: ExtenderService, process: Process | None, max_body: int) -> web.Application:
-    app = http_app(max_body)
+    app = http_app(max_body, on_refused=_refused, in_flight=service.metrics)
     app[SERVICE_KEY] = service
     app[MALFORMED_KEY] = Complaints(log, "malformed requests")
     if process is not None:
@@ -230,7 +237,8 @@ def build_probe_app(service: ExtenderService, *, process: Process | None = None)
 
 
 def build_app(
-    service: ExtenderService, *, process: Process | None = None, client_names: frozenset[str] = frozenset()
+    service: ExtenderService, *, process: Process | None = None, client_names: frozenset[str] = frozenset(),
+    max_body_bytes: int = MAX_BODY,
 ) -> web.Application:
     """The routes over ``service``, on an application with the limits every listener has.
 
@@ -238,7 +246,7 @@ def build_app(
     (subject CN or DNS SAN) a certificate must carry; a CA that signs more than the
     scheduler's certificate (a cluster CA) then admits the scheduler alone.
     """
-    app = _base_app(service, process, MAX_BODY)
+    app = _base_app(service, process, max_body_bytes)
     if client_names:
         app[CLIENT_NAMES_KEY] = client_names
         app[REFUSED_CLIENTS_KEY] = Complaints(log, "calls refused for their client certificate")

@@ -14,18 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from extender.binder import ApiBinder
 from extender.cache import DEFAULT_ASSUME_TTL, ClusterCache
 from extender.collector import settle
 from extender.guard import DEFAULT_SCHEDULERS, BindGuard
-from extender.handlers import build_app, build_probe_app
+from extender.handlers import MAX_BODY, build_app, build_probe_app
 from extender.inflight import DEFAULT_TIMEOUT, InFlight
 from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
 from extender.snapshot import SnapshotError, load_snapshot
+from serving.connections import ConnectionLimits
 from serving.policy_source import PolicyFile
 from serving.process import Process, StartError
 
@@ -67,6 +68,10 @@ class ServeOptions:
     leader_elect_lease_duration: float = 15.0
     leader_elect_renew_deadline: float = 10.0
     leader_elect_retry_period: float = 2.0
+    #: Largest scheduler call accepted (413 beyond); see :data:`extender.handlers.MAX_BODY`.
+    max_body_bytes: int = MAX_BODY
+    #: Header, body and idle timeouts and the connection cap of the listener.
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 @dataclass
@@ -124,7 +129,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT); return the exit code."""
     options = prepared.options
     service = prepared.service
-    process = Process("extender")
+    process = Process("extender", limits=options.limits)
     ssl_context = None
     if options.tls_cert_dir:
         from certs.inspect import CertLoadError
@@ -172,7 +177,8 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         )
         process.background("cluster feed", feed.run)
 
-    app = build_app(service, process=process, client_names=frozenset(options.tls_client_names))
+    app = build_app(service, process=process, client_names=frozenset(options.tls_client_names),
+                    max_body_bytes=options.max_body_bytes)
     listener = process.listen(app, options.host, options.port, ssl_context=ssl_context)
     probes = None
     if options.probe_port is not None:

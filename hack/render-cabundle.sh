@@ -3,9 +3,15 @@
 # `kubectl apply -k manifests/` installs a webhook the apiserver trusts:
 #   - tls-secret.yaml:     Secret meshfit-webhook-tls (tls.crt, tls.key) for the Deployment;
 #   - cabundle-patch.yaml: the MutatingWebhookConfiguration's caBundle (base64 of ca.crt).
-# The certificate comes from CERT_DIR (default certs/dev); it is generated there when
-# missing, expiring within 30 days, or not covering the Service's names. Both outputs
-# are git-ignored: the Secret holds a private key.
+# CERT_DIR (default certs/dev) keeps a CA (ca.crt, ca.key) and the bundle the caBundle carries
+# (ca-bundle.crt). The CA is made once; after that only the serving pair is re-issued under it
+# (when missing, expiring within 30 days, not covering the Service's names or not issued by the
+# CA), so the caBundle stays the same and nothing fails while the kubelet refreshes the Secret.
+# A CA is rotated in three steps, rendered and applied one at a time (docs/webhook.md#certificates):
+#   meshfit certs rotate-ca begin  CERT_DIR      # bundle: old + new CA
+#   meshfit certs rotate-ca switch CERT_DIR --service meshfit-webhook --namespace meshfit-system --ip 127.0.0.1
+#   meshfit certs rotate-ca finish CERT_DIR      # bundle: new CA only
+# Both outputs are git-ignored: the Secret holds a private key.
 #
 # usage: hack/render-cabundle.sh [CERT_DIR]      (MESHFIT=path/to/meshfit, OUT=dir to override)
 set -euo pipefail
@@ -22,13 +28,27 @@ if [[ ! -x "$meshfit" ]]; then
   exit 1
 fi
 
+if [[ ! -f "$cert_dir/ca.key" ]]; then
+  # First run (or a directory from `meshfit certs generate`, whose CA key was never kept):
+  # the one time the caBundle changes outside a CA rotation.
+  echo "render-cabundle: making the CA in $cert_dir (kept: later runs rotate only the serving certificate)" >&2
+  rm -f "$cert_dir/ca.crt" "$cert_dir/ca-bundle.crt"
+  "$meshfit" certs ca --out "$cert_dir"
+fi
+if [[ -f "$cert_dir/next-ca.crt" ]]; then
+  echo "render-cabundle: a CA rotation is under way (bundle: old + new CA); next: meshfit certs rotate-ca switch" >&2
+elif [[ -f "$cert_dir/previous-ca.crt" ]]; then
+  echo "render-cabundle: a CA rotation is under way (serving under the new CA); next: meshfit certs rotate-ca finish" >&2
+fi
+
 # One certificate serves the cluster (Service names) and `make run` (127.0.0.1).
 if ! "$meshfit" certs check "$cert_dir" --service "$service" --namespace "$namespace" \
       --ip 127.0.0.1 --min-days 30 >/dev/null 2>&1; then
-  echo "render-cabundle: generating a new CA and serving certificate in $cert_dir" >&2
-  "$meshfit" certs generate --service "$service" --namespace "$namespace" \
-    --ip 127.0.0.1 --out "$cert_dir" >/dev/null
+  echo "render-cabundle: issuing a new serving certificate in $cert_dir under its CA" >&2
+  "$meshfit" certs issue --dir "$cert_dir" --service "$service" --namespace "$namespace" --ip 127.0.0.1
 fi
+bundle="$cert_dir/ca-bundle.crt"
+[[ -f "$bundle" ]] || bundle="$cert_dir/ca.crt"
 
 b64() { base64 < "$1" | tr -d '\n'; }
 
@@ -48,12 +68,12 @@ metadata:
 data:
   tls.crt: $(b64 "$cert_dir/tls.crt")
   tls.key: $(b64 "$cert_dir/tls.key")
-  ca.crt: $(b64 "$cert_dir/ca.crt")
+  ca.crt: $(b64 "$bundle")
 YAML
 cat > "$out/cabundle-patch.yaml" <<YAML
-# Rendered by hack/render-cabundle.sh: the caBundle of $(basename "$cert_dir")/ca.crt.
+# Rendered by hack/render-cabundle.sh: the caBundle of $(basename "$cert_dir")/$(basename "$bundle").
 - op: add
   path: /webhooks/0/clientConfig/caBundle
-  value: $(b64 "$cert_dir/ca.crt")
+  value: $(b64 "$bundle")
 YAML
 echo "render-cabundle: wrote $out/tls-secret.yaml and $out/cabundle-patch.yaml" >&2

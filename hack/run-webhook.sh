@@ -19,10 +19,15 @@ if [[ ! -x "$meshfit" ]]; then
   echo "run-webhook: $meshfit not found; run 'make venv' first" >&2
   exit 1
 fi
+# The same directory `make manifests` renders from: a kept CA, serving certificates issued under it.
+if [[ ! -f "$cert_dir/ca.key" ]]; then
+  echo "run-webhook: making the dev CA in $cert_dir" >&2
+  rm -f "$cert_dir/ca.crt" "$cert_dir/ca-bundle.crt"
+  "$meshfit" certs ca --out "$cert_dir"
+fi
 if ! "$meshfit" certs check "$cert_dir" --ip 127.0.0.1 --min-days 1 >/dev/null 2>&1; then
-  echo "run-webhook: generating dev certificates in $cert_dir" >&2
-  "$meshfit" certs generate --service meshfit-webhook --namespace meshfit-system \
-    --ip 127.0.0.1 --out "$cert_dir" >/dev/null
+  echo "run-webhook: issuing a dev serving certificate in $cert_dir" >&2
+  "$meshfit" certs issue --dir "$cert_dir" --service meshfit-webhook --namespace meshfit-system --ip 127.0.0.1
 fi
 
 cat >&2 <<MSG

@@ -13,18 +13,28 @@ ConfigMap changes by symlink swap, often keeping mtimes), and
 :func:`global_configmap_handlers` turns a list/watch of the one global
 policy ConfigMap into offers. What a server adds on top (the webhook's
 namespace policies, the extender's scorer) hangs on :meth:`GlobalPolicy._installed`.
+
+While serving, a policy is parsed **off the event loop**, in a thread of its
+own, and refused when it takes longer than ``parse_timeout`` seconds
+(:func:`parse_off_loop`): the loop keeps answering reviews, scheduler calls
+and ``/healthz`` whatever the document holds. A thread cannot be stopped, so
+a runaway parse runs on to its end in the background; the next update gets a
+thread of its own and is never queued behind it. (The document's own bounds,
+size, depth and alias expansion, are :mod:`policy.load`'s.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from policy.fields import PolicyError
 from policy.load import parse_policy_text, policy_from_configmap
@@ -34,6 +44,52 @@ from serving.polling import poll
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 2.0
+#: Longest a policy may take to parse while serving. The shipped policy parses in milliseconds;
+#: one that needs seconds of CPU is not one a person wrote, and an emergency switch must not wait.
+PARSE_TIMEOUT = 10.0
+
+T = TypeVar("T")
+#: ``parse_policy_text(text, source=...)`` and ``policy_from_configmap(configmap, source=...)``: the seams.
+TextParser = Callable[..., Policy]
+ConfigMapParser = Callable[..., Policy]
+
+
+class ParseTimeout(Exception):
+    """A policy that did not parse within the time bound."""
+
+
+async def parse_off_loop(parse: Callable[[], T], timeout: float) -> T:
+    """``parse()`` in a daemon thread of its own; :class:`ParseTimeout` after ``timeout`` seconds.
+
+    A fresh thread each time, not an executor's: a parse that never ends
+    would otherwise hold a worker that every later update queues behind.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = parse()
+        except BaseException as exc:  # handed to the loop, which re-raises it there
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed while a runaway parse ran on
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="policy parse", daemon=True).start()
+    try:
+        return await asyncio.wait_for(asyncio.shield(done), timeout)
+    except TimeoutError:
+        raise ParseTimeout(f"took longer than {timeout:g}s to parse") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +121,20 @@ class GlobalPolicy:
     counts the refused ones.
     """
 
-    def __init__(self, policy: Policy | None = None, source: str = "") -> None:
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        source: str = "",
+        *,
+        parse_text: TextParser = parse_policy_text,
+        parse_configmap: ConfigMapParser = policy_from_configmap,
+        parse_timeout: float = PARSE_TIMEOUT,
+    ) -> None:
         self.policy: Policy | None = policy
+        #: How documents become policies (tests put a slow or failing parser here), and the time bound.
+        self.parse_text = parse_text
+        self.parse_configmap = parse_configmap
+        self.parse_timeout = parse_timeout
         self.source = source
         #: Set while the most recent update was refused; cleared by the next good one.
         self.rejected: Rejection | None = None
@@ -83,29 +151,75 @@ class GlobalPolicy:
         return self.policy.revision if self.policy is not None else None
 
     def offer_text(self, text: str, source: str) -> bool:
-        """Offer a policy document (the policy itself or a ConfigMap manifest holding it)."""
-        return self._offer(text, source, lambda: parse_policy_text(text, source=source))
+        """Offer a policy document (the policy itself or a ConfigMap manifest holding it), parsed here and now.
+
+        For start-up, before serving; while serving use :meth:`offer_text_off_loop`.
+        """
+        parse = self._text_parse(text, source)
+        if self._unchanged(text, source):
+            return False
+        return self._take(text, source, parse)
 
     def offer_configmap(self, configmap: Mapping[str, Any]) -> bool:
-        """Offer the global policy ConfigMap as the watch delivered it."""
+        """Offer the global policy ConfigMap as the watch delivered it, parsed here and now."""
+        text, source, parse = self._configmap_parse(configmap)
+        if self._unchanged(text, source):
+            return False
+        return self._take(text, source, parse)
+
+    async def offer_text_off_loop(self, text: str, source: str) -> bool:
+        """:meth:`offer_text`, parsed in a thread within ``parse_timeout`` (see the module docstring)."""
+        return await self._offer_off_loop(text, source, self._text_parse(text, source))
+
+    async def offer_configmap_off_loop(self, configmap: Mapping[str, Any]) -> bool:
+        """:meth:`offer_configmap`, parsed in a thread within ``parse_timeout``."""
+        return await self._offer_off_loop(*self._configmap_parse(configmap))
+
+    def _text_parse(self, text: str, source: str) -> Callable[[], Policy]:
+        return lambda: self.parse_text(text, source=source)
+
+    def _configmap_parse(self, configmap: Mapping[str, Any]) -> tuple[str | None, str, Callable[[], Policy]]:
         meta = configmap.get("metadata") or {}
         source = f"ConfigMap {meta.get('namespace', '')}/{meta.get('name', '')}"
         text = (configmap.get("data") or {}).get(POLICY_KEY)
-        return self._offer(
-            text if isinstance(text, str) else None, source, lambda: policy_from_configmap(configmap, source=source)
-        )
+        return (text if isinstance(text, str) else None), source, lambda: self.parse_configmap(configmap, source=source)
 
-    def _offer(self, text: str | None, source: str, parse: Callable[[], Policy]) -> bool:
-        """Install what ``parse`` makes of ``text`` unless it is the text in force already, or invalid."""
+    def _unchanged(self, text: str | None, source: str) -> bool:
         if text is not None and text == self._text:
             # A label or annotation edit, a relist, a file touched, or a revert to the policy in force.
             self._restored(source)
-            return False
+            return True
+        return False
+
+    def _take(self, text: str | None, source: str, parse: Callable[[], Policy]) -> bool:
+        """Install what ``parse`` makes of ``text``, or refuse it: any exception is a refused policy."""
         try:
             policy = parse()
         except PolicyError as exc:
             self._reject(rejection(source, exc), exc)
             return False
+        except Exception as exc:  # a loader bug must cost this update, never the policy in force
+            self._reject(rejection(source, f"cannot be loaded: {type(exc).__name__}: {exc}"), None)
+            return False
+        return self._installed_from(text, source, policy)
+
+    async def _offer_off_loop(self, text: str | None, source: str, parse: Callable[[], Policy]) -> bool:
+        if self._unchanged(text, source):
+            return False
+        try:
+            policy = await parse_off_loop(parse, self.parse_timeout)
+        except ParseTimeout as exc:
+            self._reject(rejection(source, str(exc)), None)
+            return False
+        except PolicyError as exc:
+            self._reject(rejection(source, exc), exc)
+            return False
+        except Exception as exc:
+            self._reject(rejection(source, f"cannot be loaded: {type(exc).__name__}: {exc}"), None)
+            return False
+        return self._installed_from(text, source, policy)
+
+    def _installed_from(self, text: str | None, source: str, policy: Policy) -> bool:
         self._text = text
         self._install(policy, source)
         return True
@@ -172,59 +286,68 @@ class PolicyFile:
         self.unreadable: str | None = None
 
     def check_now(self) -> bool:
-        """Read once; True when a new valid policy was installed."""
+        """Read once and parse here (at start-up); True when a new valid policy was installed."""
+        text = self._read()
+        return text is not None and self.live.offer_text(text, str(self.path))
+
+    async def check_off_loop(self) -> bool:
+        """Read once, parse in a thread within the time bound (while serving); True when installed."""
+        text = self._read()
+        return text is not None and await self.live.offer_text_off_loop(text, str(self.path))
+
+    def _read(self) -> str | None:
+        """The file's text when it changed since the last read, else ``None`` (refusals recorded)."""
         try:
             data = self.path.read_bytes()
         except OSError as exc:
             if self.unreadable is None:
                 self.unreadable = f"cannot read: {exc.strerror or exc}"
                 self.live.absent(str(self.path), self.unreadable)
-            return False
+            return None
         self.unreadable = None
         digest = hashlib.sha256(data).digest()
         if digest == self._digest:
-            return False
+            return None
         self._digest = digest
         try:
-            text = data.decode("utf-8")
+            return data.decode("utf-8")
         except UnicodeDecodeError as exc:
             self.live.refuse(str(self.path), f"not UTF-8 text: {exc}")
-            return False
-        return self.live.offer_text(text, str(self.path))
+            return None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll every ``interval`` seconds until ``stop`` is set."""
-        await poll(self.check_now, self.interval, stop, "policy file poll")
+        """Poll every ``interval`` seconds until ``stop`` is set, parsing off the loop."""
+        await poll(self.check_off_loop, self.interval, stop, "policy file poll")
 
 
 @dataclass(frozen=True, slots=True)
 class ConfigMapHandlers:
     """List/watch callbacks (``kube.watch.ListWatch``'s ``on_sync`` and ``on_event``) for policy ConfigMaps."""
 
-    on_sync: Callable[[list[dict[str, Any]], str], Any]
-    on_event: Callable[[str, dict[str, Any]], Any]
+    on_sync: Callable[[list[dict[str, Any]], str], Awaitable[None] | None]
+    on_event: Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
 
 def global_configmap_handlers(live: GlobalPolicy, namespace: str, name: str) -> ConfigMapHandlers:
-    """Callbacks for a watch of the single global policy ConfigMap ``namespace/name``."""
+    """Callbacks (coroutine functions: each update is parsed off the loop) for a watch of ``namespace/name``."""
     source = f"ConfigMap {namespace}/{name}"
 
     def matches(configmap: Mapping[str, Any]) -> bool:
         meta = configmap.get("metadata") or {}
         return meta.get("namespace") == namespace and meta.get("name") == name
 
-    def on_sync(items: list[dict[str, Any]], resource_version: str = "") -> None:
+    async def on_sync(items: list[dict[str, Any]], resource_version: str = "") -> None:
         for configmap in items:
             if matches(configmap):
-                live.offer_configmap(configmap)
+                await live.offer_configmap_off_loop(configmap)
                 return
         live.absent(source, "not found")
 
-    def on_event(kind: str, configmap: dict[str, Any]) -> None:
+    async def on_event(kind: str, configmap: dict[str, Any]) -> None:
         if not matches(configmap):
             return
         if kind in ("ADDED", "MODIFIED"):
-            live.offer_configmap(configmap)
+            await live.offer_configmap_off_loop(configmap)
         elif kind == "DELETED":
             live.absent(source, "deleted")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Callable
 
@@ -19,13 +20,18 @@ log = logging.getLogger(__name__)
 
 
 async def poll(check: Callable[[], object], interval: float, stop: asyncio.Event, what: str) -> None:
-    """Call ``check`` every ``interval`` seconds until ``stop`` is set; return as soon as it is."""
+    """Call ``check`` every ``interval`` seconds until ``stop`` is set; return as soon as it is.
+
+    A ``check`` that returns an awaitable (a coroutine function) is awaited.
+    """
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
         if stop.is_set():
             return
         try:
-            check()
+            result = check()
+            if inspect.isawaitable(result):
+                await result
         except Exception:
             log.exception("%s failed", what)

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from policy.inject import Namespace
 from serving.exposition import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from serving.log_summary import LogSummary
 from serving.process import Process, http_app
 from webhook.answer_cache import AnswerCache
 from webhook.metrics import CertSource, Synced, WebhookMetrics
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 7 * 1024 * 1024
 
 MUTATE_PATH = "/mutate"
+
+#: ``requests_total{result}`` of the requests the listener refuses before the handler, by status.
+REFUSED = {413: "too_large", 408: "body_timeout", 400: "aborted"}
 
 
 class Webhook:
@@ -71,6 +75,8 @@ class Webhook:
         self.cache = cache
         self.process = process
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self._unhandled = LogSummary(log, "pods the engine could not handle")
+        self._unexpected = LogSummary(log, "pods that met an internal error")
 
     @property
     def draining(self) -> bool:
@@ -83,7 +89,7 @@ class Webhook:
 
     def app(self) -> web.Application:
         """The routes, on an application with the limits every listener has."""
-        app = http_app(self.max_body_bytes)
+        app = http_app(self.max_body_bytes, on_refused=self._refused, in_flight=self.metrics)
         app.router.add_post(MUTATE_PATH, self.mutate)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
@@ -102,63 +108,55 @@ class Webhook:
             response.force_close()
         return response
 
+    def _refused(self, request: web.Request, status: int) -> None:
+        """The lifecycle answered for :meth:`mutate` (:mod:`serving.process`): count it as the client's error."""
+        self.metrics.requests.inc(REFUSED.get(status, "bad_request"))
+        self.metrics.errors.inc("client")
+
     async def mutate(self, request: web.Request) -> web.Response:
-        """``POST /mutate``: one AdmissionReview in, its answer out."""
+        """``POST /mutate``: one AdmissionReview in, its answer out.
+
+        The body is already read, within ``max_body_bytes`` and the body
+        timeout, by the listener (:mod:`serving.process`).
+        """
         started = perf_counter()
         if request.content_type != "application/json":
             return self._client_error(
                 415, "unsupported_media_type", f"Content-Type must be application/json, got {request.content_type}"
             )
-        length = request.content_length
-        if length is not None and length > self.max_body_bytes:
-            return self._client_error(
-                413, "too_large", f"body of {length} bytes exceeds the limit of {self.max_body_bytes}", close=True
-            )
         metrics = self.metrics
-        metrics.in_flight += 1
+        body = await request.read()
         try:
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                return self._client_error(
-                    413, "too_large", f"body exceeds the limit of {self.max_body_bytes} bytes", close=True
-                )
-            try:
-                review = parse_review(body)
-            except ReviewError as exc:
-                return self._client_error(400, "bad_request", f"invalid AdmissionReview: {exc}")
+            review = parse_review(body)
+        except ReviewError as exc:
+            return self._client_error(400, "bad_request", f"invalid AdmissionReview: {exc}")
 
-            outcome = admit(review, self.live.policy, self.resolve, self.cache)
-            result = outcome.result
-            metrics.requests.inc(result)
-            if result == INJECTED:
-                for sidecar, version, mode in outcome.sidecars:
-                    metrics.injections.inc(sidecar, version, mode)
-                if self._debug:
-                    log.debug("%s: injected (%s)", pod_name(review), "dry run" if review.dry_run else review.uid)
-            elif result == SKIPPED:
-                metrics.skips.inc(outcome.skip_label)
-                # The user already sees any warning, and skips are counted by reason: no log line per
-                # pod, or an emergency stop in a busy cluster would flood the logs.
-                if self._debug:
-                    log.debug("%s: not injected: %s", pod_name(review), outcome.skip_reason)
-            elif result in (DENIED, ADMITTED_ON_ERROR):
-                metrics.errors.inc("internal" if outcome.unexpected is not None else "engine")
-                verdict = "denied (failClosed)" if result == DENIED else "admitted without sidecars (failClosed: false)"
-                log.warning(
-                    "%s: %s: %s",
-                    pod_name(review),
-                    verdict,
-                    outcome.error,
-                    exc_info=outcome.unexpected,
-                )
-            metrics.latency.observe(perf_counter() - started)
-            response = web.Response(body=outcome.body, content_type="application/json")
-            if self.draining:
-                response.force_close()  # tell the client to take its next review to another replica
-            return response
-        finally:
-            metrics.in_flight -= 1
+        outcome = admit(review, self.live.policy, self.resolve, self.cache)
+        result = outcome.result
+        metrics.requests.inc(result)
+        if result == INJECTED:
+            for sidecar, version, mode in outcome.sidecars:
+                metrics.injections.inc(sidecar, version, mode)
+            if self._debug:
+                log.debug("%s: injected (%s)", pod_name(review), "dry run" if review.dry_run else review.uid)
+        elif result == SKIPPED:
+            metrics.skips.inc(outcome.skip_label)
+            # The user already sees any warning, and skips are counted by reason: no log line per
+            # pod, or an emergency stop in a busy cluster would flood the logs.
+            if self._debug:
+                log.debug("%s: not injected: %s", pod_name(review), outcome.skip_reason)
+        elif result in (DENIED, ADMITTED_ON_ERROR):
+            metrics.errors.inc("internal" if outcome.unexpected is not None else "engine")
+            verdict = "denied (failClosed)" if result == DENIED else "admitted without sidecars (failClosed: false)"
+            # Anyone who may create pods can send such a pod in a loop: a line per pod at debug
+            # level, and a summary (with a bug's traceback) once a minute at most.
+            summary = self._unexpected if outcome.unexpected is not None else self._unhandled
+            summary.note("%s: %s: %s", pod_name(review), verdict, outcome.error, exc_info=outcome.unexpected)
+        metrics.latency.observe(perf_counter() - started)
+        response = web.Response(body=outcome.body, content_type="application/json")
+        if self.draining:
+            response.force_close()  # tell the client to take its next review to another replica
+        return response
 
     # -- probes and metrics ----------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -187,6 +185,10 @@ class Webhook:
             if self.certs.valid:
                 seconds = self.certs.seconds_until_expiry() or 0.0
                 lines.append(f"[+] certificate: valid, expires in {seconds / 86400:.1f} days")
+                if self.certs.refused:
+                    # Still ready: the pair in force is good. The refusal must be seen before it expires.
+                    lines.append(f"[!] certificate: rotated pair refused, still serving serial "
+                                 f"{self.certs.serial or 0:x}: {self.certs.refused}")
             else:
                 ready = False
                 why = self.certs.last_error or "expired or not yet valid"

@@ -8,6 +8,8 @@ truth and nothing to keep in step.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -29,6 +31,10 @@ class CertSource(Protocol):
     reloads: int
     failures: int
     last_error: str
+    #: Why the latest rotated pair was refused while the previous one keeps serving, else ``None``.
+    refused: str | None
+    serial: int | None
+    not_after: dt.datetime | None
 
     @property
     def valid(self) -> bool:
@@ -146,8 +152,19 @@ class WebhookMetrics:
             expiry,
         )
         r.callback(
+            PREFIX + "certificate_not_after_timestamp_seconds",
+            "When the serving certificate expires, as a Unix time.",
+            lambda: [((), certs.not_after.timestamp())] if certs.not_after is not None else [],
+        )
+        r.callback(
+            PREFIX + "certificate_rotation_refused",
+            "1 while the certificate files hold a pair that was refused (expired, not yet valid, "
+            "mismatched, unreadable) and the previous one keeps serving.",
+            lambda: [((), 1 if certs.refused else 0)],
+        )
+        r.callback(
             PREFIX + "certificate_reloads_total",
-            "Serving certificate rotations, by result.",
+            "Serving certificate rotations, by result: success, or invalid (a refused pair).",
             lambda: [(("success",), certs.reloads), (("invalid",), certs.failures)],
             ("result",),
             kind="counter",

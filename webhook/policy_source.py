@@ -22,7 +22,7 @@ from typing import Any
 from policy.fields import PolicyError
 from policy.load import namespace_policy_from_configmap
 from policy.model import NAMESPACE_POLICY_CONFIGMAP, POLICY_KEY, NamespacePolicy, Policy
-from serving.policy_source import ConfigMapHandlers, GlobalPolicy, Rejection, rejection
+from serving.policy_source import ConfigMapHandlers, GlobalPolicy, ParseTimeout, Rejection, parse_off_loop, rejection
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,18 @@ class LivePolicy(GlobalPolicy):
         for namespace, configmap in fresh.items():
             self.put_namespace_configmap(configmap)
 
+    async def replace_namespace_configmaps_off_loop(self, configmaps: Iterable[Mapping[str, Any]]) -> None:
+        """:meth:`replace_namespace_configmaps`, each policy parsed off the loop (a relist holds them all)."""
+        fresh: dict[str, Mapping[str, Any]] = {}
+        for configmap in configmaps:
+            namespace = _namespace_of(configmap)
+            if namespace:
+                fresh[namespace] = configmap
+        for gone in set(self._namespace_configmaps) - set(fresh):
+            self.delete_namespace_configmap(gone)
+        for configmap in fresh.values():
+            await self.put_namespace_configmap_off_loop(configmap)
+
     def put_namespace_configmap(self, configmap: Mapping[str, Any]) -> bool:
         """A namespace's ``meshfit-policy`` ConfigMap, added or changed; True when its policy changed."""
         namespace = _namespace_of(configmap)
@@ -78,22 +90,61 @@ class LivePolicy(GlobalPolicy):
         if self.namespace_policies.pop(namespace, None) is not None:
             log.info("namespace policy of %s removed: the global policy applies", namespace)
 
+    async def put_namespace_configmap_off_loop(self, configmap: Mapping[str, Any]) -> bool:
+        """:meth:`put_namespace_configmap`, parsed in a thread within ``parse_timeout``.
+
+        Any namespace owner may write a ``meshfit-policy`` ConfigMap: a huge one
+        must not stall the reviews of every other namespace.
+        """
+        namespace = _namespace_of(configmap)
+        if not namespace:
+            return False
+        previous = self._namespace_configmaps.get(namespace)
+        if previous is not None and _data(previous) == _data(configmap) and namespace not in self.namespace_rejections:
+            self._namespace_configmaps[namespace] = configmap
+            return False
+        self._namespace_configmaps[namespace] = configmap
+        global_policy = self.policy
+        if global_policy is None:
+            return False  # read when the global policy arrives
+        try:
+            parsed = await parse_off_loop(
+                lambda: namespace_policy_from_configmap(configmap, global_policy), self.parse_timeout
+            )
+        except (PolicyError, ParseTimeout) as exc:
+            return self._namespace_refused(namespace, exc)
+        except Exception as exc:  # a loader bug costs this namespace's update, nothing else
+            return self._namespace_refused(namespace, exc)
+        if self.policy is not global_policy or self._namespace_configmaps.get(namespace) is not configmap:
+            return False  # overtaken while parsing: what came after was read in its turn
+        return self._namespace_taken(namespace, parsed)
+
     def _read_namespace(self, namespace: str, configmap: Mapping[str, Any]) -> bool:
         if self.policy is None:
             return False  # read when the global policy arrives
         try:
             parsed = namespace_policy_from_configmap(configmap, self.policy)
-        except PolicyError as exc:
-            self.namespace_rejections[namespace] = rejection(exc.source, exc)
-            self.namespace_rejection_count += 1
-            kept = namespace in self.namespace_policies
-            log.error(
-                "refused namespace policy of %s (%s): %s",
-                namespace,
-                "keeping its last good one" if kept else "the global policy applies",
-                exc.one_line(),
-            )
-            return False
+        except Exception as exc:
+            return self._namespace_refused(namespace, exc)
+        return self._namespace_taken(namespace, parsed)
+
+    def _namespace_refused(self, namespace: str, exc: Exception) -> bool:
+        source = exc.source if isinstance(exc, PolicyError) else f"ConfigMap {namespace}/{NAMESPACE_POLICY_CONFIGMAP}"
+        message = exc.one_line() if isinstance(exc, PolicyError) else f"{source}: {type(exc).__name__}: {exc}"
+        self.namespace_rejections[namespace] = (
+            rejection(source, exc) if isinstance(exc, PolicyError) else rejection(source, message)
+        )
+        self.namespace_rejection_count += 1
+        kept = namespace in self.namespace_policies
+        log.error(
+            "refused namespace policy of %s (%s): %s",
+            namespace,
+            "keeping its last good one" if kept else "the global policy applies",
+            message,
+        )
+        return False
+
+    def _namespace_taken(self, namespace: str, parsed: NamespacePolicy) -> bool:
         self.namespace_rejections.pop(namespace, None)
         self.namespace_policies[namespace] = parsed
         self.namespace_loads += 1
@@ -126,14 +177,14 @@ def namespace_configmap_handlers(live: LivePolicy, skip: tuple[str, str] | None 
             return False
         return skip is None or (meta.get("namespace"), meta.get("name")) != skip
 
-    def on_sync(items: list[dict[str, Any]], resource_version: str = "") -> None:
-        live.replace_namespace_configmaps([c for c in items if wanted(c)])
+    async def on_sync(items: list[dict[str, Any]], resource_version: str = "") -> None:
+        await live.replace_namespace_configmaps_off_loop([c for c in items if wanted(c)])
 
-    def on_event(kind: str, configmap: dict[str, Any]) -> None:
+    async def on_event(kind: str, configmap: dict[str, Any]) -> None:
         if not wanted(configmap):
             return
         if kind in ("ADDED", "MODIFIED"):
-            live.put_namespace_configmap(configmap)
+            await live.put_namespace_configmap_off_loop(configmap)
         elif kind == "DELETED":
             live.delete_namespace_configmap(_namespace_of(configmap))
 

@@ -23,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from certs.inspect import CertLoadError
 from certs.reload import CertReloader
 from policy.model import NAMESPACE_POLICY_CONFIGMAP
+from serving.connections import ConnectionLimits
 from serving.policy_source import PolicyFile, global_configmap_handlers
 from serving.process import Process, StartError
 from webhook.answer_cache import AnswerCache
@@ -66,6 +67,8 @@ class ServeOptions:
     access_log: bool = False
     #: Engine verdicts remembered for identical pods (replicas of one ReplicaSet); 0 turns it off.
     answer_cache_entries: int = 512
+    #: Header, body and idle timeouts and the connection cap of the listener.
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 @dataclass
@@ -165,6 +168,7 @@ async def serve(
         shutdown_delay=options.shutdown_delay,
         shutdown_timeout=options.shutdown_timeout,
         handle_signals=install_signal_handlers,
+        limits=options.limits,
     )
     cluster = options.cluster or options.policy_configmap is not None or options.kubeconfig is not None
     watches: list[Any] = []

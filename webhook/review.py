@@ -86,6 +86,15 @@ def _mapping(obj: Mapping[str, Any], key: str, path: str, *, required: bool = Fa
     return value
 
 
+def _shown(value: Any) -> str:
+    """A value from the body as a message shows it: strings quoted, anything else by its type, never long."""
+    if isinstance(value, str):
+        return repr(value[:80])
+    if value is None:
+        return "nothing"
+    return f"a JSON {type(value).__name__}"
+
+
 def parse_review(body: bytes) -> Review:
     """Decode and check one AdmissionReview; raises :class:`ReviewError` with a message."""
     try:
@@ -94,17 +103,20 @@ def parse_review(body: bytes) -> Review:
         raise ReviewError(f"body is not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ReviewError(f"body must be a JSON object, got {type(document).__name__}")
+    # Any JSON value may stand here: a list or an object is unhashable, so test the type
+    # before the set (a TypeError would be a 500), and keep the message short.
     api_version = document.get("apiVersion")
-    if api_version not in API_VERSIONS:
-        raise ReviewError(f"apiVersion must be {V1} or {V1BETA1}, got {api_version!r}")
-    if document.get("kind") != "AdmissionReview":
-        raise ReviewError(f"kind must be AdmissionReview, got {document.get('kind')!r}")
+    if not isinstance(api_version, str) or api_version not in API_VERSIONS:
+        raise ReviewError(f"apiVersion must be {V1} or {V1BETA1}, got {_shown(api_version)}")
+    kind = document.get("kind")
+    if kind != "AdmissionReview":
+        raise ReviewError(f"kind must be AdmissionReview, got {_shown(kind)}")
     request = _mapping(document, "request", "", required=True)
     assert request is not None
     path = "request"
     uid = _string(request, "uid", path, required=True)
-    kind = _mapping(request, "kind", path, required=True)
-    assert kind is not None
+    request_kind = _mapping(request, "kind", path, required=True)
+    assert request_kind is not None
     resource = _mapping(request, "resource", path) or {}
     operation = _string(request, "operation", path, required=True)
     dry_run = request.get("dryRun", False)
@@ -115,9 +127,9 @@ def parse_review(body: bytes) -> Review:
     review = Review(
         api_version=api_version,
         uid=uid,
-        group=_string(kind, "group", "request.kind"),
-        version=_string(kind, "version", "request.kind"),
-        kind=_string(kind, "kind", "request.kind", required=True),
+        group=_string(request_kind, "group", "request.kind"),
+        version=_string(request_kind, "version", "request.kind"),
+        kind=_string(request_kind, "kind", "request.kind", required=True),
         resource=_string(resource, "resource", "request.resource"),
         sub_resource=_string(request, "subResource", path),
         operation=operation,

@@ -300,3 +300,72 @@ def test_expired_certificate_loads_but_is_not_valid(tmp_path: Path) -> None:
     reloader = CertReloader(tmp_path)
     assert reloader.loaded and not reloader.valid
     assert (reloader.seconds_until_expiry() or 0) < 0
+
+
+@pytest.mark.parametrize(
+    ("shift", "days", "why"),
+    [(-dt.timedelta(days=3), 1, "certificate expired at"), (dt.timedelta(hours=2), 30, "not valid before")],
+    ids=["expired", "not-yet-valid"],
+)
+def test_a_rotation_outside_its_validity_window_is_refused_and_the_good_pair_kept(
+    tmp_path: Path, shift: dt.timedelta, days: int, why: str
+) -> None:
+    volume = SecretVolume(tmp_path / "secret")
+    good = volume.rotate()
+    reloader = CertReloader(volume.root, interval=0.05)
+    volume.rotate(days=days, now=dt.datetime.now(dt.UTC) + shift)
+    for _ in range(3):  # looked at again on every poll, refused and counted once
+        assert reloader.check_now() is False
+    assert reloader.serial == good.serial and reloader.valid
+    assert reloader.refused is not None and why in reloader.refused
+    assert reloader.failures == 1 and reloader.reloads == 0
+    served = _served_serial(volume.root, reloader.context)
+    assert served == good.serial, "new handshakes still get the good certificate"
+
+    fixed = volume.rotate()
+    assert reloader.check_now() is True
+    assert reloader.serial == fixed.serial and reloader.refused is None and reloader.reloads == 1
+
+
+def test_a_refused_pair_that_becomes_valid_is_taken_then(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import certs.reload as reload_module
+
+    volume = SecretVolume(tmp_path / "secret")
+    volume.rotate()
+    reloader = CertReloader(volume.root)
+    later = volume.rotate(now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    assert reloader.check_now() is False and reloader.refused
+    real = reload_module._outside_validity
+    monkeypatch.setattr(reload_module, "_outside_validity",
+                        lambda leaf: real(leaf, dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)))
+    assert reloader.check_now() is True, "an hour later the same files are taken, without a change"
+    assert reloader.serial == later.serial and reloader.refused is None
+
+
+def _served_serial(directory: Path, context: ssl.SSLContext) -> int:
+    """The serial a client's handshake with ``context`` gets (over a socketpair, no port)."""
+    import socket
+
+    client_ctx = ssl.create_default_context()
+    client_ctx.check_hostname = False
+    client_ctx.verify_mode = ssl.CERT_NONE  # ca.crt in the directory is the refused pair's
+    a, b = socket.socketpair()
+    server = context.wrap_socket(a, server_side=True, do_handshake_on_connect=False)
+    client = client_ctx.wrap_socket(b, do_handshake_on_connect=False, server_hostname=SERVER_NAME)
+    server.setblocking(False)
+    client.setblocking(False)
+    for _ in range(100):
+        done = 0
+        for side in (client, server):
+            try:
+                side.do_handshake()
+                done += 1
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
+        if done == 2:
+            break
+    der = client.getpeercert(binary_form=True)
+    assert der is not None
+    server.close()
+    client.close()
+    return x509.load_der_x509_certificate(der).serial_number

@@ -45,11 +45,11 @@ def test_the_last_refusal_outlives_the_next_good_update() -> None:
     assert (live.loads, live.rejections) == (2, 1)
 
 
-def test_an_absent_source_is_a_refusal_unless_a_layer_says_otherwise() -> None:
+async def test_an_absent_source_is_a_refusal_unless_a_layer_says_otherwise() -> None:
     live = GlobalPolicy()
     handlers = global_configmap_handlers(live, "meshfit-system", "meshfit-policy")
-    handlers.on_sync([GLOBAL_CM], "1")
-    handlers.on_event("DELETED", GLOBAL_CM)
+    await handlers.on_sync([GLOBAL_CM], "1")
+    await handlers.on_event("DELETED", GLOBAL_CM)
     assert live.rejected is not None and live.rejected.message.endswith("deleted; keeping the last good policy")
 
     class Quiet(GlobalPolicy):
@@ -57,5 +57,5 @@ def test_an_absent_source_is_a_refusal_unless_a_layer_says_otherwise() -> None:
             self.told = reason
 
     quiet = Quiet()
-    global_configmap_handlers(quiet, "meshfit-system", "meshfit-policy").on_sync([], "1")
+    await global_configmap_handlers(quiet, "meshfit-system", "meshfit-policy").on_sync([], "1")
     assert quiet.told == "not found" and quiet.rejected is None and quiet.rejections == 0

@@ -32,7 +32,7 @@ def test_configmap_is_namespace_slash_name(capsys: pytest.CaptureFixture[str], c
 
 @pytest.mark.parametrize(("value", "ok"), [("7Mi", True), ("1048576", True), ("12", False), ("lots", False)])
 def test_max_body_bytes(capsys: pytest.CaptureFixture[str], value: str, ok: bool) -> None:
-    from cli.webhook_cmd import _size
+    from cli.server_options import byte_size as _size
 
     if ok:
         assert _size(value) >= 1024

@@ -85,23 +85,23 @@ def test_unchanged_text_is_not_a_reload() -> None:
     assert live.loads == 1
 
 
-def test_global_configmap_handlers() -> None:
+async def test_global_configmap_handlers() -> None:
     live = LivePolicy()
     handlers = global_configmap_handlers(live, "meshfit-system", "meshfit-policy")
-    handlers.on_sync([], "1")
+    await handlers.on_sync([], "1")
     assert live.policy is None and live.rejected is not None and "not found" in live.rejected.message
-    handlers.on_sync([GLOBAL_CM], "2")
+    await handlers.on_sync([GLOBAL_CM], "2")
     assert live.policy is not None and live.rejected is None
     good = live.policy
-    handlers.on_event("MODIFIED", with_policy_text(BROKEN))
+    await handlers.on_event("MODIFIED", with_policy_text(BROKEN))
     assert live.policy is good and live.rejected is not None
-    handlers.on_event("MODIFIED", with_policy_text(stopped()))
+    await handlers.on_event("MODIFIED", with_policy_text(stopped()))
     assert live.policy is not good and live.policy.emergency.stop_injection and live.rejected is None
     current = live.policy
-    handlers.on_event("DELETED", with_policy_text(stopped()))
+    await handlers.on_event("DELETED", with_policy_text(stopped()))
     assert live.policy is current, "a deleted ConfigMap keeps the last good policy"
     assert live.rejected is not None and "deleted" in live.rejected.message
-    handlers.on_event("MODIFIED", with_policy_text(POLICY_TEXT, name="other"))
+    await handlers.on_event("MODIFIED", with_policy_text(POLICY_TEXT, name="other"))
     assert live.policy is current, "other ConfigMaps are ignored"
 
 
@@ -113,34 +113,34 @@ def test_a_label_edit_of_the_configmap_is_not_a_reload() -> None:
     assert live.loads == 1
 
 
-def test_namespace_policies_follow_their_configmaps() -> None:
+async def test_namespace_policies_follow_their_configmaps() -> None:
     live = LivePolicy()
     live.offer_configmap(GLOBAL_CM)
     handlers = namespace_configmap_handlers(live, skip=("meshfit-system", "meshfit-policy"))
-    handlers.on_sync([GLOBAL_CM, namespace_cm("shop", NS_DISABLE_MSG)], "5")
+    await handlers.on_sync([GLOBAL_CM, namespace_cm("shop", NS_DISABLE_MSG)], "5")
     assert set(live.namespace_policies) == {"shop"}, "the global ConfigMap is not a namespace policy"
     assert live.namespace_policy("shop").sidecars["msg-mesh"].enabled is False
     good = live.namespace_policy("shop")
 
-    handlers.on_event("MODIFIED", namespace_cm("shop", NS_BAD))
+    await handlers.on_event("MODIFIED", namespace_cm("shop", NS_BAD))
     assert live.namespace_policy("shop") is good, "an invalid update keeps the namespace's last good policy"
     assert "shop" in live.namespace_rejections
     assert "9.9.9" in live.namespace_rejections["shop"].message
 
-    handlers.on_event("ADDED", namespace_cm("bank", NS_BAD))
+    await handlers.on_event("ADDED", namespace_cm("bank", NS_BAD))
     assert live.namespace_policy("bank") is None and "bank" in live.namespace_rejections
 
-    handlers.on_event("DELETED", namespace_cm("shop", NS_BAD))
+    await handlers.on_event("DELETED", namespace_cm("shop", NS_BAD))
     assert live.namespace_policy("shop") is None and "shop" not in live.namespace_rejections
 
-    handlers.on_sync([], "9")
+    await handlers.on_sync([], "9")
     assert live.namespace_policies == {} and live.namespace_rejections == {}
 
 
-def test_namespace_policies_wait_for_the_global_policy_and_are_reread_on_its_change() -> None:
+async def test_namespace_policies_wait_for_the_global_policy_and_are_reread_on_its_change() -> None:
     live = LivePolicy()
     handlers = namespace_configmap_handlers(live)
-    handlers.on_event("ADDED", namespace_cm("shop", NS_DISABLE_MSG))
+    await handlers.on_event("ADDED", namespace_cm("shop", NS_DISABLE_MSG))
     assert live.namespace_policy("shop") is None
     live.offer_configmap(GLOBAL_CM)
     assert live.namespace_policy("shop") is not None
@@ -189,3 +189,40 @@ async def test_policy_file_run_applies_changes_until_stopped(tmp_path: Path) -> 
     assert live.policy.emergency.stop_injection
     stop.set()
     await asyncio.wait_for(task, 1)
+
+
+async def test_a_slow_namespace_policy_is_parsed_off_the_loop_and_refused_past_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    import time
+
+    import webhook.policy_source as source
+
+    live = LivePolicy()
+    live.offer_configmap(GLOBAL_CM)
+    live.parse_timeout = 0.3
+    real = source.namespace_policy_from_configmap
+
+    def slow(configmap, policy):  # noqa: ANN001, ANN202
+        end = time.perf_counter() + 2.0
+        while time.perf_counter() < end:
+            pass
+        return real(configmap, policy)
+
+    monkeypatch.setattr(source, "namespace_policy_from_configmap", slow)
+    handlers = namespace_configmap_handlers(live, skip=("meshfit-system", "meshfit-policy"))
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.create_task(ticking())
+    await handlers.on_event("ADDED", namespace_cm("shop", NS_DISABLE_MSG))
+    ticker.cancel()
+    assert ticks >= 10, "the event loop kept running while the namespace policy parsed"
+    assert live.namespace_policy("shop") is None
+    assert "took longer than 0.3s to parse" in live.namespace_rejections["shop"].message

@@ -212,7 +212,10 @@ async def test_other_methods_and_paths(server: Served) -> None:
 
 
 async def test_bad_requests_never_hurt_the_next_one(server: Served) -> None:
-    for body in (b"{", b"[]", b"\x00" * 1000, orjson.dumps({"apiVersion": 1})):
+    for body in (b"{", b"[]", b"\x00" * 1000, orjson.dumps({"apiVersion": 1}),
+                 orjson.dumps({"apiVersion": ["admission.k8s.io/v1"], "kind": "AdmissionReview"}),
+                 orjson.dumps({"apiVersion": {"a": 1}, "kind": "AdmissionReview"}),
+                 orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": ["AdmissionReview"]})):
         status, _ = await server.post(body)
         assert status == 400
     status, body = await server.post(review(SHAPES["burstable"]))
@@ -341,6 +344,25 @@ async def test_readyz_fails_while_the_certificate_is_not_valid(server: Served) -
     status, text = await server.get("/readyz")
     assert status == 503
     assert "[-] certificate" in text
+
+
+async def test_a_refused_rotation_keeps_serving_ready_and_says_so(server: Served, cert_dir: Path) -> None:
+    import datetime as dt
+
+    certs = server.running.certs
+    serial = certs.serial
+    generate(cert_dir, service=SERVICE, namespace=NAMESPACE, ips=["127.0.0.1"], days=1,
+             now=dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
+    assert certs.check_now() is False
+    status, text = await server.get("/readyz")
+    assert status == 200, "the pair in force is good: still ready"
+    assert f"[!] certificate: rotated pair refused, still serving serial {serial:x}: certificate expired" in text
+    samples = await metrics(server)
+    assert samples["meshfit_webhook_certificate_rotation_refused"] == 1
+    assert samples['meshfit_webhook_certificate_reloads_total{result="invalid"}'] == 1
+    assert certs.not_after is not None
+    assert samples["meshfit_webhook_certificate_not_after_timestamp_seconds"] == certs.not_after.timestamp()
+    assert certs.serial == serial
 
 
 async def test_start_errors(start_server: StartServer, tmp_path: Path, policy_path: Path) -> None:
