@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 from client_certs import client_pair
+from secure_extender import SecureExtender, start_secure_extender
 from e2e_support import OPT_IN, SUITE_LABEL, SUITE_VALUE, PolicyControl, app_pod, create, sidecar_names
 
 from controlplane.cluster import LocalCluster
@@ -142,53 +143,6 @@ def spare_extender(local_cluster: LocalCluster, meshfit_workdir: Path, shipped_p
         yield server
     finally:
         _stop(server)
-
-
-@dataclass(frozen=True)
-class SecureExtender:
-    """A TLS extender, its plain probe port, and the files a scheduler's ``tlsConfig`` needs to call it."""
-
-    server: MeshfitServer
-    #: /healthz, /readyz, /metrics over plain HTTP (what the kubelet and Prometheus use).
-    probes: MeshfitServer
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-
-EXTENDER_SERVICE = "meshfit-extender"
-
-
-def start_secure_extender(cluster: LocalCluster, workdir: Path, name: str, *extra: str) -> SecureExtender:
-    """``meshfit extender serve`` with the shipped Deployment's TLS flags, on loopback."""
-    directory = workdir / f"{name}-tls"
-    directory.mkdir(exist_ok=True)
-    done = subprocess.run(
-        meshfit_argv("certs", "generate", "--service", EXTENDER_SERVICE, "--namespace", POLICY_NAMESPACE,
-                     "--out", str(directory / "serving"), "--ip", LOOPBACK),
-        capture_output=True, text=True, timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    client_ca, client_cert, client_key = client_pair(directory)
-    port, probe_port = free_ports(2)
-    context = ssl.create_default_context(cafile=str(directory / "serving" / "ca.crt"))
-    context.load_cert_chain(str(client_cert), str(client_key))
-    argv = meshfit_argv(
-        "extender", "serve", "--host", LOOPBACK, "--port", str(port), "--probe-port", str(probe_port),
-        "--tls-cert-dir", str(directory / "serving"), "--tls-client-ca", str(client_ca),
-        "--tls-client-name", "system:kube-scheduler",
-        "--kubeconfig", str(cluster.kubeconfig_path), "--policy-configmap", f"{POLICY_NAMESPACE}/{POLICY_NAME}",
-        *extra,
-    )
-    server = MeshfitServer(name, workdir, argv, f"https://{LOOPBACK}:{port}", context)
-    probes = MeshfitServer(f"{name}-probes", workdir, [], f"http://{LOOPBACK}:{probe_port}")
-    server.launch()
-    try:
-        server.wait_ready(60)
-    except BaseException:
-        server.stop()
-        raise
-    return SecureExtender(server, probes, directory / "serving" / "ca.crt", client_cert, client_key)
 
 
 @pytest.fixture(scope="session")

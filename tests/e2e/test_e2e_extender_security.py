@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import SecureExtender
+from secure_extender import SecureExtender
 from e2e_support import NodePool, app_pod, create, get_pod, node_pool, wait_bound
 
 from controlplane.cluster import LocalCluster

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import SecureExtender
+from secure_extender import SecureExtender
 from e2e_support import app_pod, create, node_pool, wait_bound
 
 from controlplane.cluster import LocalCluster

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from fractions import Fraction
 
-from conftest import Running
+from extender_http import Running
 from extender_shapes import app_pod, bound, meshed, node, policy_with, watched
 
 from extender.binder import BindError

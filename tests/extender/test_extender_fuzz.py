@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 import orjson
-from conftest import Running
+from extender_http import Running
 from replay_apiserver import recording
 from test_extender_server import service_for
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 
-from conftest import Running
+from extender_http import Running
 from extender_shapes import app_pod, meshed, node, policy_with, watched
 from test_extender_burst import NAMES, NODES, POLICY, LaggingWatch, assert_within_ceiling, bind, schedule_one
 

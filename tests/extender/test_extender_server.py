@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from conftest import Running
+from extender_http import Running
 from extender_shapes import app_pod, bound, default_policy, meshed, node, policy_with, watched
 from replay_apiserver import recording
 
