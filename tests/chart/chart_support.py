@@ -22,7 +22,7 @@ NAMESPACE = "meshfit-system"
 HELM_LABELS = {"app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by",
                "helm.sh/chart"}
 #: Kinds served by CRDs the test apiserver lacks.
-CRD_KINDS = {"Certificate", "Issuer", "ClusterIssuer", "ServiceMonitor"}
+CRD_KINDS = {"Certificate", "Issuer", "ClusterIssuer", "ServiceMonitor", "PodMonitor"}
 
 Key = tuple[str, str, str]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,11 @@ from cryptography import x509
 from certs.generate import generate
 
 #: The value sets the tests render: every optional part, once.
-EVERYTHING = ["--set", "scheduler.mode=secondScheduler", "--set", "networkPolicy.enabled=true",
+EVERYTHING = ["--set", "scheduler.mode=secondScheduler", "--set", "networkPolicy.webhook.enabled=true",
+              "--set", "networkPolicy.webhook.from[0].ipBlock.cidr=10.0.0.0/16",
               "--set", "networkPolicy.extender.from[0].ipBlock.cidr=10.0.0.0/24", "--set", "serviceMonitor.enabled=true",
-              "--set", "extender.pdb.enabled=true", "--set", "scheduler.snippetConfigMap=true"]
+              "--set", "extender.pdb.enabled=true", "--set", "scheduler.snippetConfigMap=true",
+              "--set", "extender.tls.mode=generate"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,8 @@ def test_values_policy_is_manifests_policy() -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("values", [[], ["--set", "certificates.mode=certManager"], EVERYTHING],
+@pytest.mark.parametrize("values", [[], ["--set", "certificates.mode=certManager", "--set", "extender.tls.mode=certManager"],
+                                    EVERYTHING],
                          ids=["defaults", "cert-manager", "everything"])
 def test_lint(helm: Path, values: list[str]) -> None:
     done = subprocess.run([str(helm), "lint", "--strict", str(CHART), "--namespace", NAMESPACE, *values],
@@ -121,7 +125,9 @@ def test_cert_manager_certificates(helm: Path) -> None:
 @pytest.mark.parametrize(("values", "message"), [
     (["--set", "certificates.mode=vault"], "certificates/mode"),
     (["--set", "webhook.failurePolicy=Sometimes"], "webhook/failurePolicy"),
-    (["--set", "extender.replicas=2"], "extender/replicas"),
+    (["--set", "extender.leaderElection.enabled=false", "--set", "extender.replicas=2"], "extender/replicas"),
+    (["--set", "extender.tls.mode=vault"], "extender/tls/mode"),
+    (["--set", "networkPolicy.enabled=true"], "networkPolicy"),
     (["--set", "image.digest=latest"], "image/digest"),
     (["--set", "webhook.replicaCount=3"], "replicaCount"),
     (["--set", "policy.apiVersion=meshfit.io/v2"], "policy/apiVersion"),
@@ -187,3 +193,156 @@ def test_second_scheduler_renders_what_the_manifest_holds(helm: Path) -> None:
             assert yaml.safe_load(ours["data"]["config.yaml"]) == yaml.safe_load(doc["data"]["config.yaml"]), key
             continue
         assert ours == meaningful(doc), key
+
+
+def _secret_files(secret: dict, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for key, value in secret["data"].items():
+        files[key] = out / key
+        files[key].write_bytes(base64.b64decode(value))
+    return files
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, server_name: str) -> dict:
+    """A TLS handshake in memory; the server's view of the client's certificate."""
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    c = client.wrap_bio(c_in, c_out, server_hostname=server_name)
+    s = server.wrap_bio(s_in, s_out, server_side=True)
+    done = {"c": False, "s": False}
+    for _ in range(20):
+        for side, obj in (("c", c), ("s", s)):
+            if not done[side]:
+                try:
+                    obj.do_handshake()
+                    done[side] = True
+                except ssl.SSLWantReadError:
+                    pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+        if all(done.values()):
+            break
+    assert all(done.values())
+    return s.getpeercert()
+
+
+def _extender(docs: list[dict]) -> dict:
+    return by_key(docs)["Deployment", NAMESPACE, "meshfit-extender"]["spec"]["template"]["spec"]
+
+
+def _volume_secret(spec: dict, name: str) -> dict:
+    (volume,) = [v for v in spec["volumes"] if v["name"] == name]
+    return volume["secret"]
+
+
+def test_extender_generated_certificates_let_the_scheduler_in(helm: Path, tmp_path: Path) -> None:
+    """extender.tls.mode=generate: the scheduler's certificate passes the extender's TLS and name checks."""
+    from extender.handlers import client_names
+
+    docs = render_chart(helm, "--set", "extender.tls.mode=generate")
+    objects = by_key(docs)
+    serving = _secret_files(objects["Secret", NAMESPACE, "meshfit-extender-tls"], tmp_path / "serving")
+    client_ca = _secret_files(objects["Secret", NAMESPACE, "meshfit-scheduler-client-ca"], tmp_path / "client-ca")
+    scheduler = _secret_files(objects["Secret", NAMESPACE, "meshfit-scheduler-client"], tmp_path / "scheduler")
+    assert serving["ca.crt"].read_bytes() == scheduler["ca.crt"].read_bytes()
+    assert client_ca["ca.crt"].read_bytes() != serving["ca.crt"].read_bytes()  # two CAs: no cross-use
+    # The extender's side, as `meshfit extender serve --tls-cert-dir --tls-client-ca` makes it.
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(serving["tls.crt"], serving["tls.key"])
+    server.load_verify_locations(cafile=client_ca["ca.crt"])
+    server.verify_mode = ssl.CERT_REQUIRED
+    # The scheduler's side: the three files of its tlsConfig.
+    client = ssl.create_default_context(cafile=str(scheduler["ca.crt"]))
+    client.load_cert_chain(scheduler["tls.crt"], scheduler["tls.key"])
+    peer = _handshake(server, client, f"meshfit-extender.{NAMESPACE}.svc")
+    spec = _extender(docs)
+    (arg,) = [a for a in spec["containers"][0]["args"] if a.startswith("--tls-client-name=")]
+    assert arg.split("=", 1)[1] in client_names(peer) == {"system:kube-scheduler"}
+    # The extender's own serving certificate is no client certificate it accepts.
+    own = ssl.create_default_context(cafile=str(scheduler["ca.crt"]))
+    own.load_cert_chain(serving["tls.crt"], serving["tls.key"])
+    with pytest.raises(ssl.SSLError):
+        _handshake(server, own, f"meshfit-extender.{NAMESPACE}.svc")
+    assert _volume_secret(spec, "extender-tls") == {"secretName": "meshfit-extender-tls"}
+    assert _volume_secret(spec, "scheduler-client-ca") == {"secretName": "meshfit-scheduler-client-ca"}
+    # Another client name: the flag and the certificate follow.
+    docs = render_chart(helm, "--set", "extender.tls.mode=generate", "--set", "extender.tls.clientName=meshfit-sched")
+    cert = x509.load_pem_x509_certificate(
+        base64.b64decode(by_key(docs)["Secret", NAMESPACE, "meshfit-scheduler-client"]["data"]["tls.crt"]))
+    assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "meshfit-sched"
+    assert "--tls-client-name=meshfit-sched" in _extender(docs)["containers"][0]["args"]
+
+
+def test_extender_user_supplied_certificates(helm: Path, user_certs: Path) -> None:
+    """extender.tls.mode=secret (the default): Secrets of the user's, by name, or made from the PEMs given."""
+    docs = render_chart(helm, "--set", "extender.tls.secretName=corp-extender",
+                        "--set", "extender.tls.clientCASecretName=corp-client-ca", "--set", "extender.tls.clientName=")
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] != "meshfit-webhook-tls"]
+    spec = _extender(docs)
+    assert _volume_secret(spec, "extender-tls") == {"secretName": "corp-extender"}
+    assert _volume_secret(spec, "scheduler-client-ca") == {"secretName": "corp-client-ca"}
+    assert not [a for a in spec["containers"][0]["args"] if a.startswith("--tls-client-name")]
+    docs = render_chart(helm, "--set-file", f"extender.tls.secret.tlsCrt={user_certs / 'tls.crt'}",
+                        "--set-file", f"extender.tls.secret.tlsKey={user_certs / 'tls.key'}",
+                        "--set-file", f"extender.tls.secret.clientCaCrt={user_certs / 'ca.crt'}")
+    objects = by_key(docs)
+    assert base64.b64decode(objects["Secret", NAMESPACE, "meshfit-extender-tls"]["data"]["tls.key"]) == \
+        (user_certs / "tls.key").read_bytes()
+    assert base64.b64decode(objects["Secret", NAMESPACE, "meshfit-scheduler-client-ca"]["data"]["ca.crt"]) == \
+        (user_certs / "ca.crt").read_bytes()
+    done = helm_template(helm, "--set-file", f"extender.tls.secret.tlsCrt={user_certs / 'tls.crt'}", check=False)
+    assert done.returncode != 0 and "extender.tls.secret.tlsKey" in done.stderr
+
+
+def test_extender_cert_manager_certificates(helm: Path) -> None:
+    docs = render_chart(helm, "--set", "extender.tls.mode=certManager")
+    objects = by_key(docs)
+    serving = objects["Certificate", NAMESPACE, "meshfit-extender"]["spec"]
+    client = objects["Certificate", NAMESPACE, "meshfit-scheduler-client"]["spec"]
+    assert serving["secretName"] == "meshfit-extender-tls" and f"meshfit-extender.{NAMESPACE}.svc" in serving["dnsNames"]
+    assert client["commonName"] == "system:kube-scheduler" and "client auth" in client["usages"]
+    assert serving["issuerRef"] == client["issuerRef"] == {"name": "meshfit-extender-ca", "kind": "Issuer"}
+    assert objects["Certificate", NAMESPACE, "meshfit-extender-ca"]["spec"]["isCA"] is True
+    assert ("Issuer", NAMESPACE, "meshfit-selfsigned") in objects
+    # The extender trusts the client certificate's CA, and mounts nothing else of that Secret.
+    assert _volume_secret(_extender(docs), "scheduler-client-ca") == {
+        "secretName": "meshfit-scheduler-client", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    # Both private CAs share the one self-signed Issuer; the webhook's Certificate stays whole.
+    docs = render_chart(helm, "--set", "extender.tls.mode=certManager", "--set", "certificates.mode=certManager")
+    objects = by_key(docs)
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Issuer"].count("meshfit-selfsigned") == 1
+    assert objects["Certificate", NAMESPACE, "meshfit-webhook"]["spec"]["issuerRef"] == {"name": "meshfit-ca",
+                                                                                       "kind": "Issuer"}
+    docs = render_chart(helm, "--set", "extender.tls.mode=certManager",
+                        "--set", "extender.tls.certManager.issuerRef.name=corp-ca",
+                        "--set", "extender.tls.certManager.issuerRef.kind=ClusterIssuer")
+    assert sorted(d["metadata"]["name"] for d in docs if d["kind"] in ("Issuer", "Certificate")) == [
+        "meshfit-extender", "meshfit-scheduler-client"]
+
+
+def test_extender_leader_election(helm: Path) -> None:
+    docs = render_chart(helm, "--set", "extender.leaderElection.leaseName=corp-lease",
+                        "--set", "extender.leaderElection.leaseDuration=30", "--set", "extender.replicas=3",
+                        "--set", "extender.schedulerNames={default-scheduler,corp-scheduler}")
+    objects = by_key(docs)
+    args = _extender(docs)["containers"][0]["args"]
+    assert {"--leader-elect", "--leader-elect-resource-name=corp-lease", "--leader-elect-lease-duration=30",
+            f"--leader-elect-resource-namespace={NAMESPACE}", "--scheduler-name=default-scheduler",
+            "--scheduler-name=corp-scheduler"} <= set(args)
+    assert objects["Deployment", NAMESPACE, "meshfit-extender"]["spec"]["replicas"] == 3
+    (named,) = [r for r in objects["Role", NAMESPACE, "meshfit-extender-leader-election"]["rules"] if "resourceNames" in r]
+    assert named["resourceNames"] == ["corp-lease"]
+    # Without: one replica, no Lease, no rights to one.
+    docs = render_chart(helm, "--set", "extender.leaderElection.enabled=false", "--set", "extender.replicas=1")
+    assert not [a for a in _extender(docs)["containers"][0]["args"] if a.startswith("--leader-elect")]
+    assert not [k for k in by_key(docs) if k[2] == "meshfit-extender-leader-election"]
+    done = helm_template(helm, "--set", "extender.leaderElection.renewDeadline=20", check=False)
+    assert done.returncode != 0 and "leaseDuration must be longer than renewDeadline" in done.stderr
+
+
+def test_scheduler_snippet_is_the_shipped_scheduler_config(helm: Path) -> None:
+    """The extenders entry the chart gives the main scheduler is manifests/extender/scheduler-config.yaml's."""
+    shipped = yaml.safe_load((REPO / "manifests/extender/scheduler-config.yaml").read_text())["extenders"]
+    configmap = by_key(render_chart(helm, "--set", "scheduler.snippetConfigMap=true"))["ConfigMap", NAMESPACE,
+                                                                                      "meshfit-scheduler-extender"]
+    assert yaml.safe_load(configmap["data"]["extenders.yaml"])["extenders"] == shipped

@@ -26,12 +26,16 @@ pytestmark = pytest.mark.e2e
 MODES = {
     "generate": [],
     "secret": ["--set", "certificates.mode=secret", "--set", "certificates.secret.name=corp-tls",
-               "--set", "certificates.secret.caBundle=Y2EK"],
-    "cert-manager": ["--set", "certificates.mode=certManager"],
-    "everything": ["--set", "scheduler.mode=secondScheduler", "--set", "networkPolicy.enabled=true",
+               "--set", "certificates.secret.caBundle=Y2EK", "--set", "extender.tls.secretName=corp-extender-tls",
+               "--set", "extender.tls.clientCASecretName=corp-scheduler-ca"],
+    "cert-manager": ["--set", "certificates.mode=certManager", "--set", "extender.tls.mode=certManager"],
+    "everything": ["--set", "scheduler.mode=secondScheduler", "--set", "networkPolicy.webhook.enabled=true",
+                   "--set", "networkPolicy.webhook.from[0].ipBlock.cidr=10.0.0.0/16",
                    "--set", "networkPolicy.extender.from[0].ipBlock.cidr=10.0.0.0/24",
                    "--set", "serviceMonitor.enabled=true", "--set", "extender.pdb.enabled=true",
-                   "--set", "scheduler.snippetConfigMap=true", "--set", "namespace.create=true"],
+                   "--set", "scheduler.snippetConfigMap=true", "--set", "namespace.create=true",
+                   "--set", "extender.tls.mode=generate"],
+    "single-extender": ["--set", "extender.leaderElection.enabled=false", "--set", "extender.replicas=1"],
 }
 
 
@@ -85,15 +89,31 @@ def test_install_upgrade_uninstall(helm: Path, cluster: LocalCluster, controlpla
                               "meshfit-sidecar-injector", "-o", "json").stdout)
     assert hook["webhooks"][0]["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
 
-    # An upgrade (here to the second scheduler) keeps the generated certificate: lookup reads it back.
-    done = helm_cmd(helm, cluster, tmp_path, "upgrade", "meshfit", str(CHART), "--namespace", NAMESPACE,
-                    "--set", "scheduler.mode=secondScheduler")
+    # An upgrade (here to the second scheduler, and to the extender's generated certificates) keeps the
+    # webhook's generated certificate: lookup reads it back.
+    generated = ["--set", "scheduler.mode=secondScheduler", "--set", "extender.tls.mode=generate"]
+    done = helm_cmd(helm, cluster, tmp_path, "upgrade", "meshfit", str(CHART), "--namespace", NAMESPACE, *generated)
     assert done.returncode == 0, done.stderr
     again = json.loads(kubectl(cluster, controlplane_bindir, "get", "secret", "meshfit-webhook-tls", "-n", NAMESPACE,
                                "-o", "json").stdout)
     assert again["data"] == secret["data"]
     got = kubectl(cluster, controlplane_bindir, "get", "deployment", "meshfit-scheduler", "-n", NAMESPACE)
     assert got.returncode == 0, got.stderr
+
+    # ... and the next one (back to the main scheduler's snippet) keeps the extender's: serving certificate,
+    # client CA, the scheduler's client certificate.
+    extender_secrets = ["meshfit-extender-tls", "meshfit-scheduler-client-ca", "meshfit-scheduler-client"]
+
+    def extender_data() -> list[dict[str, str]]:
+        return [json.loads(kubectl(cluster, controlplane_bindir, "get", "secret", name, "-n", NAMESPACE,
+                                   "-o", "json").stdout)["data"] for name in extender_secrets]
+
+    first = extender_data()
+    done = helm_cmd(helm, cluster, tmp_path, "upgrade", "meshfit", str(CHART), "--namespace", NAMESPACE,
+                    "--set", "extender.tls.mode=generate", "--set", "extender.assumeTTL=45")
+    assert done.returncode == 0, done.stderr
+    assert extender_data() == first
+    assert "get secret meshfit-scheduler-client" in done.stdout  # the notes say how to copy the scheduler's files
 
     done = helm_cmd(helm, cluster, tmp_path, "uninstall", "meshfit", "--namespace", NAMESPACE, "--wait")
     assert done.returncode == 0, done.stderr

@@ -61,7 +61,44 @@ capabilities: {drop: [ALL]}
   managedResources: []
   httpTimeout: {{ .root.Values.scheduler.httpTimeout }}
   ignorable: {{ .ignorable }}
+  {{- if .tls }}
+  enableHTTPS: true
+  tlsConfig:
+    serverName: {{ include "meshfit.extenderHost" .root }}
+    caFile: /etc/kubernetes/meshfit/extender-ca.crt
+    certFile: /etc/kubernetes/meshfit/scheduler-client.crt
+    keyFile: /etc/kubernetes/meshfit/scheduler-client.key
+  {{- else }}
   enableHTTPS: false
+  {{- end }}
+{{- end }}
+
+{{- define "meshfit.extenderHost" -}}
+meshfit-extender.{{ .Release.Namespace }}.svc
+{{- end }}
+
+{{/* The extender Service's DNS names, for its serving certificate. */}}
+{{- define "meshfit.extenderDNSNames" -}}
+{{- $ns := .Release.Namespace -}}
+{{- list "meshfit-extender" (printf "meshfit-extender.%s" $ns) (printf "meshfit-extender.%s.svc" $ns) (printf "meshfit-extender.%s.svc.%s" $ns .Values.clusterDomain) | toJson -}}
+{{- end }}
+
+{{/* The name the scheduler's client certificate carries (and the extender admits). */}}
+{{- define "meshfit.schedulerClientName" -}}
+{{- .Values.extender.tls.clientName | default "system:kube-scheduler" -}}
+{{- end }}
+
+{{/*
+The Secret holding the CA of the scheduler's client certificate (ca.crt), as the
+extender mounts it: with cert-manager, the client certificate's own Secret, whose
+ca.crt is its issuer's.
+*/}}
+{{- define "meshfit.schedulerClientCASecret" -}}
+{{- if eq .Values.extender.tls.mode "certManager" -}}
+meshfit-scheduler-client
+{{- else -}}
+{{ .Values.extender.tls.clientCASecretName }}
+{{- end -}}
 {{- end }}
 
 {{- define "meshfit.tlsSecretName" -}}
