@@ -44,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs.generate import (
     CA_CERT_FILE,
@@ -181,6 +182,47 @@ def issue(
         _write_bundle(base, [ca_cert])
     write_atomic(base / KEY_FILE, private_key_pem(key), 0o600)
     write_atomic(base / CERT_FILE, _pem(cert), 0o644)
+    _fsync_dir(base)
+    return Issued(cert.serial_number, cert.not_valid_after_utc, ca_cert.subject.rfc4514_string())
+
+
+#: The files of a client certificate issued under a directory's CA.
+CLIENT_CERT_FILE, CLIENT_KEY_FILE = "client.crt", "client.key"
+
+
+def issue_client(
+    directory: str | os.PathLike[str],
+    *,
+    common_name: str,
+    days: int = SERVING_DAYS,
+    key_type: KeyType = "ecdsa",
+    now: dt.datetime | None = None,
+) -> Issued:
+    """A client certificate (``clientAuth``) named ``common_name``, signed by the directory's CA.
+
+    What kube-scheduler presents to a TLS extender that requires client
+    certificates: the extender trusts the CA (``--tls-client-ca``) and admits
+    the name (``--tls-client-name system:kube-scheduler``).
+    """
+    base = Path(directory)
+    ca_cert, ca_key = _load_ca(base, CA_CERT_FILE, CA_KEY_FILE)
+    issued = _now(now)
+    not_after = min(issued + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
+    key = new_private_key(key_type)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(issued - CLOCK_SKEW)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    write_atomic(base / CLIENT_KEY_FILE, private_key_pem(key), 0o600)
+    write_atomic(base / CLIENT_CERT_FILE, _pem(cert), 0o644)
     _fsync_dir(base)
     return Issued(cert.serial_number, cert.not_valid_after_utc, ca_cert.subject.rfc4514_string())
 

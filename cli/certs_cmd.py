@@ -22,8 +22,9 @@ from cli.errors import CommandError
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "certs",
-        help="generate or check the webhook's serving certificate",
-        description="Generate or check the webhook's CA and serving certificate.",
+        help="generate or check serving certificates (webhook, extender) and the scheduler's client certificate",
+        description="Generate or check the CAs and serving certificates of the webhook and the extender, "
+                    "and the client certificate kube-scheduler presents to the extender.",
     )
     actions = parser.add_subparsers(dest="certs_command", metavar="ACTION")
     actions.required = True
@@ -51,6 +52,7 @@ def register(subparsers: Any) -> None:
         description="Create ca.crt, ca.key and ca-bundle.crt in DIR. Refuses to replace a CA: see rotate-ca.",
     )
     ca.add_argument("--out", required=True, metavar="DIR")
+    ca.add_argument("--common-name", default="meshfit webhook CA", help="the CA's name (default: meshfit webhook CA)")
     ca.add_argument("--days", type=int, default=5 * 365, help="validity in days (default 1825)")
     ca.add_argument("--key-type", choices=("ecdsa", "rsa"), default="ecdsa")
     ca.set_defaults(func=run_ca)
@@ -61,6 +63,16 @@ def register(subparsers: Any) -> None:
     )
     _serving_args(issue, days=90)
     issue.set_defaults(func=run_issue)
+
+    client = actions.add_parser(
+        "client", help="issue a client certificate under DIR's CA (the scheduler's, for a TLS extender)",
+        description="Write client.key and client.crt (clientAuth, CN=NAME) in DIR, signed by DIR's ca.crt/ca.key.",
+    )
+    client.add_argument("--dir", required=True, metavar="DIR", help="directory holding the CA; the pair goes there")
+    client.add_argument("--name", default="system:kube-scheduler",
+                        help="the certificate's common name (default system:kube-scheduler)")
+    client.add_argument("--days", type=int, default=90, help="validity in days (default 90)")
+    client.set_defaults(func=run_client)
 
     rotate = actions.add_parser(
         "rotate-ca", help="rotate DIR's CA in three steps: begin, switch, finish (apply manifests after each)",
@@ -122,7 +134,7 @@ def run_ca(args: argparse.Namespace) -> int:
     from certs.authority import AuthorityError, make_ca
 
     try:
-        cert = make_ca(args.out, days=args.days, key_type=args.key_type)
+        cert = make_ca(args.out, common_name=args.common_name, days=args.days, key_type=args.key_type)
     except AuthorityError as exc:
         raise CommandError(str(exc)) from None
     print(f"wrote {args.out}/ca.crt, ca.key, ca-bundle.crt (not after {cert.not_valid_after_utc.isoformat()})",
@@ -138,6 +150,20 @@ def run_issue(args: argparse.Namespace) -> int:
     except (AuthorityError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     print(f"wrote {args.dir}/tls.crt, tls.key (serial {issued.serial:x}, not after {issued.not_after.isoformat()}, "
+          f"issued by {issued.ca_subject})", file=sys.stderr)
+    return 0
+
+
+def run_client(args: argparse.Namespace) -> int:
+    from certs.authority import AuthorityError, issue_client
+
+    if args.days < 1:
+        raise CommandError("--days must be at least 1")
+    try:
+        issued = issue_client(args.dir, common_name=args.name, days=args.days)
+    except (AuthorityError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"wrote {args.dir}/client.crt, client.key (CN={args.name}, not after {issued.not_after.isoformat()}, "
           f"issued by {issued.ca_subject})", file=sys.stderr)
     return 0
 

@@ -77,3 +77,51 @@ cat > "$out/cabundle-patch.yaml" <<YAML
   value: $(b64 "$bundle")
 YAML
 echo "render-cabundle: wrote $out/tls-secret.yaml and $out/cabundle-patch.yaml" >&2
+
+# The extender serves kube-scheduler over TLS and admits only the scheduler's client
+# certificate (docs/scheduling.md#security). Its serving pair is kept under a CA of its
+# own (EXTENDER_CERT_DIR, default certs/dev-extender) and re-issued the same way; the
+# scheduler's client certificate under another (SCHEDULER_CLIENT_DIR, default
+# certs/dev-scheduler-client). Both Secrets go to manifests/extender/generated/secrets.yaml
+# (git-ignored): apply it before `kubectl apply -k manifests/`. The scheduler's three
+# files (client-ca.crt is the serving CA it verifies the extender with) are the
+# tlsConfig of manifests/extender/scheduler-config.yaml.
+extender_dir="${EXTENDER_CERT_DIR:-$root/certs/dev-extender}"
+client_dir="${SCHEDULER_CLIENT_DIR:-$root/certs/dev-scheduler-client}"
+extender_out="${EXTENDER_OUT:-$root/manifests/extender/generated}"
+[[ -f "$extender_dir/ca.key" ]] || "$meshfit" certs ca --out "$extender_dir" --common-name "meshfit extender CA"
+if ! "$meshfit" certs check "$extender_dir" --service meshfit-extender --namespace "$namespace" \
+      --min-days 30 >/dev/null 2>&1; then
+  "$meshfit" certs issue --dir "$extender_dir" --service meshfit-extender --namespace "$namespace" --ip 127.0.0.1
+fi
+[[ -f "$client_dir/ca.key" ]] || "$meshfit" certs ca --out "$client_dir" --common-name "meshfit scheduler client CA"
+# 90 days valid: re-issued once it is 60 days old.
+if [[ ! -f "$client_dir/client.crt" || -n "$(find "$client_dir/client.crt" -mtime +60 2>/dev/null)" ]]; then
+  "$meshfit" certs client --dir "$client_dir" --name system:kube-scheduler
+fi
+mkdir -p "$extender_out"
+cat > "$extender_out/secrets.yaml" <<YAML
+# Rendered by hack/render-cabundle.sh: do not commit (private keys). kubectl apply -f this file.
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/tls
+metadata:
+  name: meshfit-extender-tls
+  namespace: $namespace
+  labels: {app.kubernetes.io/name: meshfit, app.kubernetes.io/component: extender}
+data:
+  tls.crt: $(b64 "$extender_dir/tls.crt")
+  tls.key: $(b64 "$extender_dir/tls.key")
+  ca.crt: $(b64 "$extender_dir/ca.crt")
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: meshfit-scheduler-client-ca
+  namespace: $namespace
+  labels: {app.kubernetes.io/name: meshfit, app.kubernetes.io/component: extender}
+data:
+  ca.crt: $(b64 "$client_dir/ca.crt")
+YAML
+echo "render-cabundle: wrote $extender_out/secrets.yaml; the scheduler's tlsConfig files:" \
+     "certFile $client_dir/client.crt, keyFile $client_dir/client.key, caFile $extender_dir/ca.crt" >&2
