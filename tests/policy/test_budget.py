@@ -1,0 +1,106 @@
+"""fit_requests branch by branch, with every expected figure worked out by hand in the comment beside it."""
+
+from __future__ import annotations
+
+import pytest
+from policies import default_policy, with_resources
+
+from policy.budget import fit_requests
+from policy.quantity import Quantity
+from policy.sizing import SidecarSize
+
+Q = Quantity.parse
+MI = 2**20 * 10**9  # nano-bytes in a MiB
+M = 10**6           # nano-cores in a millicore
+
+
+def sizes(**requests: tuple[str, str]) -> dict[str, SidecarSize]:
+    """Sidecars with (cpu, memory) requests; limits twice the request."""
+    return {name: SidecarSize(limits={"cpu": Q(c) + Q(c), "memory": Q(m) + Q(m)}, requests={"cpu": Q(c), "memory": Q(m)})
+            for name, (c, m) in requests.items()}
+
+
+FLOORS = {"a": Q("50m"), "b": Q("50m")}
+TWO = sizes(a=("100m", "64Mi"), b=("50m", "64Mi"))   # asks 150m / 128Mi in all
+
+
+def test_a_pod_with_room_keeps_the_requests() -> None:
+    fit = fit_requests(TWO, {"cpu": 150 * M, "memory": 128 * MI}, default_policy().resources, frozenset(), FLOORS)
+    assert not fit.skip_code and not fit.reduced and not fit.leak and not fit.warnings
+    assert fit.sizes["a"].requests == {"cpu": Q("100m"), "memory": Q("64Mi")}
+
+
+def test_shrink_cuts_each_resource_to_the_budget_in_proportion() -> None:
+    # cpu: 1m each first, then the other 58m split 99:49 in 1m steps -> a 1+39=40m, b 1+19=20m (60m in all)
+    # memory: 1Mi each, then 30Mi split 63:63 -> 16Mi each (32Mi in all)
+    fit = fit_requests(TWO, {"cpu": 60 * M, "memory": 32 * MI}, with_resources(small_pods="shrink").resources,
+                       frozenset(), FLOORS)
+    assert not fit.skip_code
+    assert fit.sizes["a"].requests["cpu"] + fit.sizes["b"].requests["cpu"] == Q("60m")
+    assert fit.sizes["a"].requests["cpu"] == Q("40m") and fit.sizes["b"].requests["cpu"] == Q("20m")
+    assert fit.sizes["a"].requests["memory"] == fit.sizes["b"].requests["memory"] == Q("16Mi")
+    assert fit.sizes["a"].limits == TWO["a"].limits, "limits never move"
+    assert fit.reduced == {"cpu": Q("90m"), "memory": Q("96Mi")}
+    assert len(fit.warnings) == 2 and "below the CPU request floor: a, b" in fit.warnings[0]
+    assert "cut to what the pod can give (a 40m, b 20m)" in fit.warnings[0]
+
+
+def test_shrink_needs_a_granule_per_sidecar() -> None:
+    policy = with_resources(small_pods="shrink").resources
+    at = fit_requests(TWO, {"cpu": 2 * M, "memory": 128 * MI}, policy, frozenset(), FLOORS)
+    assert not at.skip_code and at.sizes["a"].requests["cpu"] == at.sizes["b"].requests["cpu"] == Q("1m")
+    below = fit_requests(TWO, {"cpu": 2 * M - 1, "memory": 128 * MI}, policy, frozenset(), FLOORS)
+    assert below.skip_code == "pod_too_small" and "too little to give each of 2 sidecars a cpu request" in below.skip_reason
+
+
+def test_skip_names_the_pod_and_the_mesh() -> None:
+    fit = fit_requests(TWO, {"cpu": 100 * M, "memory": 128 * MI}, with_resources(small_pods="skip").resources,
+                       frozenset(), FLOORS)
+    assert fit.skip_code == "pod_too_small"
+    assert fit.skip_reason == "the pod requests cpu 100m, less than the sidecars' requests 150m (resources.smallPods: skip)"
+
+
+def test_leak_is_the_shortfall_unless_the_user_set_the_pod_level_request() -> None:
+    policy = with_resources(small_pods="leak").resources
+    fit = fit_requests(TWO, {"cpu": 100 * M, "memory": 100 * MI}, policy, frozenset(), FLOORS)
+    assert fit.leak == {"cpu": Q("50m"), "memory": Q("28Mi")} and not fit.reduced
+    assert "smallPods: leak" in fit.leak_reasons["cpu"] and "smallPods: leak" in fit.leak_reasons["memory"]
+    assert fit.sizes["a"].requests == TWO["a"].requests
+    refused = fit_requests(TWO, {"cpu": 100 * M, "memory": 128 * MI}, policy, frozenset({"cpu"}), FLOORS)
+    assert refused.skip_code == "pod_level_request" and "meshfit never raises it" in refused.skip_reason
+
+
+@pytest.mark.parametrize("rule", ["requests", "besteffort", "skip"])
+def test_a_resource_the_pod_does_not_request_follows_the_best_effort_rule(rule: str) -> None:
+    fit = fit_requests(TWO, {"cpu": 0, "memory": 512 * MI}, with_resources(best_effort=rule).resources,
+                       frozenset(), FLOORS)
+    if rule == "skip":
+        assert fit.skip_code == "best_effort_resource"
+        assert fit.skip_reason == "the pod requests no cpu and resources.bestEffort is skip"
+        return
+    assert not fit.skip_code
+    assert fit.sizes["a"].requests["memory"] == Q("64Mi"), "memory has room: untouched"
+    if rule == "requests":
+        assert fit.leak == {"cpu": Q("150m")} and "bestEffort: requests" in fit.leak_reasons["cpu"]
+        assert fit.sizes["a"].requests["cpu"] == Q("100m")
+    else:
+        for name in ("a", "b"):
+            assert "cpu" not in fit.sizes[name].requests and "cpu" not in fit.sizes[name].limits
+            assert fit.sizes[name].limits["memory"] == TWO[name].limits["memory"]
+        assert fit.notes == ("the pod requests no cpu: the sidecars get no cpu request or limit "
+                             "(resources.bestEffort: besteffort)",)
+        assert not fit.leak
+
+
+def test_both_resources_unrequested_are_both_handled() -> None:
+    fit = fit_requests(TWO, {"cpu": 0, "memory": 0}, with_resources(best_effort="besteffort").resources,
+                       frozenset(), FLOORS)
+    assert all(not s.requests and not s.limits for s in fit.sizes.values()) and len(fit.notes) == 2
+
+
+def test_a_user_pod_level_request_of_zero_is_never_raised() -> None:
+    fit = fit_requests(TWO, {"cpu": 0, "memory": 512 * MI}, with_resources(best_effort="requests").resources,
+                       frozenset({"cpu"}), FLOORS)
+    assert fit.skip_code == "pod_level_request"
+    assert fit.skip_reason == "the pod sets its own pod-level cpu request of 0, which meshfit never raises"
+    assert fit.sizes == {}
