@@ -328,9 +328,24 @@ class ConfigMapHandlers:
     on_event: Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
 
-def global_configmap_handlers(live: GlobalPolicy, namespace: str, name: str) -> ConfigMapHandlers:
-    """Callbacks (coroutine functions: each update is parsed off the loop) for a watch of ``namespace/name``."""
+#: Called with the ConfigMap and the refusal when an update of it is refused (to write an Event).
+OnRefused = Callable[[Mapping[str, Any], Rejection], Awaitable[Any]]
+
+
+def global_configmap_handlers(live: GlobalPolicy, namespace: str, name: str, *,
+                              on_refused: OnRefused | None = None) -> ConfigMapHandlers:
+    """Callbacks (coroutine functions: each update is parsed off the loop) for a watch of ``namespace/name``.
+
+    ``on_refused`` hears of each refused update with the ConfigMap it came in,
+    so the person who edited it can be told where they will look (an Event).
+    """
     source = f"ConfigMap {namespace}/{name}"
+
+    async def offer(configmap: dict[str, Any]) -> None:
+        before = live.rejections
+        await live.offer_configmap_off_loop(configmap)
+        if on_refused is not None and live.rejections > before and live.last_rejection is not None:
+            await on_refused(configmap, live.last_rejection)
 
     def matches(configmap: Mapping[str, Any]) -> bool:
         meta = configmap.get("metadata") or {}
@@ -339,7 +354,7 @@ def global_configmap_handlers(live: GlobalPolicy, namespace: str, name: str) -> 
     async def on_sync(items: list[dict[str, Any]], resource_version: str = "") -> None:
         for configmap in items:
             if matches(configmap):
-                await live.offer_configmap_off_loop(configmap)
+                await offer(configmap)
                 return
         live.absent(source, "not found")
 
@@ -347,7 +362,7 @@ def global_configmap_handlers(live: GlobalPolicy, namespace: str, name: str) -> 
         if not matches(configmap):
             return
         if kind in ("ADDED", "MODIFIED"):
-            await live.offer_configmap_off_loop(configmap)
+            await offer(configmap)
         elif kind == "DELETED":
             live.absent(source, "deleted")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from certs.inspect import CertLoadError
 from certs.reload import CertReloader
 from policy.model import NAMESPACE_POLICY_CONFIGMAP
 from serving.connections import ConnectionLimits
-from serving.policy_source import PolicyFile, global_configmap_handlers
+from serving.policy_source import PolicyFile, Rejection, global_configmap_handlers
 from serving.process import Process, StartError
 from webhook.answer_cache import AnswerCache
 from webhook.handlers import DEFAULT_MAX_BODY_BYTES, MUTATE_PATH, Webhook
@@ -86,6 +86,7 @@ async def _cluster_sources(
     """An API client and the list/watches cluster mode needs."""
     from kube.client import ApiClient
     from kube.config import ConfigError, load_config
+    from kube.events import EventRecorder
     from kube.watch import ListWatch
 
     try:
@@ -105,7 +106,14 @@ async def _cluster_sources(
     global_key = options.policy_configmap
     if global_key is not None:
         namespace, name = global_key
-        handlers = global_configmap_handlers(live, namespace, name)
+        recorder = EventRecorder(client, "meshfit-webhook")
+
+        async def refused(configmap: Mapping[str, Any], why: Rejection) -> None:
+            await recorder.record(configmap, reason="PolicyRefused",
+                                  message=f"meshfit-webhook refused this policy and keeps serving revision "
+                                          f"{live.revision or 'none'}: {why.message}")
+
+        handlers = global_configmap_handlers(live, namespace, name, on_refused=refused)
         watches.append(
             ListWatch(
                 client,

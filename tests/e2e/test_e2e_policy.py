@@ -92,6 +92,19 @@ def test_an_invalid_policy_keeps_the_last_good_one(
         )
         assert policy_control.extender.metric("meshfit_extender_policy_info", {"revision": "e2e-last-good"}) == 1
 
+        # The person who edited the ConfigMap is told where they look: an Event on it.
+        def event() -> dict | None:
+            status, events = local_cluster.request(
+                "GET", "/api/v1/namespaces/meshfit-system/events?fieldSelector=involvedObject.name=meshfit-policy")
+            found = [e for e in events.get("items") or () if e.get("reason") == "PolicyRefused"
+                     and "resources.mode" in e.get("message", "")]
+            return found[-1] if status == 200 and found else None
+
+        refusal = local_cluster.wait_for(event, 20, interval=0.1, what="a PolicyRefused Event on the ConfigMap")
+        assert refusal["type"] == "Warning" and refusal["involvedObject"]["kind"] == "ConfigMap"
+        assert "keeps serving revision e2e-last-good" in refusal["message"]
+        assert refusal["source"]["component"] == "meshfit-webhook"
+
         stored = create(local_cluster, namespace, POD)
         assert _msg_mesh(stored) == ("250m", "e2e-last-good")
     assert policy_control.webhook.metric("meshfit_webhook_policy_last_update_invalid") == 0
