@@ -80,15 +80,20 @@ echo "render-cabundle: wrote $out/tls-secret.yaml and $out/cabundle-patch.yaml" 
 
 # The extender serves kube-scheduler over TLS and admits only the scheduler's client
 # certificate (docs/scheduling.md#security). Its serving pair is kept under a CA of its
-# own (EXTENDER_CERT_DIR, default certs/dev-extender) and re-issued the same way; the
+# own (EXTENDER_CERT_DIR, default CERT_DIR/extender) and re-issued the same way; the
 # scheduler's client certificate under another (SCHEDULER_CLIENT_DIR, default
-# certs/dev-scheduler-client). Both Secrets go to manifests/extender/generated/secrets.yaml
-# (git-ignored): apply it before `kubectl apply -k manifests/`. The scheduler's three
+# CERT_DIR/scheduler-client). Both Secrets go to manifests/extender/generated/secrets.yaml
+# (EXTENDER_OUT; with OUT set, OUT/extender), git-ignored: apply it before
+# `kubectl apply -k manifests/`. The scheduler's three
 # files (client-ca.crt is the serving CA it verifies the extender with) are the
 # tlsConfig of manifests/extender/scheduler-config.yaml.
-extender_dir="${EXTENDER_CERT_DIR:-$root/certs/dev-extender}"
-client_dir="${SCHEDULER_CLIENT_DIR:-$root/certs/dev-scheduler-client}"
-extender_out="${EXTENDER_OUT:-$root/manifests/extender/generated}"
+extender_dir="${EXTENDER_CERT_DIR:-$cert_dir/extender}"
+client_dir="${SCHEDULER_CLIENT_DIR:-$cert_dir/scheduler-client}"
+if [[ -n "${OUT:-}" ]]; then
+  extender_out="${EXTENDER_OUT:-$OUT/extender}"
+else
+  extender_out="${EXTENDER_OUT:-$root/manifests/extender/generated}"
+fi
 [[ -f "$extender_dir/ca.key" ]] || "$meshfit" certs ca --out "$extender_dir" --common-name "meshfit extender CA"
 if ! "$meshfit" certs check "$extender_dir" --service meshfit-extender --namespace "$namespace" \
       --min-days 30 >/dev/null 2>&1; then

@@ -50,7 +50,8 @@ def render_kustomize(kubectl: Path, tmp: Path) -> list[dict[str, Any]]:
     tree = tmp / "manifests"
     shutil.copytree(REPO / "manifests", tree)
     subprocess.run(["bash", str(REPO / "hack" / "render-cabundle.sh"), str(tmp / "certs")], check=True,
-                   capture_output=True, env={**os.environ, "OUT": str(tree / "webhook" / "bundle" / "generated")})
+                   capture_output=True, env={**os.environ, "OUT": str(tree / "webhook" / "bundle" / "generated"),
+                                             "EXTENDER_OUT": str(tree / "extender" / "generated")})
     out = subprocess.run([str(kubectl), "kustomize", str(tree)], check=True, capture_output=True, text=True).stdout
     return documents(out)
 

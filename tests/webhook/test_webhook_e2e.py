@@ -93,9 +93,11 @@ def webhook(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactor
     # The webhook's identity: the manifests' ServiceAccount and RBAC, nothing more.
     cluster.create_namespace(SYSTEM_NS)
     _apply(cluster, _manifest("serviceaccount.yaml")[0], f"/api/v1/namespaces/{SYSTEM_NS}/serviceaccounts")
-    role, binding = _manifest("rbac.yaml")
-    _apply(cluster, role, "/apis/rbac.authorization.k8s.io/v1/clusterroles")
-    _apply(cluster, binding, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings")
+    rbac = {obj["kind"]: obj for obj in _manifest("rbac.yaml")}
+    _apply(cluster, rbac["ClusterRole"], "/apis/rbac.authorization.k8s.io/v1/clusterroles")
+    _apply(cluster, rbac["ClusterRoleBinding"], "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings")
+    _apply(cluster, rbac["Role"], f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SYSTEM_NS}/roles")
+    _apply(cluster, rbac["RoleBinding"], f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SYSTEM_NS}/rolebindings")
     status, token = cluster.request(
         "POST",
         f"/api/v1/namespaces/{SYSTEM_NS}/serviceaccounts/meshfit-webhook/token",
@@ -278,6 +280,8 @@ def test_manifests_are_accepted_by_the_apiserver(local_cluster: LocalCluster, tm
         "ServiceAccount": f"/api/v1/namespaces/{SYSTEM_NS}/serviceaccounts",
         "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
         "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        "Role": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SYSTEM_NS}/roles",
+        "RoleBinding": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SYSTEM_NS}/rolebindings",
         "Service": f"/api/v1/namespaces/{SYSTEM_NS}/services",
         "Deployment": f"/apis/apps/v1/namespaces/{SYSTEM_NS}/deployments",
         "PodDisruptionBudget": f"/apis/policy/v1/namespaces/{SYSTEM_NS}/poddisruptionbudgets",
@@ -290,7 +294,8 @@ def test_manifests_are_accepted_by_the_apiserver(local_cluster: LocalCluster, tm
                 obj["webhooks"][0]["clientConfig"]["caBundle"] = certs.ca_bundle
             status, body = local_cluster.request("POST", collections[obj["kind"]] + "?dryRun=All", obj)
             assert status in (200, 201) or (status == 409 and obj["kind"] in ("Namespace", "ServiceAccount",
-                                                                              "ClusterRole", "ClusterRoleBinding")), \
+                                                                              "ClusterRole", "ClusterRoleBinding",
+                                                                              "Role", "RoleBinding")), \
                 f"{obj['kind']} {obj['metadata']['name']}: {status} {body.get('message', body)}"
             seen.add(obj["kind"])
     assert seen == set(collections)
