@@ -132,14 +132,13 @@ def open_client(kubeconfig: str | None) -> Any:
 
 def run_async(coro_factory: Callable[[], Any]) -> Any:
     """Run a coroutine, turning transport and API errors into one line."""
-    import asyncio
-
     import aiohttp
 
+    from cli.event_loop import run
     from kube.client import ApiError
 
     try:
-        return asyncio.run(coro_factory())
+        return run(coro_factory())
     except ApiError as exc:
         raise CommandError(f"the apiserver refused: {exc}") from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
