@@ -57,6 +57,12 @@ async def collect(client: Any, args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def run_fleet(args: argparse.Namespace) -> int:
+    from policy.fleet import DIMENSIONS
+
+    unknown = [d for d in (d.strip() for d in args.by.split(",")) if d and d not in DIMENSIONS]
+    if unknown or not args.by.strip():
+        raise CommandError(f"--by: unknown dimension(s) {', '.join(unknown) or '(none given)'}; "
+                           f"known: {', '.join(DIMENSIONS)}", exit_code=2)
     async def go() -> tuple[Any, Any]:
         return await collect(open_client(args.kubeconfig), args)
 

@@ -161,6 +161,11 @@ def test_check_finds_each_fault_with_its_hint_and_fleet_counts_match(kwok_cluste
             "versions": "fail", "accounting": "fail", "exposure": "fail", "missed-injections": "fail",
             "certificates": "pass", "configuration": "pass"}
 
+        table = _meshfit("check", "--kubeconfig", str(cluster.kubeconfig_path), "--policy", str(current_file),
+                         "-n", ns, "--webhook-config", mwc, "--cert-dir", str(certs))
+        assert table.returncode == 1 and table.stdout.count("    hint: ") == 4, table.stdout + table.stderr
+        assert f"[versions] pod {ns}/web-old: rpc-mesh: runs 1.8.0" in table.stdout
+
         # the configuration drifts: someone made the webhook fail closed with a long timeout
         status, live = cluster.request("GET", f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{mwc}")
         live["webhooks"][0]["failurePolicy"] = "Fail"
@@ -200,6 +205,9 @@ def test_check_finds_each_fault_with_its_hint_and_fleet_counts_match(kwok_cluste
             for version, n in cell["running"].items():
                 got[(cell["sidecar"], cell["group"]["zone"], cell["group"]["app"], version)] += n
         assert got == expected
+        shown = _meshfit("fleet", "--kubeconfig", str(cluster.kubeconfig_path), "--policy", str(current_file),
+                         "-n", ns, "--by", "zone,app")
+        assert shown.returncode == 0 and f"{ns}/web-old" in shown.stdout and "1.8.1×3, 1.8.0×1" in shown.stdout, shown.stdout
         assert fleet["pods"] == {"listed": 7, "meshed": 6, "disagreeing": 1, "badStatus": 0}
         web_a = next(c for c in fleet["cells"] if c["sidecar"] == "rpc-mesh" and c["group"] == {"zone": "zone-a", "app": "web"})
         assert web_a["desired"] == {"1.8.1": 4} and web_a["recorded"] == {"1.8.1": 3, "1.8.0": 1}
