@@ -101,9 +101,8 @@ async def _collect(args: argparse.Namespace, results: Results) -> Any:
     def before(facts: Any) -> None:
         state["facts"] = facts
         state["desired"] = DesiredVersions(facts.policy, facts.namespace_policies, datetime.now(timezone.utc))
-        for node in facts.nodes:
-            name = str((node.get("metadata") or {}).get("name"))
-            cpu, memory = node_allocatable(node)
+        for name, alloc in facts.node_allocatable.items():
+            cpu, memory = node_allocatable({"status": {"allocatable": alloc}})
             state["nodes"][name] = NodeExposure(name, cpu, memory, known=True)
 
     def on_pod(pod: dict[str, Any]) -> None:

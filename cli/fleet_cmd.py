@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from cli.errors import CommandError
-from cli.fleet_source import add_source_options, counts_text, node_zones, open_client, read_cluster, run_async, table
+from cli.fleet_source import add_source_options, counts_text, open_client, read_cluster, run_async, table
 
 
 def register(subparsers: Any) -> None:
@@ -46,8 +46,7 @@ async def collect(client: Any, args: argparse.Namespace) -> tuple[Any, Any]:
     def before(facts: Any) -> None:
         desired = DesiredVersions(facts.policy, facts.namespace_policies, datetime.now(timezone.utc))
         try:
-            holder["view"] = FleetView(desired, by, node_zones(facts.nodes, facts.policy.versions.zone_label),
-                                       examples=args.examples)
+            holder["view"] = FleetView(desired, by, facts.node_zones, examples=args.examples)
         except ValueError as exc:
             raise CommandError(f"--by: {exc}") from None
 

@@ -39,7 +39,10 @@ class ClusterFacts:
     policy: Policy
     namespace_policies: dict[str, NamespacePolicy] = field(default_factory=dict)
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
-    nodes: list[dict[str, Any]] = field(default_factory=list)
+    #: Node name -> zone (the policy's ``versions.zoneLabel``), for nodes that have one.
+    node_zones: dict[str, str] = field(default_factory=dict)
+    #: Node name -> its ``status.allocatable`` cpu and memory (strings, as the Node has them).
+    node_allocatable: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     pods_listed: int = 0
     requests: int = 0
@@ -87,9 +90,17 @@ async def read_cluster(client: Any, args: argparse.Namespace, on_pod: Callable[[
         for ns in page:
             meta = ns.get("metadata") or {}
             facts.namespace_labels[str(meta.get("name"))] = dict(meta.get("labels") or {})
+    zone_label = facts.policy.versions.zone_label
     async for page in list_pages(client, "/api/v1/nodes", limit=args.page_size):
         facts.requests += 1
-        facts.nodes.extend(page)
+        for node in page:  # only what is read later: a fleet's Node objects are megabytes the fold would drag along
+            meta = node.get("metadata") or {}
+            name = str(meta.get("name"))
+            zone = (meta.get("labels") or {}).get(zone_label)
+            if zone:
+                facts.node_zones[name] = str(zone)
+            alloc = (node.get("status") or {}).get("allocatable") or {}
+            facts.node_allocatable[name] = {r: str(alloc[r]) for r in ("cpu", "memory") if r in alloc}
     if before_pods is not None:
         before_pods(facts)
     for path in _pod_paths(args.namespace):
@@ -106,17 +117,6 @@ def _pod_paths(namespaces: list[str] | None) -> list[str]:
     if not namespaces:
         return ["/api/v1/pods"]
     return [f"/api/v1/namespaces/{ns}/pods" for ns in dict.fromkeys(namespaces)]
-
-
-def node_zones(nodes: list[dict[str, Any]], zone_label: str) -> dict[str, str]:
-    """Node name -> zone, from the nodes' labels (the policy's ``versions.zoneLabel``)."""
-    out: dict[str, str] = {}
-    for node in nodes:
-        meta = node.get("metadata") or {}
-        zone = (meta.get("labels") or {}).get(zone_label)
-        if zone:
-            out[str(meta.get("name"))] = str(zone)
-    return out
 
 
 def open_client(kubeconfig: str | None) -> Any:

@@ -69,6 +69,7 @@ class SidecarState:
     problems: tuple[str, ...] = ()
 
 
+@lru_cache(maxsize=8192)
 def normalise_image(image: str) -> str:
     """``nginx:1`` and ``docker.io/library/nginx:1`` are one image (the kubelet reports the long form)."""
     for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/", "index.docker.io/"):
@@ -131,6 +132,7 @@ class DesiredVersions:
         self.now = now
         self._memo: dict[tuple[str, ...], VersionChoice | None] = {}
         self._images: dict[str, dict[str, str]] = {}
+        self._image_versions: dict[tuple[str, str], str | None] = {}
         for spec in policy.sidecars:
             versions = policy.versions.sidecars.get(spec.name)
             if versions is None:
@@ -139,32 +141,46 @@ class DesiredVersions:
             table.update({normalise_image(image): v for v, image in versions.images.items()})
             self._images[spec.name] = table
 
-    def choose(self, pod: Pod, namespace: str, sidecar: str) -> VersionChoice | None:
-        """What the policy would give ``sidecar`` in ``pod`` now; ``None`` if it would not inject that sidecar."""
+    def pod_key(self, pod: Pod, namespace: str) -> tuple[str, ...]:
+        """Everything :func:`resolve_version` reads of a pod, as a key."""
         meta = pod.get("metadata") or {}
         labels = meta.get("labels") or {}
         versions = self.policy.versions
         pin = (meta.get("annotations") or {}).get(VERSION_PIN)
-        key = (sidecar, namespace, str(labels.get(versions.app_label) or labels.get("app") or ""),
-               str(labels.get(versions.zone_label) or ""), str(pin or ""), workload_of(pod, namespace))
+        return (namespace, str(labels.get(versions.app_label) or labels.get("app") or ""),
+                str(labels.get(versions.zone_label) or ""), str(pin or ""), workload_of(pod, namespace))
+
+    def choose(self, pod: Pod, namespace: str, sidecar: str, key: tuple[str, ...] | None = None) -> VersionChoice | None:
+        """What the policy would give ``sidecar`` in ``pod`` now; ``None`` if it would not inject that sidecar."""
+        memo_key = (sidecar, *(key or self.pod_key(pod, namespace)))
         try:
-            return self._memo[key]
+            return self._memo[memo_key]
         except KeyError:
             pass
         choice: VersionChoice | None = None
+        versions = self.policy.versions
         spec = self.policy.sidecar(sidecar)
         ns_policy = self.namespace_policies.get(namespace)
         override = ns_policy.sidecars.get(sidecar) if ns_policy is not None else None
         if spec is not None and spec.name in versions.sidecars and (override is None or override.enabled):
             choice = resolve_version(pod, namespace, spec, versions, override.version if override else None, self.now)
-        self._memo[key] = choice
+        if len(self._memo) < 65536:  # bare pods are each their own workload: stop remembering, keep answering
+            self._memo[memo_key] = choice
         return choice
 
     def version_of_image(self, sidecar: str, image: str | None) -> str | None:
         """The version an image is of: the policy's own table first, else its tag."""
         if not image:
             return None
-        return self._images.get(sidecar, {}).get(normalise_image(image)) or image_tag(image)
+        key = (sidecar, image)
+        try:
+            return self._image_versions[key]
+        except KeyError:
+            pass
+        version = self._images.get(sidecar, {}).get(normalise_image(image)) or image_tag(image)
+        if len(self._image_versions) < 65536:
+            self._image_versions[key] = version
+        return version
 
 
 def _containers(pod: Pod) -> dict[str, Mapping[str, Any]]:
@@ -188,8 +204,9 @@ def sidecar_states(pod: Pod, desired: DesiredVersions) -> list[SidecarState] | N
     containers = _containers(pod)
     statuses = _statuses(pod)
     out: list[SidecarState] = []
+    key = desired.pod_key(pod, namespace)
     for name, rec_version, rec_image in recorded:
-        choice = desired.choose(pod, namespace, name)
+        choice = desired.choose(pod, namespace, name, key)
         container = containers.get(name)
         spec_image = container.get("image") if container is not None else None
         status = statuses.get(name)
