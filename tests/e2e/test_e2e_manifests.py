@@ -14,7 +14,9 @@ skipped by kind, each named in a warning, never silently. A
 ``KubeSchedulerConfiguration`` is no API object either, but kube-scheduler
 reads it: its ``extenders`` are run for real, by restarting the session's
 scheduler with them (pointed at the session's extender) and binding a pod
-through them.
+through them. Prometheus' rules file, its unit tests and the Grafana dashboards
+under ``manifests/monitoring/`` are no Kubernetes documents: promtool checks them
+(tests/monitoring/); their PrometheusRule is applied here like any object.
 """
 
 from __future__ import annotations
@@ -40,8 +42,13 @@ KUSTOMIZE_KINDS = {"Kustomization", "Component"}
 SCHEDULER_CONFIG = "KubeSchedulerConfiguration"
 
 
+#: Files for Prometheus and Grafana, not the apiserver (checked by tests/monitoring/).
+NOT_KUBERNETES = ("monitoring/rules.yaml", "monitoring/tests/", "monitoring/dashboards/")
+
+
 def _manifest_files() -> list[Path]:
-    return sorted(p for p in MANIFESTS.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json"))
+    return sorted(p for p in MANIFESTS.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json")
+                  and not str(p.relative_to(MANIFESTS)).startswith(NOT_KUBERNETES))
 
 
 class Discovery:
