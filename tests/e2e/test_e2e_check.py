@@ -141,6 +141,16 @@ def test_check_finds_each_fault_with_its_hint_and_fleet_counts_match(kwok_cluste
         assert STATUS not in (stored_escaped["metadata"].get("annotations") or {})
         for name in ("web-old", "big", "escaped"):
             wait_running(name)
+        # the apiserver counts what the alerts read (manifests/monitoring/rules.yaml), with the labels they match
+        status, metrics = cluster.request("GET", "/metrics")
+        lines = metrics["text"].splitlines()
+        assert any(line.startswith("apiserver_admission_webhook_fail_open_count{") and 'name="inject.meshfit.io"' in line
+                   and 'type="admit"' in line for line in lines)
+        calls = [line for line in lines if line.startswith("apiserver_admission_webhook_request_total{")
+                 and 'name="inject.meshfit.io"' in line]
+        assert any('code="200"' not in line for line in calls), calls
+        assert any(line.startswith("apiserver_admission_webhook_admission_duration_seconds_bucket{")
+                   and 'name="inject.meshfit.io"' in line and 'le="0.5"' in line for line in lines)
 
         code, found = check()
         assert code == 1
