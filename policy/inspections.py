@@ -26,10 +26,10 @@ from policy.annotations import ACCOUNTING, STATUS
 from policy.decision import Namespace, decide
 from policy.fleet import PROBLEMS, SidecarState
 from policy.model import NamespacePolicy, Policy
-from policy.pod_accounting import TERMINAL_PHASES
+from policy.pod_accounting import TERMINAL_PHASES, cached_record
 from policy.pod_entry import PodEntry
 from policy.quantity import Quantity, QuantityError
-from policy.record import AccountingRecord, parse_record
+from policy.record import AccountingRecord
 from policy.resources import RESOURCES, container_limits, container_requests, pod_limits, pod_requests
 
 Pod = Mapping[str, Any]
@@ -103,11 +103,11 @@ def accounting_findings(pod: Pod) -> list[Finding]:
     if text is None:
         return []
     subject = pod_ref(pod)
-    try:
-        record: AccountingRecord = parse_record(text) if isinstance(text, str) else parse_record("")
-    except ValueError as exc:
-        return [Finding("accounting", "bad_record", subject, str(exc),
+    parsed: AccountingRecord | str = cached_record(text) if isinstance(text, str) else "accounting record is not a string"
+    if isinstance(parsed, str):
+        return [Finding("accounting", "bad_record", subject, parsed,
                         "roll the workload so the webhook records it afresh (the extender counts the pod from its spec meanwhile)")]
+    record = parsed
     spec_pod: dict[str, Any] = dict(pod)
     try:
         requests = pod_requests(spec_pod)
