@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all venv lint test unit e2e golden run demo controlplane tools image bench certs manifests mutation clean
+.PHONY: all venv lint test unit e2e golden run demo controlplane tools image prometheus bench certs manifests mutation clean
 
 all: test
 
@@ -24,8 +24,13 @@ lint: venv
 	$(VENV)/bin/mypy
 
 ## make test: the checks, then the whole suite, end-to-end tests on a real control plane included.
-test: venv lint controlplane tools image
+test: venv lint controlplane tools image prometheus
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make prometheus: promtool, which the suite runs on manifests/monitoring/ (Debian's prometheus package).
+## Quick when promtool is there; the package's service is never started (policy-rc.d refuses it).
+prometheus:
+	@command -v promtool >/dev/null 2>&1 || bash hack/install-promtool.sh
 
 ## make unit: everything but the end-to-end tests (no control plane needed).
 unit: venv

@@ -27,6 +27,8 @@ COMMANDS: tuple[str, ...] = (
     "webhook",
     "extender",
     "leak",
+    "fleet",
+    "check",
     "reaccount",
     "demo",
 )

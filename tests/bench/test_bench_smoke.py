@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bench import extender_scale, pod_create, reaccount, scheduling, watch_throughput, webhook_floor
+from bench import extender_scale, fleet, pod_create, reaccount, scheduling, watch_throughput, webhook_floor
 from bench.loadgen import binary
 from controlplane.cluster import LocalCluster
 
@@ -72,6 +72,17 @@ def test_extender_scale(tmp_path: Path) -> None:
     assert len(data["targets"]) == 4
     assert {r["verb"] for r in data["rows"]} == {"filter", "prioritize"}
     assert all(r["p50 ms"] > 0 for r in data["rows"])
+
+
+def test_fleet(tmp_path: Path) -> None:
+    fleet.run(nodes=30, pods=600, rounds=1, out_dir=tmp_path)
+    data = load(tmp_path, "fleet")
+    assert [t["name"] for t in data["targets"]] == [
+        "meshfit fleet time on 600 pods, x the bare paged LIST", "meshfit fleet peak memory on 600 pods"]
+    assert {r["what"] for r in data["rows"]} == {"floor", "fleet"}
+    seen = data["details"]["fleet"]
+    assert seen["pods"] == 600 and 0 < seen["meshed"] < 600 and seen["cells"] > 0
+    assert 0 < data["targets"][0]["measured"] < 20
 
 
 @pytest.mark.e2e

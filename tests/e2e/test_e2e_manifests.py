@@ -17,6 +17,9 @@ scheduler with them and binding a pod through them. An entry with a
 ``tlsConfig`` (the shipped one) calls the extender as the shipped Deployment
 runs it, over TLS with the scheduler's client certificate: only the address
 and the three file paths are swapped for the local ones.
+Prometheus' rules file, its unit tests and the Grafana dashboards under
+``manifests/monitoring/`` are no Kubernetes documents: promtool checks them
+(tests/monitoring/); their PrometheusRule is applied here like any object.
 """
 
 from __future__ import annotations
@@ -54,10 +57,13 @@ NOTHING_TO_APPLY = (
     "webhook/cert-manager/certificate.yaml",
     "monitoring/prometheusrule.yaml", "monitoring/dashboards/*", "monitoring/rules.yaml",
 )
+#: Files for Prometheus and Grafana, not the apiserver (checked by tests/monitoring/).
+NOT_KUBERNETES = ("monitoring/rules.yaml", "monitoring/tests/", "monitoring/dashboards/")
 
 
 def _manifest_files() -> list[Path]:
-    return sorted(p for p in MANIFESTS.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json"))
+    return sorted(p for p in MANIFESTS.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json")
+                  and not str(p.relative_to(MANIFESTS)).startswith(NOT_KUBERNETES))
 
 
 class Discovery:
