@@ -19,4 +19,4 @@ start=$(date +%s)
 # shellcheck disable=SC2086  # MUTATION_ONLY is a list of globs
 "$venv/bin/mutmut" run --max-children "${MUTATION_JOBS:-2}" ${MUTATION_ONLY:-} || true
 end=$(date +%s)
-"$venv/bin/python" "$here/hack/mutation_report.py" --seconds $((end - start))
+"$venv/bin/python" "$here/hack/mutation_report.py" --seconds $((end - start)) ${MUTATION_DIFFS:+--diffs}

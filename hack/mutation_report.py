@@ -37,6 +37,9 @@ def main() -> int:
         by_file[module] += 1
         if state == "survived":
             survived_by_file[module] += 1
+    if not judged:
+        print("\nmutation testing judged no mutant: the clean test run failed (see above)")
+        return 1
     print(f"\nmutation score: {score:.1f}% ({caught} of {judged} caught; "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f") in {args.seconds} s")
     for module in sorted(by_file):
