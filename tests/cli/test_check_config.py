@@ -52,8 +52,8 @@ def test_the_shipped_configuration_matches_itself_and_drift_is_named() -> None:
 def test_scheduler_configuration(tmp_path: Path) -> None:
     shipped = REPO / "manifests" / "extender" / "scheduler-config.yaml"
     assert scheduler_config_findings(shipped, None) == []
-    assert scheduler_config_findings(shipped, "http://meshfit-extender.meshfit-system.svc:8888/") == []
-    assert [f.code for f in scheduler_config_findings(shipped, "http://elsewhere:8888")] == ["scheduler_without_extender"]
+    assert scheduler_config_findings(shipped, "https://meshfit-extender.meshfit-system.svc:8443/") == []
+    assert [f.code for f in scheduler_config_findings(shipped, "https://elsewhere:8443")] == ["scheduler_without_extender"]
     config = yaml.safe_load(shipped.read_text())
     del config["extenders"][0]["bindVerb"]
     unbound = tmp_path / "unbound.yaml"
