@@ -11,6 +11,7 @@ filled from the index once, offline after that.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -33,6 +34,9 @@ def run(argv: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
+    # setuptools reuses build/lib in the source tree: a file since deleted or ignored would live on there
+    # and be packaged (hack/image/build.py builds from a copy for the same reason).
+    shutil.rmtree(REPO / "build" / "lib", ignore_errors=True)
     done = run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(REPO)], out)
     assert done.returncode == 0, done.stderr
     (path,) = out.glob("meshfit-*.whl")
