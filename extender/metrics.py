@@ -102,6 +102,9 @@ class ExtenderMetrics:
         r.callback(PREFIX + "bad_records_total",
                    "Pod events whose meshfit.io/accounting record did not parse (accounted from spec).",
                    lambda: [((), self.cache.stats.bad_records)], kind="counter")
+        r.callback(PREFIX + "unreadable_pods_total",
+                   "Pod events left out of every node's sums: quantities no cluster can hold (logged once per pod).",
+                   lambda: [((), self.cache.stats.skipped)], kind="counter")
         r.callback(PREFIX + "exposure", "Node-level exposure over all nodes, in cores or bytes.",
                    self._exposure, ("resource",))
         r.callback(PREFIX + "leak", "Requests sidecars add beyond what the apps asked for, in cores or bytes.",
