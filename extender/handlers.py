@@ -4,7 +4,7 @@ Each verb handler reads the body, decodes it (:mod:`extender.protocol`),
 calls :class:`~extender.service.ExtenderService` and writes the encoded
 answer. A malformed body (or one cut off on the wire) is a 400 with a
 message the scheduler logs, and here only at DEBUG with a WARNING summary at
-most once a minute (:class:`serving.complaints.Complaints`): whoever can
+most once a minute (:class:`serving.log_summary.LogSummary`): whoever can
 reach the port must not be able to flood the log. Any other failure is a
 500 with the error, logged with its traceback: the process never dies of a
 request. Access logging is off: at hundreds of cycles a second it would cost
@@ -41,7 +41,7 @@ from extender.protocol import (
     encode_priorities,
 )
 from extender.service import ExtenderService
-from serving.complaints import Complaints
+from serving.log_summary import LogSummary
 from serving.exposition import CONTENT_TYPE
 from serving.process import Process, http_app
 
@@ -56,12 +56,12 @@ JSON = "application/json"
 MAX_BODY = 8 * 1024 * 1024
 
 SERVICE_KEY = web.AppKey("service", ExtenderService)
-MALFORMED_KEY = web.AppKey("malformed", Complaints)
+MALFORMED_KEY = web.AppKey("malformed", LogSummary)
 #: The process serving the app, when there is one (readiness fails while it drains).
 PROCESS_KEY = web.AppKey("process", Process)
 #: Client-certificate names admitted (``--tls-client-name``); empty: any certificate the CA signed.
 CLIENT_NAMES_KEY = web.AppKey("client_names", frozenset)
-REFUSED_CLIENTS_KEY = web.AppKey("refused_clients", Complaints)
+REFUSED_CLIENTS_KEY = web.AppKey("refused_clients", LogSummary)
 
 
 def client_names(peercert: object) -> set[str]:
@@ -88,7 +88,7 @@ async def _client_name_check(request: web.Request, handler: Callable[[web.Reques
     names = client_names(transport.get_extra_info("peercert") if transport is not None else None)
     if names & allowed:
         return await handler(request)
-    request.app[REFUSED_CLIENTS_KEY].note(f"{request.method} {request.path} from a certificate naming "
+    request.app[REFUSED_CLIENTS_KEY].note("%s", f"{request.method} {request.path} from a certificate naming "
                                           f"{sorted(names) or 'nothing'}")
     return _json(encode_error(f"client certificate names {sorted(names)}, not one of {sorted(allowed)}"), 403)
 
@@ -120,7 +120,7 @@ async def _timed(request: web.Request, verb: str, answer: Answer) -> web.Respons
         # The caller's fault (or its connection's): no traceback, no WARNING per request.
         reason = str(exc) if isinstance(exc, ProtocolError) else f"request body not received: {type(exc).__name__}"
         metrics.malformed.inc(verb)
-        request.app[MALFORMED_KEY].note(f"{verb}: {reason}")
+        request.app[MALFORMED_KEY].note("%s: %s", verb, reason)
         response = _json(encode_error(f"{verb}: {reason}"), 400)
     except web.HTTPException:
         raise  # aiohttp's own answers (413 for an oversize body)
@@ -221,7 +221,7 @@ def _refused(request: web.Request, status: int) -> None:
 def _base_app(service: ExtenderService, process: Process | None, max_body: int) -> web.Application:
     app = http_app(max_body, on_refused=_refused, in_flight=service.metrics)
     app[SERVICE_KEY] = service
-    app[MALFORMED_KEY] = Complaints(log, "malformed requests")
+    app[MALFORMED_KEY] = LogSummary(log, "malformed requests")
     if process is not None:
         app[PROCESS_KEY] = process
     return app
@@ -249,7 +249,7 @@ def build_app(
     app = _base_app(service, process, max_body_bytes)
     if client_names:
         app[CLIENT_NAMES_KEY] = client_names
-        app[REFUSED_CLIENTS_KEY] = Complaints(log, "calls refused for their client certificate")
+        app[REFUSED_CLIENTS_KEY] = LogSummary(log, "calls refused for their client certificate")
         app.middlewares.append(_client_name_check)
     app.router.add_post("/filter", filter_handler)
     app.router.add_post("/prioritize", prioritize_handler)

@@ -28,7 +28,7 @@ from extender.policy_source import LivePolicy
 from extender.protocol import BindingArgs, ExtenderArgs, ProtocolError
 from extender.scoring import percent_text
 from policy.pod_entry import PodEntry, reduce_pod
-from serving.complaints import Complaints
+from serving.log_summary import LogSummary
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ExtenderService:
         self.leader: Callable[[], str] = lambda: ""
         self.metrics = ExtenderMetrics(cache, policy, self.inflight, self.guard)
         #: Refused binds: the scheduler logs each one; here they are summarised.
-        self.refusals = Complaints(log, "binds refused")
+        self.refusals = LogSummary(log, "binds refused")
         self.metrics.leading = lambda: self.leading()
 
     # -- helpers -------------------------------------------------------------
@@ -155,7 +155,7 @@ class ExtenderService:
         refusal = await self.guard.check_bind(args, self._node_known)
         if refusal is not None:
             self.metrics.binds.inc("refused")
-            self.refusals.note(refusal)
+            self.refusals.note("%s", refusal)
             return refusal
         uid = args.pod_uid
         now = self.clock()
