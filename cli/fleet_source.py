@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cli.errors import CommandError
+from cli.options import policy_from_args
 from policy.fields import PolicyError
 from policy.model import NAMESPACE_POLICY_CONFIGMAP, NamespacePolicy, Policy
 
@@ -48,33 +49,13 @@ class ClusterFacts:
     requests: int = 0
 
 
-async def _policy(client: Any, args: argparse.Namespace) -> Policy:
-    from cli.options import load_policy
-    from kube.client import ApiError
-    from policy.load import policy_from_configmap
-
-    if args.policy:
-        return load_policy(args)
-    ns, _, name = args.policy_configmap.partition("/")
-    if not ns or not name:
-        raise CommandError(f"--policy-configmap: expected NAMESPACE/NAME, got {args.policy_configmap!r}")
-    try:
-        configmap = await client.get_json(f"/api/v1/namespaces/{ns}/configmaps/{name}")
-    except ApiError as exc:
-        raise CommandError(f"reading the policy ConfigMap {ns}/{name}: {exc} (or pass --policy FILE)") from None
-    try:
-        return policy_from_configmap(configmap)
-    except PolicyError as exc:
-        raise CommandError(exc.one_line()) from None
-
-
 async def read_cluster(client: Any, args: argparse.Namespace, on_pod: Callable[[dict[str, Any]], None],
                        *, before_pods: Callable[[ClusterFacts], None] | None = None) -> ClusterFacts:
     """The facts, then every selected pod through ``on_pod``, a page at a time."""
     from kube.pages import list_pages
     from policy.load import namespace_policy_from_configmap
 
-    facts = ClusterFacts(await _policy(client, args))
+    facts = ClusterFacts(await policy_from_args(client.get_json, args))
     facts.requests += 0 if args.policy else 1
     async for page in list_pages(client, "/api/v1/configmaps",
                                  {"fieldSelector": f"metadata.name={NAMESPACE_POLICY_CONFIGMAP}"}, limit=args.page_size):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import meshfit_data
 from cli.errors import CommandError
@@ -64,3 +66,26 @@ def namespace_for(args: argparse.Namespace, object_namespace: str | None) -> Nam
     if args.namespace_labels and args.namespace is None:
         raise CommandError("--namespace-labels needs --namespace")
     return Namespace(name, None)
+
+
+async def policy_from_args(get: Callable[[str], Awaitable[dict[str, Any]]], args: argparse.Namespace) -> Policy:
+    """The policy a cluster command works with: ``--policy FILE``, else the ConfigMap ``--policy-configmap NS/NAME``.
+
+    ``get`` reads one API path (the caller's client, rate-limited or not).
+    """
+    from kube.client import ApiError
+    from policy.load import policy_from_configmap
+
+    if args.policy:
+        return load_policy(args)
+    ns, _, name = args.policy_configmap.partition("/")
+    if not ns or not name:
+        raise CommandError(f"--policy-configmap: expected NAMESPACE/NAME, got {args.policy_configmap!r}")
+    try:
+        configmap = await get(f"/api/v1/namespaces/{ns}/configmaps/{name}")
+    except ApiError as exc:
+        raise CommandError(f"reading the policy ConfigMap {ns}/{name}: {exc} (or pass --policy FILE)") from None
+    try:
+        return policy_from_configmap(configmap)
+    except PolicyError as exc:
+        raise CommandError(exc.one_line()) from None

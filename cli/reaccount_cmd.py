@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cli.errors import CommandError
+from cli.options import policy_from_args
 from cli.progress import Progress
 from policy.annotations import ACCOUNTING, STATUS
 from policy.decision import Namespace
@@ -188,26 +189,6 @@ def _res(resources: dict[str, Any]) -> str:
             + " limits " + (",".join(f"{k}={v}" for k, v in sorted(lim.items())) or "-"))
 
 
-async def _load_policy(run: Any, args: argparse.Namespace) -> Policy:
-    from cli.options import load_policy
-    from kube.client import ApiError
-    from policy.load import policy_from_configmap
-
-    if args.policy:
-        return load_policy(args)
-    ns, _, name = args.policy_configmap.partition("/")
-    if not ns or not name:
-        raise CommandError(f"--policy-configmap: expected NAMESPACE/NAME, got {args.policy_configmap!r}")
-    try:
-        configmap = await run(f"/api/v1/namespaces/{ns}/configmaps/{name}")
-    except ApiError as exc:
-        raise CommandError(f"reading the policy ConfigMap {ns}/{name}: {exc} (or pass --policy FILE)") from None
-    try:
-        return policy_from_configmap(configmap)
-    except PolicyError as exc:
-        raise CommandError(exc.one_line()) from None
-
-
 async def _namespace_policies(run: _Run, out: list[str]) -> dict[str, NamespacePolicy]:
     from kube.pages import list_pages
     from policy.load import namespace_policy_from_configmap
@@ -314,7 +295,7 @@ async def _main(config: Any, args: argparse.Namespace, out: TextIO) -> Summary:
     async with ApiClient(config, max_connections=max(4, args.concurrency)) as client:
         bucket = TokenBucket(args.qps, args.burst)
         run = _Run(client, bucket, Policy(revision="", sidecars=()), {}, False, args, out, summary, checkpoint)
-        run.policy = await _load_policy(lambda p: run.call("GET", p), args)
+        run.policy = await policy_from_args(lambda p: run.call("GET", p), args)
         notes: list[str] = []
         run.namespace_policies = await _namespace_policies(run, notes)
         run.pod_level_resize = (args.pod_level_resize == "true" or
