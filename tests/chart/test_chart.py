@@ -346,3 +346,17 @@ def test_scheduler_snippet_is_the_shipped_scheduler_config(helm: Path) -> None:
     configmap = by_key(render_chart(helm, "--set", "scheduler.snippetConfigMap=true"))["ConfigMap", NAMESPACE,
                                                                                       "meshfit-scheduler-extender"]
     assert yaml.safe_load(configmap["data"]["extenders.yaml"])["extenders"] == shipped
+
+
+def test_the_prometheus_rule_carries_the_shipped_alerts(helm: Path) -> None:
+    """Off by default; on, the groups of manifests/monitoring/rules.yaml (files/rules.yaml must not drift)."""
+    shipped = yaml.safe_load((REPO / "manifests" / "monitoring" / "rules.yaml").read_text())
+    copy = yaml.safe_load((REPO / "charts" / "meshfit" / "files" / "rules.yaml").read_text())
+    assert copy == shipped, "charts/meshfit/files/rules.yaml differs from manifests/monitoring/rules.yaml: copy it"
+    assert not [d for d in render_chart(helm) if d["kind"] == "PrometheusRule"]
+    docs = render_chart(helm, "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.labels.release=prom")
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    assert rule["spec"]["groups"] == shipped["groups"]
+    assert rule["metadata"]["namespace"] == NAMESPACE and rule["metadata"]["labels"]["release"] == "prom"
+    failed = helm_template(helm, "--set", "prometheusRule.enabled=yes", check=False)
+    assert failed.returncode != 0 and "prometheusRule" in failed.stderr
