@@ -73,15 +73,25 @@ class LivePolicy(GlobalPolicy):
 
     def put_namespace_configmap(self, configmap: Mapping[str, Any]) -> bool:
         """A namespace's ``meshfit-policy`` ConfigMap, added or changed; True when its policy changed."""
+        namespace = self._take_namespace_configmap(configmap)
+        if namespace is None:
+            return False
+        return self._read_namespace(namespace, configmap)
+
+    def _take_namespace_configmap(self, configmap: Mapping[str, Any]) -> str | None:
+        """Keep ``configmap`` as its namespace's; the namespace when its policy must be read again, else None.
+
+        The same data as before (and not refused last time) needs no parse: a relist
+        or a resync delivers every ConfigMap again.
+        """
         namespace = _namespace_of(configmap)
         if not namespace:
-            return False
+            return None
         previous = self._namespace_configmaps.get(namespace)
-        if previous is not None and _data(previous) == _data(configmap) and namespace not in self.namespace_rejections:
-            self._namespace_configmaps[namespace] = configmap
-            return False
         self._namespace_configmaps[namespace] = configmap
-        return self._read_namespace(namespace, configmap)
+        if previous is not None and _data(previous) == _data(configmap) and namespace not in self.namespace_rejections:
+            return None
+        return namespace
 
     def delete_namespace_configmap(self, namespace: str) -> None:
         """A deleted namespace policy is a deliberate act: the namespace falls back to the global policy."""
@@ -96,14 +106,9 @@ class LivePolicy(GlobalPolicy):
         Any namespace owner may write a ``meshfit-policy`` ConfigMap: a huge one
         must not stall the reviews of every other namespace.
         """
-        namespace = _namespace_of(configmap)
-        if not namespace:
+        namespace = self._take_namespace_configmap(configmap)
+        if namespace is None:
             return False
-        previous = self._namespace_configmaps.get(namespace)
-        if previous is not None and _data(previous) == _data(configmap) and namespace not in self.namespace_rejections:
-            self._namespace_configmaps[namespace] = configmap
-            return False
-        self._namespace_configmaps[namespace] = configmap
         global_policy = self.policy
         if global_policy is None:
             return False  # read when the global policy arrives
