@@ -18,3 +18,9 @@ VERSION_PIN = PREFIX + "version"
 SIZE_PREFIX = PREFIX + "size-"
 #: Namespace label/value that opts a namespace in (policy may rename it).
 DEFAULT_INJECT_KEY = PREFIX + "inject"
+#: What a higher layer asks a running pod's sidecars to become (:mod:`policy.targets`).
+TARGET = PREFIX + "target"
+#: The fleet controller's last operation on the pod (:mod:`policy.targets`).
+OPERATION = PREFIX + "operation"
+#: Downward-API annotation prefix: ``meshfit.io/slot-<container>`` holds the version that slot runs.
+SLOT_VERSION_PREFIX = PREFIX + "slot-"

@@ -25,7 +25,7 @@ from fractions import Fraction
 from typing import Any
 
 from policy.annotations import VERSION_PIN
-from policy.model import RULE_PRECEDENCE, SidecarSpec, VersionPolicy, VersionRule
+from policy.model import RULE_PRECEDENCE, SidecarSpec, SidecarVersions, VersionPolicy, VersionRule
 
 _CRONJOB_SUFFIX = re.compile(r"^(?P<base>.+)-(?P<ts>[0-9]{8,})$")
 
@@ -166,7 +166,7 @@ def resolve_version(
             verdicts.append(verdict)
 
     version, source, rule_name = winner or (sidecar.baseline, "baseline", None)
-    image = sidecar.images.get(version) or f"{spec.image}:{version}"
+    image = image_of(spec, sidecar, version)
     return VersionChoice(spec.name, version, image, source, rule_name, tuple(verdicts), tuple(warnings),
                          winner_expires)
 
@@ -195,3 +195,12 @@ def _judge(rule: VersionRule, sidecar: str, allowed: Any, namespace: str, app: s
         return verdict("matched", f"workload {workload} is at {float(bucket):.2f}, inside the first {rule.percent}% → {rule.version}")
     why = rule.reason or "matched"
     return verdict("matched", f"{why} → {rule.version}")
+
+
+def image_of(spec: SidecarSpec, versions: SidecarVersions, version: str) -> str:
+    """The image of ``version`` of a sidecar: the policy's ``images`` entry, else ``image:version``.
+
+    The webhook injects it and the fleet controller upgrades to it, so both read it here.
+    """
+    return versions.images.get(version) or f"{spec.image}:{version}"
+
