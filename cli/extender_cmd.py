@@ -70,22 +70,10 @@ def register(subparsers: Any) -> None:
                        help="a spec.schedulerName whose pods this extender schedules; repeatable "
                             "(default: default-scheduler and meshfit-scheduler). Filters for other pods do "
                             "not count and their binds are refused")
-    election = serve.add_argument_group("leader election (several replicas, one answers)")
-    election.add_argument("--leader-elect", action="store_true",
-                          help="answer filter/prioritize/bind and be Ready only while holding the Lease; "
-                               "a standby keeps its cache warm")
-    election.add_argument("--leader-elect-resource-namespace", default="meshfit-system", metavar="NS")
-    election.add_argument("--leader-elect-resource-name", default="meshfit-extender", metavar="NAME")
-    election.add_argument("--leader-elect-identity", default="", metavar="ID",
-                          help="this candidate's holderIdentity (default: $POD_NAME or the host name, "
-                               "plus a random suffix)")
-    election.add_argument("--leader-elect-lease-duration", type=seconds, default=15.0, metavar="SECONDS",
-                          help="how long a standby waits after the leader's last renewal before taking over "
-                               "(default 15)")
-    election.add_argument("--leader-elect-renew-deadline", type=seconds, default=10.0, metavar="SECONDS",
-                          help="how long the leader keeps leading without a successful renewal (default 10)")
-    election.add_argument("--leader-elect-retry-period", type=seconds, default=2.0, metavar="SECONDS",
-                          help="how often candidates try to acquire and the leader renews (default 2)")
+    server_options.add_leader_election_options(
+        serve, lease="meshfit-extender",
+        what="answer filter/prioritize/bind and be Ready only while holding the Lease; a standby keeps its "
+             "cache warm")
     server_options.add_log_level_option(serve)
     serve.set_defaults(func=run_serve)
 
@@ -140,13 +128,7 @@ def run_serve(args: argparse.Namespace) -> int:
         bind_wait=args.bind_wait,
         probe_port=args.probe_port,
         schedulers=tuple(args.scheduler_names) if args.scheduler_names else DEFAULT_SCHEDULERS,
-        leader_elect_lease=(
-            (args.leader_elect_resource_namespace, args.leader_elect_resource_name) if args.leader_elect else None
-        ),
-        leader_elect_identity=args.leader_elect_identity or _identity(),
-        leader_elect_lease_duration=args.leader_elect_lease_duration,
-        leader_elect_renew_deadline=args.leader_elect_renew_deadline,
-        leader_elect_retry_period=args.leader_elect_retry_period,
+        **server_options.leader_election(args),
         max_body_bytes=args.max_body_bytes,
         limits=server_options.connection_limits(args),
     )
@@ -155,15 +137,6 @@ def run_serve(args: argparse.Namespace) -> int:
         return asyncio.run(serve(prepared))
     except StartError as exc:
         raise CommandError(str(exc).replace("\n", " ")) from None
-
-
-def _identity() -> str:
-    """client-go's usual holder identity: the pod (or host) name and a random suffix, unique per process."""
-    import os
-    import socket
-    import uuid
-
-    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 def run_simulate(args: argparse.Namespace) -> int:

@@ -26,6 +26,8 @@ COMMANDS: tuple[str, ...] = (
     "certs",
     "webhook",
     "extender",
+    "controller",
+    "targets",
     "leak",
     "fleet",
     "check",

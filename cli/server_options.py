@@ -119,6 +119,46 @@ def add_kubeconfig_option(parser: Any, *, implies: str = "") -> None:
                              + (f"; {implies}" if implies else ""))
 
 
+def add_leader_election_options(parser: argparse.ArgumentParser, *, lease: str, what: str) -> None:
+    """``--leader-elect`` and the Lease's name and client-go's three durations; ``what`` says what leading means."""
+    election = parser.add_argument_group("leader election (several replicas, one acts)")
+    election.add_argument("--leader-elect", action="store_true", help=what)
+    election.add_argument("--leader-elect-resource-namespace", default="meshfit-system", metavar="NS")
+    election.add_argument("--leader-elect-resource-name", default=lease, metavar="NAME")
+    election.add_argument("--leader-elect-identity", default="", metavar="ID",
+                          help="this candidate's holderIdentity (default: $POD_NAME or the host name, "
+                               "plus a random suffix)")
+    election.add_argument("--leader-elect-lease-duration", type=seconds, default=15.0, metavar="SECONDS",
+                          help="how long a standby waits after the leader's last renewal before taking over "
+                               "(default 15)")
+    election.add_argument("--leader-elect-renew-deadline", type=seconds, default=10.0, metavar="SECONDS",
+                          help="how long the leader keeps leading without a successful renewal (default 10)")
+    election.add_argument("--leader-elect-retry-period", type=seconds, default=2.0, metavar="SECONDS",
+                          help="how often candidates try to acquire and the leader renews (default 2)")
+
+
+def leader_election(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``leader_elect_*`` fields of a server's ServeOptions, from :func:`add_leader_election_options`."""
+    return {
+        "leader_elect_lease": (
+            (args.leader_elect_resource_namespace, args.leader_elect_resource_name) if args.leader_elect else None
+        ),
+        "leader_elect_identity": args.leader_elect_identity or _identity(),
+        "leader_elect_lease_duration": args.leader_elect_lease_duration,
+        "leader_elect_renew_deadline": args.leader_elect_renew_deadline,
+        "leader_elect_retry_period": args.leader_elect_retry_period,
+    }
+
+
+def _identity() -> str:
+    """client-go's usual holder identity: the pod (or host) name and a random suffix, unique per process."""
+    import os
+    import socket
+    import uuid
+
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+
+
 def add_log_level_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
 

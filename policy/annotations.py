@@ -24,3 +24,5 @@ TARGET = PREFIX + "target"
 OPERATION = PREFIX + "operation"
 #: Downward-API annotation prefix: ``meshfit.io/slot-<container>`` holds the version that slot runs.
 SLOT_VERSION_PREFIX = PREFIX + "slot-"
+#: On a workload's pod template: the version pin a recreate asked for (a second recreate for it is not made).
+RECREATED_FOR = PREFIX + "recreated-for"

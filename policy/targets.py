@@ -179,8 +179,13 @@ class Operation:
     container: str = ""
     restarts_before: int = 0
     image_id_before: str = ""
-    #: The image the container is being moved to (what the kubelet must report).
+    #: The image the container is being moved to (what the kubelet must report), and the one it had.
     image: str = ""
+    image_before: str = ""
+    #: The container's resources before a resize (what a failed resize returns to).
+    resources_before: dict[str, Any] = field(default_factory=dict)
+    #: ... and the resources it is being resized to.
+    resources: dict[str, Any] = field(default_factory=dict)
     #: The action that would work where this one is ``Blocked``.
     suggest: str | None = None
     rolled_back: bool = False
@@ -210,11 +215,15 @@ class Operation:
         if self.finished is not None:
             out["finished"] = self.finished
         for key, value in (("step", self.step), ("container", self.container), ("image", self.image),
-                           ("imageIDBefore", self.image_id_before)):
+                           ("imageBefore", self.image_before), ("imageIDBefore", self.image_id_before)):
             if value:
                 out[key] = value
         if self.container:
             out["restartsBefore"] = self.restarts_before
+        if self.resources_before:
+            out["resourcesBefore"] = self.resources_before
+        if self.resources:
+            out["resources"] = self.resources
         if self.suggest:
             out["suggest"] = self.suggest
         if self.rolled_back:
@@ -249,11 +258,47 @@ def parse_operation(text: object) -> Operation:
     settled = data.get("settled", {})
     if not isinstance(settled, dict) or not all(isinstance(k, str) and v in FINAL_FAILURES for k, v in settled.items()):
         raise TargetError("operation.settled: an object of sidecar name to Failed or Blocked")
+    resources_before, resources = data.get("resourcesBefore", {}), data.get("resources", {})
+    if not isinstance(resources_before, dict) or not isinstance(resources, dict):
+        raise TargetError("operation.resourcesBefore and .resources: objects")
     return Operation(
         generation=generation, sidecar=string("sidecar", True), action=action, phase=phase,
         reason=string("reason"), from_=string("from") or None, to=string("to") or None,
         started=string("started"), finished=string("finished") or None, step=string("step"),
         container=string("container"), restarts_before=restarts, image_id_before=string("imageIDBefore"),
-        image=string("image"), suggest=string("suggest") or None, rolled_back=data.get("rolledBack") is True,
+        image=string("image"), image_before=string("imageBefore"), resources_before=dict(resources_before),
+        resources=dict(resources),
+        suggest=string("suggest") or None, rolled_back=data.get("rolledBack") is True,
         settled=dict(settled),
     )
+
+
+def next_target(current: Target | None, sidecar: str, change: SidecarTarget) -> Target:
+    """``current`` with ``sidecar``'s entry replaced by ``change``, one generation on (a request made afresh)."""
+    sidecars = dict(current.sidecars) if current is not None else {}
+    sidecars[sidecar] = change
+    return Target((current.generation if current is not None else 0) + 1, sidecars)
+
+
+def progress_of(operation_text: object, status_matches: bool, sidecar: str, generation: int) -> tuple[str, str]:
+    """Where a pod stands on ``generation`` of its target for ``sidecar``: ``done``, ``failed``, ``blocked`` or ``pending``.
+
+    ``status_matches``: the status record already says what the target asks.
+    """
+    op: Operation | None = None
+    if operation_text is not None:
+        try:
+            op = parse_operation(operation_text)
+        except TargetError:
+            op = None
+    if op is not None and op.generation == generation:
+        settled = op.settled_for(generation)
+        verdict = settled.get(sidecar) or settled.get("*")
+        if verdict is not None:
+            reason = op.reason if op.sidecar in (sidecar, "*") else f"{verdict} earlier for this generation"
+            return verdict.lower(), reason
+        if op.sidecar == sidecar and op.in_progress:
+            return "pending", f"{op.action} {op.step or ''}".strip() + " in progress"
+    if status_matches and not (op is not None and op.in_progress and op.sidecar == sidecar):
+        return "done", op.reason if op is not None and op.sidecar == sidecar and op.generation == generation else ""
+    return "pending", "waiting for the controller"

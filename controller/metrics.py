@@ -1,0 +1,64 @@
+"""The controller's ``/metrics``: operations by action and result, their durations, the queue, leadership.
+
+Counters are bumped by the executor as operations end; everything else (queue
+depth, pods with a target, watch counters, leadership) is read at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from serving.exposition import Registry, Sample
+
+PREFIX = "meshfit_controller_"
+#: Operation durations (seconds): an image change takes seconds, a recreate minutes.
+DURATION_BUCKETS: tuple[float, ...] = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+class ControllerMetrics:
+    """Counters the executor bumps, and gauges over the live parts."""
+
+    def __init__(self) -> None:
+        r = self.registry = Registry()
+        self.operations = r.counter(
+            PREFIX + "operations_total",
+            "Operations ended, by action (in-place, hot, activate, deactivate, restart, resize, recreate) and result "
+            "(succeeded, failed, rolled_back, blocked).",
+            ("action", "result"),
+        )
+        self.started = r.counter(PREFIX + "operations_started_total", "Operations started, by action.", ("action",))
+        self.duration = r.histogram(
+            PREFIX + "operation_duration_seconds", "From an operation's start to its end, by action.",
+            DURATION_BUCKETS, ("action",),
+        )
+        self.conflicts = r.counter(
+            PREFIX + "write_conflicts_total",
+            "Writes refused because another writer changed the pod first (the pod is read again, never overwritten).",
+        )
+        self.errors = r.counter(PREFIX + "reconcile_errors_total", "Reconciles that failed on an API error, by status.",
+                                ("code",))
+        #: Read at scrape time; set by the process.
+        self.queue_depth: Callable[[], int] = lambda: 0
+        self.in_flight: Callable[[], int] = lambda: 0
+        self.targeted: Callable[[], int] = lambda: 0
+        self.leading: Callable[[], bool] = lambda: True
+        self.watches: dict[str, Any] = {}
+        r.callback(PREFIX + "queue_depth", "Pods waiting for a reconcile.", lambda: [((), self.queue_depth())])
+        r.callback(PREFIX + "operations_in_flight", "Reconciles being worked on now.", lambda: [((), self.in_flight())])
+        r.callback(PREFIX + "targeted_pods", "Pods that carry a meshfit.io/target.", lambda: [((), self.targeted())])
+        r.callback(PREFIX + "leader", "1 while this replica leads and acts, else 0.",
+                   lambda: [((), 1 if self.leading() else 0)])
+        r.callback(PREFIX + "watch_events_total", "Watch events handled, by resource.", self._watch_events,
+                   ("resource",), kind="counter")
+        r.callback(PREFIX + "watch_relists_total", "LISTs after the first, by resource.", self._watch_relists,
+                   ("resource",), kind="counter")
+
+    def _watch_events(self) -> Iterable[Sample]:
+        return [((name,), w.stats.events) for name, w in self.watches.items()]
+
+    def _watch_relists(self) -> Iterable[Sample]:
+        return [((name,), w.stats.relists) for name, w in self.watches.items()]
+
+    def render(self) -> bytes:
+        return self.registry.render()

@@ -1,0 +1,225 @@
+"""The controller process: watches, policy, leader election, workers and probes, run by :mod:`serving.process`.
+
+Every replica watches pods (keeping only those with a target), nodes (their
+kubelet versions) and the policy ConfigMap, so a standby is warm when it takes
+over. Only the leader's workers act; a replica that loses its lease exits (code
+1) at once, as client-go's controllers do, so that it never acts on state from
+a leadership it no longer has: the kubelet restarts it and it campaigns again.
+Whatever it was doing, the next leader resumes from the pods themselves
+(:mod:`controller.plan` is level-based), so a failover mid-batch repeats
+nothing and leaves nothing half-changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from controller.executor import Executor, keep_targeted
+from controller.metrics import ControllerMetrics
+from kube.client import ApiClient
+from kube.config import ClusterConfig, ConfigError, load_config
+from kube.watch import ListWatch
+from policy.model import Policy
+from serving.exposition import CONTENT_TYPE
+from serving.policy_source import ConfigMapHandlers, GlobalPolicy, PolicyFile, global_configmap_handlers
+from serving.process import Process, StartError, http_app
+
+log = logging.getLogger(__name__)
+
+#: Until (or unless) a policy is loaded: no sidecars, so every target is Blocked with the reason.
+BUILTIN_POLICY = Policy(revision="builtin-defaults", sidecars=())
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What ``meshfit controller serve``'s command line sets."""
+
+    kubeconfig: str | None = None
+    policy_file: str | None = None
+    policy_configmap: tuple[str, str] | None = None
+    host: str = "0.0.0.0"
+    #: /healthz, /readyz and /metrics (plain HTTP: the kubelet and Prometheus hold no client certificate).
+    probe_port: int = 8080
+    #: Reconciles at once (the cap on concurrent operations).
+    workers: int = 4
+    #: Writes per second (and burst) across all pods.
+    qps: float = 20.0
+    burst: int = 40
+    page_size: int = 500
+    policy_interval: float = 2.0
+    #: Leader election on the Lease (namespace, name); ``None``: always lead (one replica).
+    leader_elect_lease: tuple[str, str] | None = None
+    leader_elect_identity: str = ""
+    leader_elect_lease_duration: float = 15.0
+    leader_elect_renew_deadline: float = 10.0
+    leader_elect_retry_period: float = 2.0
+
+
+class LivePolicy(GlobalPolicy):
+    """The policy in force (the last good one), and whether its source has answered yet."""
+
+    policy: Policy
+
+    def __init__(self) -> None:
+        super().__init__(BUILTIN_POLICY, "built-in defaults")
+        self.settled = True
+
+    def absent(self, source: str, reason: str) -> None:
+        log.warning("%s: %s; acting on policy %s from %s", source, reason, self.policy.revision, self.source)
+
+
+@dataclass
+class Prepared:
+    """Every input read and checked: what :func:`serve` runs."""
+
+    options: ServeOptions
+    cluster_config: ClusterConfig
+    policy: LivePolicy
+    policy_file: PolicyFile | None = None
+
+
+def prepare(options: ServeOptions) -> Prepared:
+    """Read every input the command line names; :class:`StartError` on the first bad one."""
+    if options.workers < 1 or options.qps <= 0 or options.burst < 1:
+        raise StartError("--workers and --burst must be at least 1, --qps above 0")
+    holder = LivePolicy()
+    policy_file = None
+    if options.policy_file:
+        policy_file = PolicyFile(holder, options.policy_file, interval=options.policy_interval)
+        if not policy_file.check_now():
+            if policy_file.unreadable is not None:
+                raise StartError(f"policy {options.policy_file}: {policy_file.unreadable}")
+            assert holder.rejected is not None
+            raise StartError(holder.rejected.message)
+    try:
+        config = load_config(options.kubeconfig)
+    except ConfigError as exc:
+        raise StartError(str(exc)) from None
+    return Prepared(options, config, holder, policy_file)
+
+
+def _policy_handlers(holder: LivePolicy, namespace: str, name: str) -> ConfigMapHandlers:
+    handlers = global_configmap_handlers(holder, namespace, name)
+    holder.settled = False
+
+    async def on_sync(items: list[dict[str, Any]], resource_version: str) -> None:
+        result = handlers.on_sync(items, resource_version)
+        if result is not None:
+            await result
+        holder.settled = True
+
+    return ConfigMapHandlers(on_sync, handlers.on_event)
+
+
+async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT, or a lost lease); the exit code."""
+    options = prepared.options
+    process = Process("controller")
+    client = ApiClient(prepared.cluster_config)
+    process.on_cleanup(client.close)
+    holder = prepared.policy
+    metrics = ControllerMetrics()
+    executor = Executor(client, lambda: holder.policy, workers=options.workers, qps=options.qps,
+                        burst=options.burst, metrics=metrics)
+    watches = {
+        "pods": ListWatch(client, "/api/v1/pods", on_event=executor.on_pod_event, on_sync=executor.on_pod_sync,
+                          transform=keep_targeted, page_size=options.page_size, name="pods"),
+        "nodes": ListWatch(client, "/api/v1/nodes", on_event=executor.on_node_event, on_sync=executor.on_node_sync,
+                           page_size=options.page_size, name="nodes"),
+    }
+    if options.policy_configmap is not None:
+        namespace, name = options.policy_configmap
+        handlers = _policy_handlers(holder, namespace, name)
+        watches["policy"] = ListWatch(client, f"/api/v1/namespaces/{namespace}/configmaps",
+                                      on_event=handlers.on_event, on_sync=handlers.on_sync,
+                                      field_selector=f"metadata.name={name}", name="policy")
+    metrics.watches.update(watches)
+    if prepared.policy_file is not None:
+        process.background("policy file", prepared.policy_file.run)
+
+    def warm() -> bool:
+        return all(w.has_synced for w in watches.values()) and holder.settled
+
+    async def watch_all(stopped: asyncio.Event) -> None:
+        await asyncio.gather(*(w.run(stopped) for w in watches.values()))
+
+    process.background("watches", watch_all)
+    leader_name = ""
+    if options.leader_elect_lease is not None:
+        elector = _elector(client, options)
+        from serving.leadership import elect
+
+        executor.leading = lambda: elector.leading
+        metrics.leading = lambda: elector.leading
+        elect(process, elector, warm=warm, exit_on_loss=True)
+
+        async def act(stopped: asyncio.Event) -> None:
+            waiting = asyncio.create_task(elector.wait_leading())
+            ended = asyncio.create_task(stopped.wait())
+            await asyncio.wait({waiting, ended}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (waiting, ended):
+                task.cancel()
+            if not stopped.is_set():
+                await executor.run(stopped)
+
+        process.background("workers", act)
+        leader_name = f"lease {'/'.join(options.leader_elect_lease)} as {elector.config.identity}"
+    else:
+        async def act_when_warm(stopped: asyncio.Event) -> None:
+            while not warm() and not stopped.is_set():
+                await asyncio.sleep(0.1)
+            if not stopped.is_set():
+                await executor.run(stopped)
+
+        process.background("workers", act_when_warm)
+
+    app = http_app(64 * 1024)
+    app.router.add_get("/healthz", _healthz)
+
+    async def readyz(_request: web.Request) -> web.Response:
+        if process.draining:
+            return web.Response(text="shutting down\n", status=503)
+        if not warm():
+            return web.Response(text="filling: " + ", ".join(n for n, w in watches.items() if not w.has_synced)
+                                + ("" if holder.settled else " policy") + "\n", status=503)
+        role = "leading" if executor.leading() else "standby"
+        return web.Response(text=f"ok: {role}, {len(executor.pods)} targeted pods, policy {holder.revision}\n")
+
+    async def metrics_page(_request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    listener = process.listen(app, options.host, options.probe_port)
+
+    def started() -> None:
+        log.info("meshfit controller: probes and metrics on http://%s:%d; watching %s%s", options.host,
+                 listener.port, client.config.server, f"; leader election on {leader_name}" if leader_name else "")
+
+    return await process.run(stop, on_started=started)
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def _elector(client: ApiClient, options: ServeOptions) -> Any:
+    from kube.leader import LeaderElectionConfig, LeaderElector
+
+    assert options.leader_elect_lease is not None
+    namespace, name = options.leader_elect_lease
+    try:
+        config = LeaderElectionConfig(
+            namespace, name, options.leader_elect_identity,
+            lease_duration=options.leader_elect_lease_duration,
+            renew_deadline=options.leader_elect_renew_deadline,
+            retry_period=options.leader_elect_retry_period,
+        )
+    except ValueError as exc:
+        raise StartError(f"leader election: {exc}") from None
+    return LeaderElector(client, config)
