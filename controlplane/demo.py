@@ -54,6 +54,8 @@ from .meshfit_servers import (
     policy_configmap,
     register_webhook,
     shipped_extender_config,
+    meshfit_argv,
+    start_controller,
     start_extender,
     start_webhook,
     webhook_configuration,
@@ -165,7 +167,7 @@ def run(*, keep: bool = False, variant: str = "swap", out: TextIO = sys.stdout) 
             print(f"---- {server.name} log ({server.log_path}), last lines ----\n{server.log_tail(15)}", file=out)
         status = 1
     finally:
-        say("stopping the webhook, the extender and the control plane")
+        say("stopping the webhook, the extender, the controller and the control plane")
         for server in reversed(servers):
             code = server.stop()
             if code not in (0, None):
@@ -238,7 +240,88 @@ def _demo(cluster: LocalCluster, servers: list[MeshfitServer], policy_text: str,
     print(file=out)
     print(nodes_table(reports, policy), file=out)
     print(file=out)
-    return 0 if bound == len(pods) else 1
+    upgraded = _upgrade_in_place(cluster, servers, say, out)
+    return 0 if bound == len(pods) and upgraded else 1
+
+
+#: The pod the demo upgrades in place, on a node whose kubelet KWOK plays.
+UPGRADE_POD = "checkout-0"
+UPGRADE_NODE = "node-kwok"
+UPGRADE_FROM, UPGRADE_TO = "1.8.0", "1.8.1"
+
+
+def _upgrade_in_place(cluster: LocalCluster, servers: list[MeshfitServer], say: Progress, out: TextIO) -> bool:
+    """The fleet controller's act: one running pod's rpc-mesh upgraded in place, the app untouched.
+
+    The control plane has no kubelet, so KWOK plays one for a node of its own: it runs the pod and
+    answers the image change as a 1.36 kubelet does (the sidecar restarted alone, a new imageID).
+    """
+    kwok_dir = binaries.kwok_build() if binaries.go_available() else binaries.kwok_require()
+    cluster.start_kwok(kwok_dir)
+    cluster.create_fake_node(UPGRADE_NODE, cpu="8", memory="16Gi", kubelet_version="v1.36.3")
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": UPGRADE_POD, "labels": {"app.kubernetes.io/name": "checkout"},
+                        "annotations": {"meshfit.io/version": f"rpc-mesh={UPGRADE_FROM}"}},
+           "spec": {"nodeName": UPGRADE_NODE,
+                    "containers": [{"name": "app", "image": "registry.example.com/shop/checkout:4",
+                                    "resources": {"requests": {"cpu": "1", "memory": "1Gi"},
+                                                  "limits": {"cpu": "2", "memory": "1Gi"}}}]}}
+    status, stored = cluster.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", pod)
+    if status != 201:
+        raise RuntimeError(f"create pod {UPGRADE_POD}: HTTP {status}: {stored.get('message', stored)}")
+    before = cluster.wait_for(lambda: _ready_pod(cluster, UPGRADE_POD), 60, interval=0.1,
+                              what=f"{UPGRADE_POD} running on {UPGRADE_NODE}")
+    assert before is not None
+    say(f"{UPGRADE_POD} running on {UPGRADE_NODE} (kubelet v1.36.3, played by KWOK) with rpc-mesh {UPGRADE_FROM}")
+    controller = start_controller(cluster.workdir, cluster.kubeconfig_path, wait=False)
+    servers.append(controller)
+    controller.wait_ready()
+    say("fleet controller ready; `meshfit upgrade rpc-mesh 1.8.1 checkout-0 -n shop --wait`:")
+    import subprocess
+
+    done = subprocess.run(
+        meshfit_argv("upgrade", "rpc-mesh", UPGRADE_TO, UPGRADE_POD, "-n", NAMESPACE, "--wait", "--timeout", "60",
+                     "--kubeconfig", str(cluster.kubeconfig_path)),
+        capture_output=True, text=True, timeout=120)
+    out.write(done.stdout)
+    after = _ready_pod(cluster, UPGRADE_POD) or {}
+    print(file=out)
+    print(upgrade_table(before, after), file=out)
+    print(file=out)
+    same_pod = (after.get("metadata") or {}).get("uid") == before["metadata"]["uid"]
+    return done.returncode == 0 and same_pod
+
+
+def _ready_pod(cluster: LocalCluster, name: str) -> JSON | None:
+    status, pod = cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")
+    if status != 200:
+        return None
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (pod.get("status") or {}).get("conditions") or ())
+    return pod if ready else None
+
+
+def _container_status(pod: JSON, name: str) -> JSON:
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for item in (pod.get("status") or {}).get(key) or ():
+            if item.get("name") == name:
+                return dict(item)
+    return {}
+
+
+def upgrade_table(before: JSON, after: JSON) -> str:
+    """The pod before and after its in-place upgrade: same UID and IP, the sidecar restarted, the app not."""
+    def row(what: str, read: Any) -> list[str]:
+        return [what, str(read(before)), str(read(after))]
+
+    rows = [
+        row("pod UID", lambda p: (p.get("metadata") or {}).get("uid", "-")),
+        row("pod IP", lambda p: (p.get("status") or {}).get("podIP", "-")),
+        row("rpc-mesh image", lambda p: _container_status(p, "rpc-mesh").get("image", "-")),
+        row("rpc-mesh restarts", lambda p: _container_status(p, "rpc-mesh").get("restartCount", "-")),
+        row("app restarts", lambda p: _container_status(p, "app").get("restartCount", "-")),
+    ]
+    return table(f"In-place upgrade of {NAMESPACE}/{UPGRADE_POD}", ["", "before", "after"], rows)
 
 
 def _wait_injecting(cluster: LocalCluster, probe: JSON) -> None:
@@ -304,7 +387,7 @@ def _node_reports(cluster: LocalCluster, extender: MeshfitServer, pods: list[Dem
 
 def _hold(cluster: LocalCluster, servers: list[MeshfitServer], say: Progress, out: TextIO) -> None:
     """KEEP=1: leave everything up until Ctrl-C or SIGTERM."""
-    webhook, extender = servers
+    webhook, extender = servers[0], servers[1]
     print(
         "KEEP=1: everything stays up until you press Ctrl-C (or run `kill "
         f"{os.getpid()}`); everything stops with this process.\n"

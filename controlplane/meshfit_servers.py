@@ -190,6 +190,36 @@ def start_extender(
     )
 
 
+def start_controller(
+    workdir: Path,
+    kubeconfig: Path,
+    *,
+    name: str = "controller",
+    port: int | None = None,
+    policy_configmap: tuple[str, str] = (POLICY_NAMESPACE, POLICY_NAME),
+    extra_args: Sequence[str] = (),
+    timeout: float = 60.0,
+    wait: bool = True,
+) -> MeshfitServer:
+    """``meshfit controller serve`` watching the cluster, probes on loopback; waits for ready unless not ``wait``.
+
+    ``policy_configmap`` ``("", "")``: none (``extra_args`` then names ``--policy FILE``).
+    """
+    port = port or free_port()
+    source = ["--policy-configmap", "/".join(policy_configmap)] if all(policy_configmap) else []
+    server = MeshfitServer(
+        name, workdir,
+        meshfit_argv("controller", "serve", "--host", LOOPBACK, "--probe-port", str(port),
+                     "--kubeconfig", str(kubeconfig), *source, *extra_args),
+        f"http://{LOOPBACK}:{port}",
+    )
+    if wait:
+        server.start(timeout)
+    else:
+        server.launch()
+    return server
+
+
 def _start_serve(
     kind: str,
     name: str,

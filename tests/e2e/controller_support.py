@@ -13,9 +13,8 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ import yaml
 from e2e_support import create, get_pod
 
 from controlplane.cluster import LocalCluster
-from controlplane.meshfit_servers import POLICY_MANIFEST
-from controlplane.ports import free_port
+from controlplane.meshfit_servers import POLICY_MANIFEST, MeshfitServer, start_controller
 from policy.decision import Namespace
 from policy.inject import inject
 from policy.load import load_policy_file
@@ -118,73 +116,41 @@ def cli(cluster: LocalCluster, *args: str, timeout: float = 180) -> subprocess.C
 
 @dataclass
 class ControllerProcess:
-    """One ``meshfit controller serve`` replica."""
+    """One ``meshfit controller serve`` replica with leader election on a short lease (4 s)."""
 
     cluster: LocalCluster
     policy_file: Path
     lease: tuple[str, str]
     identity: str
-    log_path: Path
+    workdir: Path
     extra: Sequence[str] = ()
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
-    _log: Any = field(default=None, repr=False)
+    server: MeshfitServer | None = None
 
     def start(self) -> ControllerProcess:
-        self.port = free_port()
-        argv = [sys.executable, "-m", "cli", "controller", "serve",
-                "--kubeconfig", str(self.cluster.kubeconfig_path), "--policy", str(self.policy_file),
-                "--host", "127.0.0.1", "--probe-port", str(self.port),
-                "--leader-elect", "--leader-elect-resource-namespace", self.lease[0],
-                "--leader-elect-resource-name", self.lease[1], "--leader-elect-identity", self.identity,
-                "--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline", "3",
-                "--leader-elect-retry-period", "0.5", "--log-level", "debug", *self.extra]
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.cluster.wait_for(self.ready, 60, what=f"controller {self.identity} ready")
+        self.server = start_controller(
+            self.workdir, self.cluster.kubeconfig_path, name=self.identity, policy_configmap=("", ""),
+            extra_args=["--policy", str(self.policy_file),
+                        "--leader-elect", "--leader-elect-resource-namespace", self.lease[0],
+                        "--leader-elect-resource-name", self.lease[1], "--leader-elect-identity", self.identity,
+                        "--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline", "3",
+                        "--leader-elect-retry-period", "0.5", "--log-level", "debug", *self.extra])
         return self
 
-    def _get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-        except OSError:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"controller {self.identity} exited {self.proc.returncode}:\n{self.log_tail()}")
-            return 0, ""
-
-    def ready(self) -> bool:
-        return self._get("/readyz")[0] == 200
-
     def metrics(self) -> dict[str, float]:
-        status, text = self._get("/metrics")
+        assert self.server is not None
+        status, text = self.server.get("/metrics")
         assert status == 200, text
         return parse_text(text)
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        """SIGKILL: no release of the Lease, no drain; the standby must wait the lease out."""
+        assert self.server is not None and self.server.pid is not None
+        os.kill(self.server.pid, signal.SIGKILL)
+        self.cluster.wait_for(lambda: not self.server.running, 10, what=f"{self.identity} gone")  # type: ignore[union-attr]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        if self.server is not None and self.server.running:
+            self.server.stop()
 
 
 def lease_holder(cluster: LocalCluster, namespace: str, name: str) -> str:

@@ -63,7 +63,7 @@ def controllers(kwok_cluster: LocalCluster, e2e_namespace: str, policy_file: Pat
 
     def start(identity: str, *extra: str) -> ControllerProcess:
         replica = ControllerProcess(kwok_cluster, policy_file, (e2e_namespace, "meshfit-controller"), identity,
-                                    tmp_path / f"{identity}.log", extra=extra)
+                                    tmp_path, extra=extra)
         started.append(replica)
         return replica.start()
 
