@@ -49,7 +49,7 @@ from controller.containers import (
 from policy.annotations import OPERATION, SLOT_VERSION_PREFIX, STATUS, TARGET
 from policy.model import Policy
 from policy.qos import pod_qos
-from policy.resources import explain_requests
+from policy.resources import container_limits, explain_requests, pod_level_limits
 from policy.sidecar_status import PodStatus, SidecarStatus, StatusError, parse_status
 from policy.targets import Operation, SidecarTarget, Target, TargetError, parse_operation, parse_target
 from policy.versions import image_of
@@ -484,8 +484,19 @@ def _resize(ctx: _Context, record: SidecarStatus, want: SidecarTarget) -> Step |
         return _blocked(ctx, record.name, "resize", f"{record.name} has two slots sized alike: resizing one would "
                         "leave the other unlike it", "recreate")
     resized = _with_resources(ctx.pod, place.field, place.index, wanted)
-    before_r, after_r = explain_requests(dict(ctx.pod)).effective, explain_requests(resized).effective
+    explained = explain_requests(resized)
+    before_r, after_r = explain_requests(dict(ctx.pod)).effective, explained.effective
     changed = [r for r in before_r if before_r[r] != after_r[r]]
+    over = [r for r, v in explained.pod_level.items() if explained.aggregate[r] > v]
+    if over:
+        return _blocked(ctx, record.name, "resize", "the containers' requests would exceed the pod's own request "
+                        "(pod-level resources) for " + ", ".join(over) + ", which meshfit never raises", "recreate")
+    limit_cap = pod_level_limits(resized.get("spec") or {})
+    above = [r for r, q in container_limits(wanted_container(resized, place.field, place.index)).items()
+             if q is not None and r in limit_cap and q > limit_cap[r]]
+    if above:
+        return _blocked(ctx, record.name, "resize", f"{container}'s limit would exceed the pod's own limit for "
+                        + ", ".join(above), "recreate")
     if changed:
         return _blocked(ctx, record.name, "resize", "the resize would change R(pod) for " + ", ".join(changed)
                         + ": raise the pod's own budget (a pod-level request) or recreate it", "recreate")
@@ -518,6 +529,10 @@ def _same_resources(current: Mapping[str, Any], wanted: Mapping[str, Mapping[str
             except Exception:  # noqa: BLE001  - a value the apiserver accepted but we cannot read differs
                 return False
     return True
+
+
+def wanted_container(pod: Mapping[str, Any], field_name: str, index: int) -> Mapping[str, Any]:
+    return dict(((pod.get("spec") or {}).get(field_name) or [])[index])
 
 
 def _with_resources(pod: Pod, field_name: str, index: int, resources: Mapping[str, Any]) -> dict[str, Any]:

@@ -377,3 +377,20 @@ def test_an_infeasible_resize_fails_and_is_resized_back(policy: Policy) -> None:
     assert failed.resize is not None
     back = failed.resize["spec"]["initContainers"][0]["resources"]
     assert back["limits"]["cpu"] == "200m"
+
+
+def test_a_resize_past_the_pods_own_request_is_blocked(policy: Policy) -> None:
+    pod = with_target(meshed_pod(), resources={"requests": {"cpu": "150m"}}, action="resize")
+    # The pod-level variant: the pod's own request (1 CPU) holds the app (900m) and the sidecar (100m) exactly.
+    pod["spec"]["resources"] = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+    step = decide(pod, policy)
+    assert step.outcome == ("resize", "blocked")
+    assert step.operation is not None and "pod's own request" in step.operation.reason
+
+
+@pytest.mark.parametrize(("limit", "blocked"), [("2", False), ("2001m", True)])
+def test_a_limit_resize_at_the_pods_own_limit(policy: Policy, limit: str, blocked: bool) -> None:
+    pod = with_target(meshed_pod(), resources={"limits": {"cpu": limit}}, action="resize")
+    pod["spec"]["resources"] = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+    step = decide(pod, policy)
+    assert (step.outcome == ("resize", "blocked")) is blocked

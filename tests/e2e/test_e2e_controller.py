@@ -311,3 +311,32 @@ def test_a_conflict_with_another_writer_reads_again_and_keeps_its_change(
     assert spec_image(now, "rpc-mesh") == f"{MOSN}:1.8.1"
     assert annotation(now, "meshfit.io/operation")["phase"] == "InProgress"
     del pod
+
+
+def test_a_limits_resize_goes_through_pods_resize_and_the_kubelet_actuates_it(
+        kwok_cluster: LocalCluster, e2e_namespace: str, policy_file: Path, nodes: dict[str, str],
+        controllers: Any) -> None:
+    cluster, ns = kwok_cluster, e2e_namespace
+    (before,) = meshed(cluster, ns, policy_file, nodes["new"], ["rz-0"])
+    controllers("ctl-a")
+    done = cli(cluster, "resize", "rpc-mesh", "rz-0", "-n", ns, "--limits", "cpu=400m", "--wait", "--timeout", "90",
+               "-o", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    pod = get_pod(cluster, ns, "rz-0")
+    running = container_status(pod, "rpc-mesh")["resources"]
+    assert running["limits"]["cpu"] == "400m"
+    # Requests, and so R(pod) and the QoS class, are as they were; the pod was not recreated.
+    assert running["requests"] == container_status(before, "rpc-mesh")["resources"]["requests"]
+    assert pod["status"]["qosClass"] == before["status"]["qosClass"]
+    assert pod["metadata"]["uid"] == before["metadata"]["uid"]
+    assert container_status(pod, "app")["restartCount"] == container_status(before, "app")["restartCount"]
+    op = annotation(pod, "meshfit.io/operation")
+    assert (op["action"], op["phase"]) == ("resize", "Succeeded")
+
+    refused = cli(cluster, "resize", "rpc-mesh", "rz-0", "-n", ns, "--requests", "cpu=300m", "--wait", "--timeout",
+                  "60", "-o", "json")
+    assert refused.returncode == 1
+    result = json.loads(refused.stdout)[0]
+    # The pod-level variant: the pod's own request holds the app and the sidecars exactly.
+    assert result["state"] == "blocked" and "pod's own request" in result["reason"], result["reason"]
+    assert container_status(get_pod(cluster, ns, "rz-0"), "rpc-mesh")["resources"]["requests"] == running["requests"]
