@@ -681,8 +681,19 @@ def _judge_resize(ctx: _Context, op: Operation, elapsed: float) -> Step:
         body = {"spec": {place.field: [{"name": op.container, "resources": op.resources}]}}
         return Step("resize", f"{op.sidecar}: resize {op.container} again", resize=body, operation=op,
                     requeue_after=max(1.0, ctx.rules.timeout_seconds - elapsed))
-    why = "deferred by the kubelet" if pending is not None else "waiting for the kubelet to actuate it"
-    return Step("none", f"{op.sidecar}: resize {why}", requeue_after=max(1.0, ctx.rules.timeout_seconds - elapsed))
+    requeue = max(1.0, ctx.rules.timeout_seconds - elapsed)
+    if pending is not None:
+        # Deferred (the node has no room now; the kubelet retries): said on the record and in an Event, once.
+        why = f"deferred by the kubelet: {pending.get('message') or pending.get('reason') or 'no reason given'}"
+        if op.reason != why:
+            patch = _Patch(ctx.pod)
+            noted = replace(op, reason=why)
+            patch.annotations[OPERATION] = noted.to_json()
+            return Step("patch", f"{op.sidecar}: resize {why}", patch=patch.body(), operation=noted,
+                        event=("Warning", "SidecarResizeDeferred", f"{op.sidecar}: resize {why}"),
+                        requeue_after=requeue)
+        return Step("none", f"{op.sidecar}: resize {why}", requeue_after=requeue)
+    return Step("none", f"{op.sidecar}: resize waiting for the kubelet to actuate it", requeue_after=requeue)
 
 
 def _failed_resize(ctx: _Context, op: Operation, why: str, elapsed: float) -> Step:

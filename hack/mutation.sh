@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make mutation: mutmut over the core, in a scratch copy of the tree, then the score and every survivor.
 #
-# The core is policy/ (the engine, accounting, sizing, versions, record, quantities) and the
+# The core is policy/ (the engine, accounting, sizing, versions, record, quantities), the fleet
+# controller's decision (controller/plan.py, containers.py, queue.py) and the
 # comparisons the servers make on input (extender/scoring.py, extender/accounting.py,
 # webhook/review.py); the configuration is [tool.mutmut] in pyproject.toml. Each mutant runs
 # only the unit tests that cover the code it changed (mutmut's own selection), with the

@@ -394,3 +394,18 @@ def test_a_limit_resize_at_the_pods_own_limit(policy: Policy, limit: str, blocke
     pod["spec"]["resources"] = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
     step = decide(pod, policy)
     assert (step.outcome == ("resize", "blocked")) is blocked
+
+
+def test_a_deferred_resize_is_reported_once_and_keeps_waiting(policy: Policy) -> None:
+    pod = with_target(meshed_pod(), resources={"limits": {"cpu": "300m"}}, action="resize")
+    started = after(pod, decide(pod, policy))
+    started["spec"]["initContainers"][0]["resources"]["limits"]["cpu"] = "300m"
+    started["status"]["conditions"] = [{"type": "PodResizePending", "status": "True", "reason": "Deferred",
+                                        "message": "Node didn't have enough resource: cpu"}]
+    noted = decide(started, policy)
+    assert noted.event is not None and noted.event[1] == "SidecarResizeDeferred"
+    recorded = after(started, noted)
+    op = annotation(recorded, "meshfit.io/operation")
+    assert op["phase"] == "InProgress" and "deferred by the kubelet" in op["reason"]
+    again = decide(recorded, policy)
+    assert again.kind == "none" and again.requeue_after is not None
