@@ -147,7 +147,7 @@ def parse_status(text: str) -> PodStatus:
                 or not all(isinstance(s, str) and s for s in slots) or len(set(slots)) != len(slots)):
             raise StatusError(f"{where}.slots: one or two distinct container names")
         live = item.get("live", slots[0])
-        if live not in slots:
+        if not isinstance(live, str) or live not in slots:
             raise StatusError(f"{where}.live: {live!r} is not one of its slots {slots}")
         active = item.get("active", True)
         if not isinstance(active, bool):

@@ -26,7 +26,7 @@ from policy.inject import inject
 from policy.model import Policy
 from policy.quantity import Quantity
 from policy.record import parse_record
-from policy.sidecar_status import PodStatus, SidecarStatus, parse_status
+from policy.sidecar_status import PodStatus, SidecarStatus, StatusError, parse_status
 from policy.slots import HANDOFF_MOUNT_PATH, split_request
 
 SHOP = Namespace("shop", None)
@@ -360,3 +360,14 @@ def test_slots_work_with_the_policy_fragments_copied_not_shared() -> None:
     _by_name(a)["rpc-mesh-alt"]["env"].append({"name": "X", "value": "1"})
     assert "X" not in _env(_by_name(b)["rpc-mesh-alt"])
     assert policy.sidecars[0].env == dataclasses.replace(policy.sidecars[0]).env
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ('{"sidecars":[{"name":"a","slots":["a","a-alt"],"live":["a"]}]}', "sidecars[0].live: ['a'] is not one of its slots"),
+    ('{"sidecars":[{"name":"a","slots":["a","a-alt"],"live":"b"}]}', "sidecars[0].live: 'b' is not one of its slots"),
+    ('{"sidecars":[{"name":"a","active":"no"}]}', "sidecars[0].active: true or false"),
+])
+def test_a_status_that_does_not_parse_names_the_field(body: str, message: str) -> None:
+    with pytest.raises(StatusError) as info:
+        parse_status(body)
+    assert str(info.value).startswith(message)
