@@ -130,25 +130,23 @@ class Slot:
     limits: dict[str, Quantity]
     #: Whether the sidecar runs in slots (hot or dormant): slot env, annotations, no probes.
     slotted: bool
-    #: Whether this slot's annotation names the version (a live slot of an active sidecar).
-    active: bool
 
 
 def layout(spec: SidecarSpec, choice: VersionChoice, size: SidecarSize) -> tuple[Slot, ...]:
     """The sidecar's slots in placement order, with its fitted size split between them."""
     upgrade = spec.upgrade
     if not upgrade.slotted:
-        return (Slot(spec.name, choice.image, True, dict(size.requests), dict(size.limits), False, True),)
+        return (Slot(spec.name, choice.image, True, dict(size.requests), dict(size.limits), False),)
     empty = upgrade.empty_image or ""
     live_image = empty if upgrade.dormant else choice.image
     if not upgrade.hot:
-        return (Slot(spec.name, live_image, True, dict(size.requests), dict(size.limits), True, not upgrade.dormant),)
+        return (Slot(spec.name, live_image, True, dict(size.requests), dict(size.limits), True),)
     live_req: dict[str, Quantity] = {}
     alt_req: dict[str, Quantity] = {}
     for resource, value in size.requests.items():
         live_req[resource], alt_req[resource] = split_request(value, resource)
-    return (Slot(spec.name, live_image, True, live_req, dict(size.limits), True, not upgrade.dormant),
-            Slot(alt_name(spec.name), empty, False, alt_req, dict(size.limits), True, False))
+    return (Slot(spec.name, live_image, True, live_req, dict(size.limits), True),
+            Slot(alt_name(spec.name), empty, False, alt_req, dict(size.limits), True))
 
 
 def slot_env(slot: Slot, hot: bool) -> list[dict[str, Any]]:
