@@ -11,7 +11,9 @@ Where they do not (a *small pod*: an app of 100m/64Mi under a mesh asking
 
 * ``shrink`` (default) — the sidecars' requests are cut, in proportion, to sum
   to the goal; every sidecar keeps at least one granule (1m, 1Mi) of each
-  request it had, its limit is untouched, and ``R(new) == A`` holds;
+  request it had per slot it has (a hot-upgrade sidecar's request is split
+  between two slots, :mod:`policy.slots`, so it keeps two), its limit is
+  untouched, and ``R(new) == A`` holds;
 * ``skip`` — the pod is left unmeshed, with the reason;
 * ``leak`` — the requests stay; the pod's effective request grows by exactly
   the shortfall ``Σ s_i − goal``, recorded as the leak. A pod-level request the
@@ -53,12 +55,15 @@ class Fit:
 
 
 def fit_requests(sizes: Mapping[str, SidecarSize], goal: Mapping[str, int], policy: ResourcePolicy,
-                 user_pod_level: frozenset[str], floors: Mapping[str, Quantity]) -> Fit:
+                 user_pod_level: frozenset[str], floors: Mapping[str, Quantity],
+                 slots: Mapping[str, int] | None = None) -> Fit:
     """Fit ``sizes``' requests into ``goal`` (nano-units per resource) as ``policy`` says.
 
     ``user_pod_level`` names the resources whose pod-level request the user set
-    (never raised); ``floors`` is each sidecar's CPU request floor, for the warning.
+    (never raised); ``floors`` is each sidecar's CPU request floor, for the warning;
+    ``slots`` how many containers each sidecar's request is split between (1 when not given).
     """
+    slots = slots or {}
     out = {name: SidecarSize(dict(s.limits), dict(s.requests), s.notes) for name, s in sizes.items()}
     reduced: dict[str, Quantity] = {}
     leak: dict[str, Quantity] = {}
@@ -101,11 +106,19 @@ def fit_requests(sizes: Mapping[str, SidecarSize], goal: Mapping[str, int], poli
                           "(resources.smallPods: leak)")
             continue
         granule = SIZE_GRANULE[r]
-        if have < granule * len(asking):
-            return _skip("pod_too_small", f"the pod requests {r} {have_q}: too little to give each of "
-                                          f"{len(asking)} sidecars a {r} request")
-        base = [granule] * len(asking)
-        rest = split(have - granule * len(asking), [v.nanos - granule for _, v in asking], granule)
+        base = [granule * slots.get(name, 1) for name, _ in asking]
+        if have < sum(base):
+            hot = [name for name, _ in asking if slots.get(name, 1) > 1]
+            if not hot:
+                return _skip("pod_too_small", f"the pod requests {r} {have_q}: too little to give each of "
+                                              f"{len(asking)} sidecars a {r} request")
+            return _skip("pod_too_small", f"the pod requests {r} {have_q}: too little to give each of the "
+                                          f"{sum(base) // granule} sidecar slots a {r} request of "
+                                          f"{Quantity(granule, shown.fmt)} ({', '.join(hot)}: two hot-upgrade "
+                                          "slots, whose requests split one sidecar's)")
+        # a hot sidecar asking less than its two slots' minimum has nothing above it to cut
+        room = [max(v.nanos - b, 0) if slots.get(name, 1) > 1 else v.nanos - b for (name, v), b in zip(asking, base)]
+        rest = split(have - sum(base), room, granule)
         cut_to = []
         for (name, value), b, extra in zip(asking, base, rest):
             new = Quantity(b + extra, value.fmt)

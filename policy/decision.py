@@ -15,6 +15,7 @@ from typing import Any
 
 from policy.annotations import STATUS
 from policy.model import NamespacePolicy, Policy, SidecarSpec
+from policy.slots import pod_volumes, slot_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +96,9 @@ def decide(pod: Mapping[str, Any], namespace: Namespace, policy: Policy) -> Deci
     taken = {c.get("name"): kind for kind in ("containers", "initContainers", "ephemeralContainers")
              for c in spec.get(kind) or () if isinstance(c, Mapping)}
     for sidecar in sidecars:
-        if sidecar.name in taken:
-            return skip("container_name_conflict", f"container name {sidecar.name!r} is already used in {taken[sidecar.name]}", warn=True)
+        for name in slot_names(sidecar):
+            if name in taken:
+                return skip("container_name_conflict", f"container name {name!r} is already used in {taken[name]}", warn=True)
     ports = {}
     for kind in ("containers", "initContainers"):
         for c in spec.get(kind) or ():
@@ -113,7 +115,7 @@ def decide(pod: Mapping[str, Any], namespace: Namespace, policy: Policy) -> Deci
                 )
     volumes = {v.get("name"): v for v in spec.get("volumes") or () if isinstance(v, Mapping)}
     for sidecar in sidecars:
-        for v in sidecar.volumes:
+        for v in pod_volumes(sidecar):
             if v.get("name") in volumes and volumes[v.get("name")] != v:
                 return skip("volume_conflict", f"volume {v.get('name')!r} of {sidecar.name} already exists with another definition", warn=True)
     why = "the pod opts in" if override == "true" else (

@@ -11,6 +11,14 @@ pod are compared here:
 * **spec** and **running**: the container's image in the spec, and the image
   and imageID its container status reports (what the kubelet runs).
 
+A sidecar may own two containers (a hot-upgrade sidecar's slots) and may be
+dormant (:mod:`policy.slots`); the record says which slot is live and whether
+it is active. The live slot is the one compared: an idle slot legitimately runs
+the empty image (and, mid-upgrade, the next version), and a dormant sidecar's
+live slot runs the empty image until it is activated, so for it the spec and
+the running image are compared with ``emptyImage``, and only the recorded
+version (what activation will start) with the policy's choice.
+
 A pod disagrees when any two that should match do not. :class:`FleetView`
 folds pods into cells keyed by any of ``namespace``, ``app``, ``zone``
 (from the node's labels), ``node`` and ``rule`` (the version rule that
@@ -27,10 +35,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-import orjson
-
 from policy.annotations import STATUS, VERSION_PIN
 from policy.model import NamespacePolicy, Policy
+from policy.sidecar_status import SidecarStatus, StatusError, parse_status
 from policy.versions import VersionChoice, resolve_version, workload_of
 
 Pod = Mapping[str, Any]
@@ -67,6 +74,12 @@ class SidecarState:
     running_image_id: str | None
     running_version: str | None
     problems: tuple[str, ...] = ()
+    #: The container that runs the version (a hot sidecar's live slot; else the sidecar's name).
+    live: str = ""
+    #: ``False`` for a dormant sidecar, whose live slot runs the empty image until activated.
+    active: bool = True
+    #: The sidecar's containers the pod lacks (``sidecar_missing``).
+    missing: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=8192)
@@ -90,25 +103,15 @@ def image_tag(image: str) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def _status_sidecars(text: str) -> tuple[tuple[str, str | None, str | None], ...] | None:
-    """``(name, version, image)`` per sidecar of a ``meshfit.io/status`` text; ``None`` when it does not parse."""
+def _status_sidecars(text: str) -> tuple[SidecarStatus, ...] | None:
+    """The sidecars of a ``meshfit.io/status`` text (:func:`policy.sidecar_status.parse_status`); ``None`` when it does not parse."""
     try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        return parse_status(text).sidecars
+    except StatusError:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("sidecars"), list):
-        return None
-    out: list[tuple[str, str | None, str | None]] = []
-    for item in data["sidecars"]:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            return None
-        version, image = item.get("version"), item.get("image")
-        out.append((item["name"], version if isinstance(version, str) else None,
-                    image if isinstance(image, str) else None))
-    return tuple(out)
 
 
-def recorded_sidecars(pod: Pod) -> tuple[tuple[str, str | None, str | None], ...] | None:
+def recorded_sidecars(pod: Pod) -> tuple[SidecarStatus, ...] | None:
     """The sidecars ``meshfit.io/status`` records (``()`` without a record, ``None`` when it does not parse)."""
     text = ((pod.get("metadata") or {}).get("annotations") or {}).get(STATUS)
     if text is None:
@@ -205,25 +208,32 @@ def sidecar_states(pod: Pod, desired: DesiredVersions) -> list[SidecarState] | N
     statuses = _statuses(pod)
     out: list[SidecarState] = []
     key = desired.pod_key(pod, namespace)
-    for name, rec_version, rec_image in recorded:
+    for record in recorded:
+        name, rec_version = record.name, record.version
         choice = desired.choose(pod, namespace, name, key)
-        container = containers.get(name)
+        container = containers.get(record.live)
         spec_image = container.get("image") if container is not None else None
-        status = statuses.get(name)
+        status = statuses.get(record.live)
         running_image = status.get("image") if status is not None else None
         running_id = status.get("imageID") if status is not None else None
+        # what the live slot should run: the version's image, or the empty image while dormant
+        expected_image = record.image if record.active else record.empty_image
+        missing = tuple(c for c in record.slots if c not in containers)
         problems: list[str] = []
         if choice is None:
             problems.append("not_in_policy")
-        if container is None:
+        if missing:
             problems.append("sidecar_missing")
-        elif rec_image and spec_image and normalise_image(rec_image) != normalise_image(spec_image):
+        elif expected_image and spec_image and normalise_image(expected_image) != normalise_image(spec_image):
             problems.append("spec_differs_from_record")
         if spec_image and running_image and normalise_image(spec_image) != normalise_image(running_image):
             problems.append("running_differs_from_spec")
-        running_version = desired.version_of_image(name, running_image) if running_image else None
+        running_version = desired.version_of_image(name, running_image) if running_image and record.active else None
         if choice is not None:
-            have = running_version or desired.version_of_image(name, spec_image) or rec_version
+            if record.active:
+                have = running_version or desired.version_of_image(name, spec_image) or rec_version
+            else:
+                have = rec_version  # nothing runs yet: what activation would start is the recorded version
             if have != choice.version or (rec_version is not None and rec_version != choice.version):
                 problems.append("stale")
         rule = "-" if choice is None else (choice.source if choice.rule is None or choice.source == "pin"
@@ -234,12 +244,15 @@ def sidecar_states(pod: Pod, desired: DesiredVersions) -> list[SidecarState] | N
             choice.image if choice else None,
             rule,
             rec_version,
-            rec_image,
+            record.image,
             spec_image if isinstance(spec_image, str) else None,
             running_image if isinstance(running_image, str) else None,
             running_id if isinstance(running_id, str) else None,
             running_version,
             tuple(problems),
+            live=record.live,
+            active=record.active,
+            missing=missing,
         ))
     return out
 
@@ -323,7 +336,7 @@ class FleetView:
             cell.pods += 1
             cell.desired[state.desired_version or "-"] += 1
             cell.recorded[state.recorded_version or "-"] += 1
-            cell.running[state.running_version or "-"] += 1
+            cell.running[state.running_version or ("-" if state.active else "dormant")] += 1
             if state.running_image_id:
                 cell.running_image_ids[state.running_image_id] += 1
             if state.problems:

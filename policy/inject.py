@@ -5,6 +5,11 @@ there is no second code path. Its result carries the new pod, the JSONPatch
 that produces it from the original, the decision and its reasons, the chosen
 versions and the accounting record written on the pod.
 
+A sidecar with hot-upgrade or dormant slots (``upgrade:``) is placed as its
+slots, side by side, its one fitted request split between them
+(:mod:`policy.slots`): the budget, the donation and ``R(pod)`` are exactly a
+single sidecar's, so the fleet controller never changes them in place.
+
 Edits happen in an order that keeps the patch's list indices true as it is
 applied: app containers' environment first, then the sidecars are placed,
 then requests are donated (by the indices of the pod *with* sidecars), then
@@ -19,8 +24,6 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-import orjson
-
 from policy.annotations import ACCOUNTING, STATUS
 from policy.budget import Fit, fit_requests
 from policy.decision import Decision, Namespace, decide
@@ -30,7 +33,7 @@ from policy.edits import PodEditor, json_copy
 from policy.model import Policy, ResourcePolicy, SidecarSpec
 from policy.qos import exclusive_cpu_candidate, pod_qos
 from policy.quantity import ZERO, Quantity, QuantityError
-from policy.record import AccountingRecord, Exposure, SidecarRecord
+from policy.record import AccountingRecord, Exposure, SidecarRecord, SlotRecord
 from policy.resources import (
     RESOURCES,
     Aggregate,
@@ -45,7 +48,19 @@ from policy.resources import (
     pod_limits,
     q,
 )
+from policy.sidecar_status import PodStatus
 from policy.sizing import SidecarSize, app_allocation, size_sidecar
+from policy.slots import (
+    SLOT_MINIMUM,
+    Slot,
+    handoff_mount,
+    layout,
+    pod_volumes,
+    slot_env,
+    slot_names,
+    slot_versions,
+    status_of,
+)
 from policy.versions import VersionChoice, resolve_version
 
 __all__ = ["InjectionError", "InjectionResult", "Namespace", "Plan", "Variant", "choose_variants", "inject"]
@@ -288,16 +303,15 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
         warnings.append(f"the QoS class changes from {qos_before} to {qos_after}"
                         + (" (resources.bestEffort: requests)" if qos_before == "BestEffort"
                            else " (resources.qosChange: allow)"))
-    sum_limits = {r: sum((s.limits.get(r, ZERO) for s in plan.sizes.values()), ZERO) for r in RESOURCES}
+    sidecar_records = tuple(_sidecar_record(s, versions[s.name], plan.sizes[s.name]) for s in plan.sidecars)
+    sum_limits = {r: sum((s.limits.get(r, ZERO) for s in sidecar_records), ZERO) for r in RESOURCES}
     overcommit = sum_limits if mode == "overcommit" and plan.variant is not Variant.BEST_EFFORT else {}
     exposure: Exposure = "pod" if plan.variant is Variant.POD_LEVEL else "node" if plan.variant is Variant.SWAP else "none"
     record = AccountingRecord(
         mode=mode,
         variant=plan.variant.value,
         original=dict(A),
-        sidecars=tuple(
-            SidecarRecord(name, versions[name].version, s.requests, s.limits) for name, s in plan.sizes.items()
-        ),
+        sidecars=sidecar_records,
         requests=dict(after.effective),
         limits=dict(after_limits),
         overcommit={r: v for r, v in overcommit.items() if v},
@@ -310,15 +324,16 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
         own_requests=_own_requests(spec),
         own_pod_level=_own_pod_level(spec) if has_pod_level else {},
     )
-    status = {
-        "v": 1,
-        "policy": policy.revision,
-        "sidecars": [{"name": c.sidecar, "version": c.version, "image": c.image, "source": c.source}
-                     for c in versions.values()],
-    }
+    status = PodStatus(policy.revision, tuple(status_of(s, versions[s.name]) for s in plan.sidecars))
+    for sidecar in plan.sidecars:
+        if sidecar.upgrade.slotted and (sidecar.startup_probe or sidecar.readiness_probe or sidecar.liveness_probe):
+            notes.append(f"{sidecar.name}: its slots carry none of the policy's probes (an idle or dormant slot "
+                         "serves no port, and two slots share one network namespace)")
+        for key, value in slot_versions(sidecar, versions[sidecar.name]).items():
+            editor.set(("metadata", "annotations", key), value)
     if policy.injection.scheduler_name and spec.get("schedulerName") in (None, "", "default-scheduler"):
         editor.set(("spec", "schedulerName"), policy.injection.scheduler_name)
-    editor.set(("metadata", "annotations", STATUS), orjson.dumps(status).decode())
+    editor.set(("metadata", "annotations", STATUS), status.to_json())
     editor.set(("metadata", "annotations", ACCOUNTING), record.to_json())
     return InjectionResult(
         pod=editor.pod,
@@ -360,7 +375,8 @@ def _attempt(pod: dict[str, Any], policy: Policy, sidecars: tuple[SidecarSpec, .
     rp = policy.resources
     sizes = _size_all(sidecars, overrides, A, before_limits, overhead, variant, policy, annotations)
     if variant in (Variant.POD_LEVEL, Variant.SWAP):
-        fit = fit_requests(sizes, target, rp, user_pod_level, {s.name: s.cpu_request_floor for s in sidecars})
+        fit = fit_requests(sizes, target, rp, user_pod_level, {s.name: s.cpu_request_floor for s in sidecars},
+                           {s.name: len(slot_names(s)) for s in sidecars})
         if fit.skip_code:
             return _Refusal(fit.skip_code, fit.skip_reason)
         sizes = fit.sizes
@@ -370,6 +386,13 @@ def _attempt(pod: dict[str, Any], policy: Policy, sidecars: tuple[SidecarSpec, .
         starved = [s.name for s in sidecars if sizes[s.name].limits.get("cpu", ZERO) < s.cpu_request_floor]
         if starved:
             return _Refusal("pod_too_small", f"the pod's CPU limit cannot hold {', '.join(starved)} at the request floor")
+    # A guard: a hot sidecar's floor is at least 2m and the budget keeps it two slots' minimum.
+    unsplittable = [f"{s.name} (cpu {sizes[s.name].requests['cpu']})" for s in sidecars
+                    if s.upgrade.hot and "cpu" in sizes[s.name].requests
+                    and sizes[s.name].requests["cpu"].nanos < 2 * SLOT_MINIMUM["cpu"]]
+    if unsplittable:
+        return _Refusal("pod_too_small", "too little CPU request to split between the two hot-upgrade slots of "
+                                         f"{', '.join(unsplittable)}: each slot needs at least 1m")
     plan = Plan(rp.mode, variant, sidecars, versions, sizes, target,
                 {r: v.nanos for r, v in fit.leak.items()}, before_limits, overhead)
     built = _build(pod, plan)
@@ -489,50 +512,88 @@ def _add_app_env(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:
                 present.add(env["name"])
 
 
-def _container(sidecar: SidecarSpec, choice: VersionChoice, size: SidecarSize) -> dict[str, Any]:
-    c: dict[str, Any] = {"name": sidecar.name, "image": choice.image, "imagePullPolicy": sidecar.image_pull_policy}
+def _container(sidecar: SidecarSpec, slot: Slot) -> dict[str, Any]:
+    """One slot's container. An ordinary sidecar's is the policy's fragment as given.
+
+    A slotted sidecar's (hot or dormant) also learns its slot (:func:`policy.slots.slot_env`),
+    and carries no probes: an idle or dormant slot runs the empty image, which serves no
+    port; two slots share one network namespace, so a probe port cannot tell them apart;
+    and a native sidecar whose startupProbe never passes blocks the app forever. Only the
+    first slot declares the ports (whichever slot is live serves them). The sidecar's own
+    handoff (a postStart hook) decides when a new slot has taken over.
+    """
+    c: dict[str, Any] = {"name": slot.container, "image": slot.image, "imagePullPolicy": sidecar.image_pull_policy}
     if sidecar.placement == "native":
         c["restartPolicy"] = "Always"
     if sidecar.command:
         c["command"] = list(sidecar.command)
     if sidecar.args:
         c["args"] = list(sidecar.args)
-    for key, value in (("ports", sidecar.ports), ("env", sidecar.env), ("volumeMounts", sidecar.volume_mounts)):
-        if value:
-            c[key] = json_copy(value)
+    if sidecar.ports and slot.container == sidecar.name:
+        c["ports"] = json_copy(sidecar.ports)
+    env = json_copy(sidecar.env) if sidecar.env else []
+    mounts = json_copy(sidecar.volume_mounts) if sidecar.volume_mounts else []
+    if slot.slotted:
+        env.extend(slot_env(slot, sidecar.upgrade.hot))
+        if sidecar.upgrade.hot:
+            mounts.append(handoff_mount(sidecar))
+    if env:
+        c["env"] = env
+    if mounts:
+        c["volumeMounts"] = mounts
     resources: dict[str, Any] = {}
-    if size.requests:
-        resources["requests"] = {r: v.format() for r, v in size.requests.items()}
-    if size.limits:
-        resources["limits"] = {r: v.format() for r, v in size.limits.items()}
+    if slot.requests:
+        resources["requests"] = {r: v.format() for r, v in slot.requests.items()}
+    if slot.limits:
+        resources["limits"] = {r: v.format() for r, v in slot.limits.items()}
     c["resources"] = resources
-    for key, probe in (("startupProbe", sidecar.startup_probe), ("readinessProbe", sidecar.readiness_probe),
-                       ("livenessProbe", sidecar.liveness_probe), ("securityContext", sidecar.security_context)):
-        if probe is not None:
-            c[key] = json_copy(probe)
+    probes = () if slot.slotted else (("startupProbe", sidecar.startup_probe), ("readinessProbe", sidecar.readiness_probe),
+                                      ("livenessProbe", sidecar.liveness_probe))
+    for key, fragment in (*probes, ("securityContext", sidecar.security_context), ("lifecycle", sidecar.lifecycle)):
+        if fragment is not None:
+            c[key] = json_copy(fragment)
     return c
 
 
 def _place_sidecars(editor: PodEditor, sidecars: tuple[SidecarSpec, ...], versions: Mapping[str, VersionChoice],
                     sizes: Mapping[str, SidecarSize]) -> set[str]:
-    """Native sidecars go to initContainers (before the app's init containers when ``first``)."""
+    """Native sidecars go to initContainers (before the app's init containers when ``first``).
+
+    A sidecar's slots go side by side, in the order of :func:`policy.slots.layout`.
+    Returns the names of every container placed (none of them donates).
+    """
     placed = {"initContainers": 0, "containers": 0}
+    names: set[str] = set()
     for sidecar in sidecars:
         kind = "initContainers" if sidecar.placement == "native" else "containers"
-        index = placed[kind] if sidecar.position == "first" else None
-        editor.insert(("spec", kind), index, _container(sidecar, versions[sidecar.name], sizes[sidecar.name]))
-        if sidecar.position == "first":
-            placed[kind] += 1
-    return {s.name for s in sidecars}
+        for slot in layout(sidecar, versions[sidecar.name], sizes[sidecar.name]):
+            index = placed[kind] if sidecar.position == "first" else None
+            editor.insert(("spec", kind), index, _container(sidecar, slot))
+            if sidecar.position == "first":
+                placed[kind] += 1
+            names.add(slot.container)
+    return names
 
 
 def _add_volumes(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:
     present = {v.get("name") for v in editor.get(("spec", "volumes"), ()) if isinstance(v, Mapping)}
     for sidecar in sidecars:
-        for volume in sidecar.volumes:
+        for volume in pod_volumes(sidecar):
             if volume.get("name") not in present:
                 editor.insert(("spec", "volumes"), None, json_copy(volume))
                 present.add(volume.get("name"))
+
+
+def _sidecar_record(sidecar: SidecarSpec, choice: VersionChoice, size: SidecarSize) -> SidecarRecord:
+    """The sidecar's totals over its slots; a hot sidecar's record also keeps each slot's share."""
+    slots = layout(sidecar, choice, size)
+    if len(slots) == 1:
+        return SidecarRecord(sidecar.name, choice.version, size.requests, size.limits)
+    totals = {part: {r: sum((getattr(s, part)[r] for s in slots if r in getattr(s, part)), ZERO)
+                     for r in RESOURCES if any(r in getattr(s, part) for s in slots)}
+              for part in ("requests", "limits")}
+    return SidecarRecord(sidecar.name, choice.version, totals["requests"], totals["limits"],
+                         tuple(SlotRecord(s.container, s.requests, s.limits) for s in slots))
 
 
 def _apply_donations(editor: PodEditor, donations: list[Donation], *, carve: bool) -> dict[str, Quantity]:

@@ -8,7 +8,8 @@ policy, so the same verdicts come out of a test, a CLI run and a controller:
   choice (:mod:`policy.fleet`);
 * **accounting**: the record recomputed from the spec (``R(pod) == A`` unless
   the record's leak says otherwise, the record's own effective requests and
-  limits, every sidecar with a CPU request and limit: docs/design.md#lesson-4);
+  limits, every sidecar container — each slot of a hot-upgrade sidecar — with
+  its recorded share and a CPU request and limit: docs/design.md#lesson-4);
 * **exposure**: per node, the extender's accounting recomputed from the pods
   (:func:`policy.pod_entry.reduce_pod`) against the policy's ceiling;
 * **missed injections**: pods the webhook would inject now that carry no
@@ -66,15 +67,21 @@ def version_findings(pod: Pod, states: Iterable[SidecarState] | None) -> list[Fi
     out: list[Finding] = []
     for s in states:
         for code in s.problems:
+            runs = f"runs {s.running_version or '?'}" if s.active else "is dormant"
+            where = s.sidecar if s.live in ("", s.sidecar) else f"{s.sidecar} (live slot {s.live})"
             if code == "stale":
-                message = (f"{s.sidecar}: runs {s.running_version or '?'} (recorded {s.recorded_version or '?'}), "
+                message = (f"{s.sidecar}: {runs} (recorded {s.recorded_version or '?'}), "
                            f"the policy now chooses {s.desired_version} ({s.desired_rule}) → {s.desired_image}")
             elif code == "spec_differs_from_record":
-                message = f"{s.sidecar}: spec image {s.spec_image}, recorded {s.recorded_image}"
+                recorded = s.recorded_image if s.active else "the empty image while dormant"
+                message = f"{where}: spec image {s.spec_image}, recorded {recorded}"
             elif code == "running_differs_from_spec":
-                message = f"{s.sidecar}: running {s.running_image} ({s.running_image_id or 'no imageID'}), spec {s.spec_image}"
+                message = f"{where}: running {s.running_image} ({s.running_image_id or 'no imageID'}), spec {s.spec_image}"
             elif code == "sidecar_missing":
-                message = f"{s.sidecar}: recorded, but the pod has no container of that name"
+                if s.missing and s.missing != (s.sidecar,):
+                    message = f"{s.sidecar}: recorded, but the pod has no container {', '.join(s.missing)}"
+                else:
+                    message = f"{s.sidecar}: recorded, but the pod has no container of that name"
             else:
                 message = f"{s.sidecar}: recorded {s.recorded_version or '?'}, not injected by the policy now"
             out.append(Finding("versions", code, subject, message, PROBLEMS[code]))
@@ -130,25 +137,34 @@ def accounting_findings(pod: Pod) -> list[Finding]:
                   for c in (pod.get("spec") or {}).get(kind) or () if isinstance(c, Mapping)}
     waived = record.variant == "besteffort"
     for sidecar in record.sidecars:
-        container = containers.get(sidecar.name)
-        if container is None:
-            out.append(Finding("accounting", "sidecar_missing", subject,
-                               f"{sidecar.name}: in the record, not in the spec", _TAMPERED))
-            continue
-        declared = (container.get("resources") or {})
-        has_request = "cpu" in (declared.get("requests") or {}) or "cpu" in (declared.get("limits") or {})
-        has_limit = "cpu" in (declared.get("limits") or {})
-        if not waived and not (has_request and has_limit):
-            out.append(Finding("accounting", "sidecar_without_cpu_quota", subject,
-                               f"{sidecar.name}: no CPU {'request' if not has_request else 'limit'}: it would starve "
-                               "under CPU shares (docs/design.md#lesson-4)",
-                               "re-account with `meshfit reaccount` under a policy with a CPU floor, or roll the workload"))
-        got_req, got_lim = container_requests(container), container_limits(container)
-        if any(r in sidecar.requests and got_req[r].nanos != sidecar.requests[r].nanos for r in RESOURCES) or \
-                any(r in sidecar.limits and not _same(got_lim[r], sidecar.limits[r]) for r in RESOURCES):
-            out.append(Finding("accounting", "sidecar_resources_differ", subject,
-                               f"{sidecar.name}: spec requests {_fmt(got_req)} limits {_fmt(got_lim)}; recorded "
-                               f"requests {_fmt(sidecar.requests)} limits {_fmt(sidecar.limits)}", _TAMPERED))
+        for name, (want_req, want_lim) in sidecar.container_resources().items():
+            out.extend(_sidecar_container_findings(subject, sidecar.name, name, containers.get(name),
+                                                   want_req, want_lim, waived))
+    return out
+
+
+def _sidecar_container_findings(subject: str, sidecar: str, name: str, container: Mapping[str, Any] | None,
+                                want_req: Mapping[str, Quantity], want_lim: Mapping[str, Quantity],
+                                waived: bool) -> list[Finding]:
+    """One of a sidecar's containers (a hot sidecar has two slots) against its share in the record."""
+    label = sidecar if name == sidecar else f"{sidecar} (slot {name})"
+    if container is None:
+        return [Finding("accounting", "sidecar_missing", subject, f"{label}: in the record, not in the spec", _TAMPERED)]
+    out: list[Finding] = []
+    declared = (container.get("resources") or {})
+    has_request = "cpu" in (declared.get("requests") or {}) or "cpu" in (declared.get("limits") or {})
+    has_limit = "cpu" in (declared.get("limits") or {})
+    if not waived and not (has_request and has_limit):
+        out.append(Finding("accounting", "sidecar_without_cpu_quota", subject,
+                           f"{label}: no CPU {'request' if not has_request else 'limit'}: it would starve "
+                           "under CPU shares (docs/design.md#lesson-4)",
+                           "re-account with `meshfit reaccount` under a policy with a CPU floor, or roll the workload"))
+    got_req, got_lim = container_requests(container), container_limits(container)
+    if any(r in want_req and got_req[r].nanos != want_req[r].nanos for r in RESOURCES) or \
+            any(r in want_lim and not _same(got_lim[r], want_lim[r]) for r in RESOURCES):
+        out.append(Finding("accounting", "sidecar_resources_differ", subject,
+                           f"{label}: spec requests {_fmt(got_req)} limits {_fmt(got_lim)}; recorded "
+                           f"requests {_fmt(want_req)} limits {_fmt(want_lim)}", _TAMPERED))
     return out
 
 

@@ -28,6 +28,7 @@ from policy.model import (
     POLICY_KIND,
     RULE_PRECEDENCE,
     Emergency,
+    FleetPolicy,
     InjectionPolicy,
     NamespacePolicy,
     Policy,
@@ -37,13 +38,16 @@ from policy.model import (
     SidecarSpec,
     SidecarVersions,
     Sizing,
+    UpgradeSpec,
     VersionPolicy,
     VersionRule,
 )
 from policy.quantity import Quantity
 from policy.resources import RESOURCES
+from policy.slots import HANDOFF_MOUNT_PATH, RESERVED_ENV, handoff_volume_name, name_too_long, slot_names
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_MAJOR_MINOR = re.compile(r"^(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})$")
 
 
 # -- entry points ----------------------------------------------------------
@@ -180,6 +184,11 @@ def _parse_policy(document: Any, source: str) -> Policy:
     for i, name in enumerate(names):
         if name in names[:i]:
             errors.append(FieldError(f"sidecars[{i}].name", f"duplicate sidecar name {name!r}"))
+    owners = {slot: i for i, s in enumerate(sidecars) if s.upgrade.hot for slot in slot_names(s)[1:]}
+    for i, name in enumerate(names):
+        if name in owners:
+            errors.append(FieldError(f"sidecars[{i}].name", f"{name!r} is the second slot of hot-upgrade sidecar "
+                                                            f"sidecars[{owners[name]}] ({names[owners[name]]!r})"))
     policy = Policy(
         revision=revision,
         sidecars=sidecars,
@@ -188,6 +197,7 @@ def _parse_policy(document: Any, source: str) -> Policy:
         versions=_versions(top.mapping("versions"), sidecars),
         emergency=_emergency(top.mapping("emergency")),
         scheduling=_scheduling(top.mapping("scheduling")),
+        fleet=_fleet(top.mapping("fleet")),
     )
     top.done()
     if errors:
@@ -261,13 +271,59 @@ def _sidecar(f: Fields) -> SidecarSpec:
         readiness_probe=f.object("readinessProbe"),
         liveness_probe=f.object("livenessProbe"),
         security_context=f.object("securityContext"),
+        lifecycle=f.object("lifecycle"),
         image_pull_policy=f.choice("imagePullPolicy", "IfNotPresent", ("Always", "IfNotPresent", "Never")),
         app_env=tuple(_env_list(f, "appEnv")),
+        upgrade=_upgrade(f.mapping("upgrade")),
     )
     if sizing.mode == "fixed" and "cpu" in sizing.fixed and sizing.fixed["cpu"] < floor:
         f.error("sizing.fixed.cpu", f"must be at least cpuRequestFloor ({floor}), got {sizing.fixed['cpu']}")
+    _slot_fields(f, spec)
     f.done()
     return spec
+
+
+#: A hot sidecar's two slots each keep at least 1m of CPU request: its floor is at least 2m.
+_HOT_CPU_FLOOR = Quantity.parse("2m")
+
+
+def _upgrade(f: Fields) -> UpgradeSpec:
+    d = UpgradeSpec()
+    hot = f.boolean("hot", d.hot)
+    dormant = f.boolean("dormant", d.dormant)
+    empty = f.string("emptyImage") or None
+    if empty is not None and (empty != empty.strip() or any(ch.isspace() for ch in empty)):
+        f.error("emptyImage", f"must be an image reference without spaces, got {empty!r}")
+        empty = None
+    if (hot or dormant) and empty is None and not any(e.path == f.sub("emptyImage") for e in f.errors):
+        f.error("emptyImage", "is required when hot or dormant: the image an idle or dormant slot runs")
+    f.done()
+    return UpgradeSpec(hot=hot, dormant=dormant, empty_image=empty)
+
+
+def _slot_fields(f: Fields, spec: SidecarSpec) -> None:
+    """A slotted sidecar's names must fit the names its slots derive, and leave meshfit's own alone."""
+    upgrade = spec.upgrade
+    if not upgrade.slotted:
+        return
+    why = name_too_long(spec) if spec.name else None
+    if why:
+        f.error("name", why)
+    if upgrade.hot and spec.cpu_request_floor < _HOT_CPU_FLOOR:
+        f.error("cpuRequestFloor", f"must be at least {_HOT_CPU_FLOOR} for a hot-upgrade sidecar "
+                                   f"(each of its two slots keeps 1m), got {spec.cpu_request_floor}")
+    reserved = RESERVED_ENV if upgrade.hot else RESERVED_ENV[:2]
+    for i, env in enumerate(spec.env):
+        if env.get("name") in reserved:
+            f.error(f"env[{i}].name", f"{env['name']} is set by meshfit on every slot")
+    if upgrade.hot:
+        volume = handoff_volume_name(spec.name)
+        for i, mount in enumerate(spec.volume_mounts):
+            if mount.get("name") == volume or mount.get("mountPath") == HANDOFF_MOUNT_PATH:
+                f.error(f"volumeMounts[{i}]", f"{volume} at {HANDOFF_MOUNT_PATH} is meshfit's handoff volume")
+        for i, vol in enumerate(spec.volumes):
+            if vol.get("name") == volume:
+                f.error(f"volumes[{i}].name", f"{volume} is meshfit's handoff volume")
 
 
 def _env_list(f: Fields, key: str) -> list[dict[str, Any]]:
@@ -424,6 +480,26 @@ def _scheduling(f: Fields) -> Scheduling:
         exposure_ceiling=ceiling,
         weights=weights,
         exposure_weight=f.ratio("exposureWeight", d.exposure_weight, low_open=False, high=Fraction(100)),
+    )
+    f.done()
+    return policy
+
+
+def _fleet(f: Fields) -> FleetPolicy:
+    d = FleetPolicy()
+    kubelet = d.sidecar_image_change_kubelet
+    raw = f.raw("sidecarImageChangeKubelet")
+    if isinstance(raw, str) and _MAJOR_MINOR.match(raw):
+        kubelet = raw
+    elif raw is not None:
+        number = isinstance(raw, (int, float)) and not isinstance(raw, bool)
+        hint = " (quote it: YAML reads 1.30 as the number 1.3)" if number else ""
+        f.error("sidecarImageChangeKubelet", f"must be a MAJOR.MINOR string such as \"1.32\"{hint}, got {raw!r}")
+    policy = FleetPolicy(
+        rollback=f.boolean("rollback", d.rollback),
+        timeout_seconds=f.integer("timeoutSeconds", d.timeout_seconds, low=1, high=86400),
+        crash_restarts=f.integer("crashRestarts", d.crash_restarts, low=0, high=100),
+        sidecar_image_change_kubelet=kubelet,
     )
     f.done()
     return policy

@@ -48,6 +48,31 @@ class Sizing:
 
 
 @dataclass(frozen=True, slots=True)
+class UpgradeSpec:
+    """Slots placed at pod creation so the fleet controller can change the sidecar in place.
+
+    The controller may change a running pod's images but never its resources'
+    sum, so every slot it will ever use is placed (and accounted) by the webhook:
+
+    * ``hot``: the sidecar gets two containers, ``NAME`` (live, on the version's
+      image) and ``NAME-alt`` (idle, on ``empty_image``); an upgrade starts the
+      next version in the idle slot, hands the traffic over, and idles the old one;
+    * ``dormant``: the sidecar's slot(s) run ``empty_image`` until the controller
+      activates it in place (an image change), with the size an active one gets.
+    """
+
+    hot: bool = False
+    dormant: bool = False
+    #: The image an idle or dormant slot runs; required when ``hot`` or ``dormant``.
+    empty_image: str | None = None
+
+    @property
+    def slotted(self) -> bool:
+        """Whether the sidecar runs in slots (hot, dormant or both): env, annotations, no probes."""
+        return self.hot or self.dormant
+
+
+@dataclass(frozen=True, slots=True)
 class SidecarSpec:
     name: str
     image: str
@@ -65,8 +90,10 @@ class SidecarSpec:
     readiness_probe: dict[str, Any] | None = None
     liveness_probe: dict[str, Any] | None = None
     security_context: dict[str, Any] | None = None
+    lifecycle: dict[str, Any] | None = None
     image_pull_policy: str = "IfNotPresent"
     app_env: tuple[dict[str, Any], ...] = ()
+    upgrade: UpgradeSpec = field(default_factory=UpgradeSpec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +182,27 @@ class Scheduling:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetPolicy:
+    """How the fleet controller changes running pods (``meshfit controller``)."""
+
+    #: A failed in-place change is rolled back to what the pod had.
+    rollback: bool = True
+    #: How long one in-place change may take before it counts as failed (1..86400).
+    timeout_seconds: int = 300
+    #: Restarts of a changed container beyond the one the change causes that mean a crash loop (0..100).
+    crash_restarts: int = 2
+    #: The lowest kubelet (``MAJOR.MINOR``) that restarts a native sidecar alone when its
+    #: image changes (kubernetes PR #126525, first released in 1.32); older kubelets
+    #: restart the whole pod, so the controller does not change a native sidecar's image there.
+    sidecar_image_change_kubelet: str = "1.32"
+
+    def sidecar_image_change_minor(self) -> tuple[int, int]:
+        """``sidecar_image_change_kubelet`` as ``(major, minor)``, for comparing kubelet versions."""
+        major, minor = self.sidecar_image_change_kubelet.split(".")
+        return int(major), int(minor)
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     revision: str
     sidecars: tuple[SidecarSpec, ...]
@@ -163,6 +211,7 @@ class Policy:
     versions: VersionPolicy = field(default_factory=VersionPolicy)
     emergency: Emergency = field(default_factory=Emergency)
     scheduling: Scheduling = field(default_factory=Scheduling)
+    fleet: FleetPolicy = field(default_factory=FleetPolicy)
 
     def sidecar(self, name: str) -> SidecarSpec | None:
         for spec in self.sidecars:

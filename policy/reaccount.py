@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from policy.annotations import ACCOUNTING, STATUS
+from policy.annotations import ACCOUNTING, SLOT_VERSION_PREFIX, STATUS
 from policy.decision import Namespace
 from policy.inject import InjectionError, inject
 from policy.model import Policy
@@ -121,7 +121,7 @@ def own_shape(pod: Mapping[str, Any], record: AccountingRecord) -> dict[str, Any
     Raises ``ValueError`` when the record cannot rebuild it (a named sidecar or donor is missing).
     """
     spec = pod.get("spec") or {}
-    injected = {s.name for s in record.sidecars}
+    injected = {c for s in record.sidecars for c in s.containers}  # a hot sidecar's -alt slot is the sidecar's
     present = _containers(spec)
     missing = sorted(injected - set(present))
     if missing:
@@ -148,6 +148,8 @@ def own_shape(pod: Mapping[str, Any], record: AccountingRecord) -> dict[str, Any
     annotations = dict(meta.get("annotations") or {})
     annotations.pop(STATUS, None)
     annotations.pop(ACCOUNTING, None)
+    for key in [k for k in annotations if k.startswith(SLOT_VERSION_PREFIX)]:
+        del annotations[key]
     meta["annotations"] = annotations
     for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
         meta.pop(key, None)
@@ -207,13 +209,15 @@ def plan_reaccount(pod: dict[str, Any], namespace: Namespace, policy: Policy, *,
     current = _containers(pod.get("spec") or {})
     if set(target) != set(current):
         return _skip("needs_recreate", "the target adds or removes containers: recreate the pod")
-    recorded = {s.name: s for s in record.sidecars}
-    for name, s in recorded.items():
-        now = current[name][1].get("resources")
-        as_recorded = {"requests": {r: v.format() for r, v in s.requests.items()},
-                       "limits": {r: v.format() for r, v in s.limits.items()}}
-        if not (_resources_equal(now, as_recorded) or _resources_equal(now, target[name][1].get("resources"))):
-            return _skip("inconsistent", f"sidecar {name}'s resources differ from the record: changed by someone else")
+    for s in record.sidecars:
+        for name, (requests, limits) in s.container_resources().items():
+            now = current[name][1].get("resources")
+            as_recorded = {"requests": {r: v.format() for r, v in requests.items()},
+                           "limits": {r: v.format() for r, v in limits.items()}}
+            if not (_resources_equal(now, as_recorded) or _resources_equal(now, target[name][1].get("resources"))):
+                which = s.name if name == s.name else f"{s.name} (its slot {name})"
+                return _skip("inconsistent", f"sidecar {which}'s resources differ from the record: "
+                                             "changed by someone else")
     changes = []
     for name, (kind, c) in current.items():
         t_kind, t = target[name]

@@ -28,11 +28,49 @@ Exposure = Literal["pod", "node", "none"]
 
 
 @dataclass(frozen=True, slots=True)
+class SlotRecord:
+    """One container of a sidecar that has two (a hot-upgrade sidecar, :mod:`policy.slots`)."""
+
+    container: str
+    requests: dict[str, Quantity]
+    limits: dict[str, Quantity]
+
+
+@dataclass(frozen=True, slots=True)
 class SidecarRecord:
+    """What one sidecar got: ``requests`` and ``limits`` are its totals over its containers.
+
+    An ordinary or dormant sidecar is one container named after it, with exactly
+    these resources. A hot-upgrade sidecar is two (``NAME``, ``NAME-alt``) whose
+    requests split the one request a single sidecar would get (so ``R(pod)`` is the
+    same) and which each carry the full limit (so the total limit is twice the
+    size); ``slots`` keeps each container's share, in placement order.
+    """
+
     name: str
     version: str
     requests: dict[str, Quantity]
     limits: dict[str, Quantity]
+    slots: tuple[SlotRecord, ...] = ()
+
+    @property
+    def containers(self) -> tuple[str, ...]:
+        """The names of the containers this sidecar owns."""
+        return tuple(s.container for s in self.slots) if self.slots else (self.name,)
+
+    def container_resources(self) -> dict[str, tuple[dict[str, Quantity], dict[str, Quantity]]]:
+        """``{container: (requests, limits)}``: what each of the sidecar's containers was given."""
+        if not self.slots:
+            return {self.name: (self.requests, self.limits)}
+        return {s.container: (s.requests, s.limits) for s in self.slots}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "version": self.version, "requests": _fmt(self.requests),
+                               "limits": _fmt(self.limits)}
+        if self.slots:
+            out["slots"] = [{"name": s.container, "requests": _fmt(s.requests), "limits": _fmt(s.limits)}
+                            for s in self.slots]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +113,7 @@ class AccountingRecord:
             "mode": self.mode,
             "variant": self.variant,
             "original": _fmt(self.original),
-            "sidecars": [
-                {"name": s.name, "version": s.version, "requests": _fmt(s.requests), "limits": _fmt(s.limits)}
-                for s in self.sidecars
-            ],
+            "sidecars": [s.to_dict() for s in self.sidecars],
             "requests": _fmt(self.requests),
             "limits": _fmt(self.limits),
             "overcommit": _fmt(self.overcommit),
@@ -124,6 +159,15 @@ def _qos(value: Any) -> tuple[str, str] | None:
     return value["before"], value["after"]
 
 
+def _sidecar(data: Any) -> SidecarRecord:
+    slots = tuple(SlotRecord(str(s["name"]), _parse(s["requests"]), _parse(s["limits"])) for s in data.get("slots", ()))
+    if len(slots) == 1 or len({s.container for s in slots}) != len(slots):
+        raise ValueError(f"accounting record is invalid: sidecar {data['name']!r}: slots must name two or more "
+                         "distinct containers")
+    return SidecarRecord(str(data["name"]), str(data.get("version", "")), _parse(data["requests"]),
+                         _parse(data["limits"]), slots)
+
+
 def parse_record(text: str) -> AccountingRecord:
     """Read a record back; raises ``ValueError`` naming what is wrong.
 
@@ -144,10 +188,7 @@ def parse_record(text: str) -> AccountingRecord:
             mode=str(data["mode"]),
             variant=str(data.get("variant", "")),
             original=_parse(data["original"]),
-            sidecars=tuple(
-                SidecarRecord(str(s["name"]), str(s.get("version", "")), _parse(s["requests"]), _parse(s["limits"]))
-                for s in data.get("sidecars", ())
-            ),
+            sidecars=tuple(_sidecar(s) for s in data.get("sidecars", ())),
             requests=_parse(data["requests"]),
             limits=_limits(_parse(data.get("limits", {}))),
             overcommit=_parse(data.get("overcommit", {})),

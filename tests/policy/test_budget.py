@@ -104,3 +104,24 @@ def test_a_user_pod_level_request_of_zero_is_never_raised() -> None:
     assert fit.skip_code == "pod_level_request"
     assert fit.skip_reason == "the pod sets its own pod-level cpu request of 0, which meshfit never raises"
     assert fit.sizes == {}
+
+
+def test_a_hot_sidecar_keeps_a_granule_for_each_of_its_two_slots() -> None:
+    # a has two slots: its minimum is 2m / 2Mi, b's 1m / 1Mi, so 3m is the least the pair can be cut to
+    policy = with_resources(small_pods="shrink").resources
+    slots = {"a": 2, "b": 1}
+    at = fit_requests(TWO, {"cpu": 3 * M, "memory": 128 * MI}, policy, frozenset(), FLOORS, slots)
+    assert not at.skip_code
+    assert (at.sizes["a"].requests["cpu"], at.sizes["b"].requests["cpu"]) == (Q("2m"), Q("1m"))
+    # 10m: 2m + 1m first, the other 7m split 98:49 in 1m steps: 7*98//147 = 4, 7*49//147 = 2,
+    # the last 1m to the largest, a -> a 2+5 = 7m, b 1+2 = 3m
+    ten = fit_requests(TWO, {"cpu": 10 * M, "memory": 128 * MI}, policy, frozenset(), FLOORS, slots)
+    assert (ten.sizes["a"].requests["cpu"], ten.sizes["b"].requests["cpu"]) == (Q("7m"), Q("3m"))
+    below = fit_requests(TWO, {"cpu": 3 * M - 1, "memory": 128 * MI}, policy, frozenset(), FLOORS, slots)
+    assert below.skip_code == "pod_too_small"
+    assert below.skip_reason == ("the pod requests cpu 2999999n: too little to give each of the 3 sidecar slots a cpu "
+                                 "request of 1m (a: two hot-upgrade slots, whose requests split one sidecar's)")
+    memory = fit_requests(TWO, {"cpu": 150 * M, "memory": 3 * MI - 1}, policy, frozenset(), FLOORS, slots)
+    assert memory.skip_code == "pod_too_small" and "3 sidecar slots a memory request of 1Mi" in memory.skip_reason
+    # without slots given, every sidecar is one container, as before
+    assert not fit_requests(TWO, {"cpu": 2 * M, "memory": 128 * MI}, policy, frozenset(), FLOORS).skip_code
