@@ -102,14 +102,14 @@ def reports_image(state: ContainerState, image: str) -> bool:
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)")
 
 
-def kubelet_at_least(kubelet_version: str | None, minimum: str) -> bool | None:
-    """Whether ``kubelet_version`` (``v1.36.3``, ``v1.32.0-eks-1``) is at least ``minimum`` (``1.32``); ``None`` if unknown."""
+def kubelet_at_least(kubelet_version: str | None, minimum: tuple[int, int]) -> bool | None:
+    """Whether ``kubelet_version`` (``v1.36.3``, ``v1.32.0-eks-1``) is at least ``minimum`` (``(1, 32)``); ``None`` if unknown."""
     if not kubelet_version:
         return None
-    found, wanted = _VERSION.match(kubelet_version), _VERSION.match(minimum)
-    if found is None or wanted is None:
+    found = _VERSION.match(kubelet_version)
+    if found is None:
         return None
-    return (int(found[1]), int(found[2])) >= (int(wanted[1]), int(wanted[2]))
+    return (int(found[1]), int(found[2])) >= minimum
 
 
 def digest_of(image_id: str) -> str | None:

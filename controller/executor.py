@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller.metrics import ControllerMetrics
-from controller.plan import FleetRules, Step, plan
+from controller.plan import Step, plan
 from controller.queue import WorkQueue
 from kube.client import ApiClient, ApiError
 from kube.events import EventRecorder
@@ -192,8 +192,7 @@ class Executor:
             return None
         node = (pod.get("spec") or {}).get("nodeName")
         policy = self.policy()
-        step = plan(pod, policy, self.kubelets.get(node) if node else None, self.clock(),
-                    rules=_rules(policy))
+        step = plan(pod, policy, self.kubelets.get(node) if node else None, self.clock())
         if step.kind == "none":
             self.queue.forget(key)
             if step.requeue_after is not None:
@@ -300,11 +299,6 @@ class Executor:
 
 def _kubelet(node: Mapping[str, Any]) -> str:
     return str(((node.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion") or "")
-
-
-def _rules(policy: Policy) -> FleetRules | None:
-    rules = getattr(policy, "fleet", None)
-    return rules if rules is not None else None
 
 
 class _Suppress:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from controller.containers import (
     alternate_reference,
@@ -47,7 +47,7 @@ from controller.containers import (
     spec_container,
 )
 from policy.annotations import OPERATION, SLOT_VERSION_PREFIX, STATUS, TARGET
-from policy.model import Policy
+from policy.model import FleetPolicy, Policy
 from policy.qos import pod_qos
 from policy.resources import container_limits, explain_requests, pod_level_limits
 from policy.sidecar_status import PodStatus, SidecarStatus, StatusError, parse_status
@@ -57,29 +57,6 @@ from policy.versions import image_of
 Pod = Mapping[str, Any]
 #: Workloads whose pod template a recreate restarts (``kubectl rollout restart`` knows these three).
 RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")
-
-
-class FleetRules(Protocol):
-    """The policy's ``fleet`` block: how long an operation may take, and what a failure does."""
-
-    @property
-    def rollback(self) -> bool: ...
-    @property
-    def timeout_seconds(self) -> int: ...
-    @property
-    def crash_restarts(self) -> int: ...
-    @property
-    def sidecar_image_change_kubelet(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class DefaultRules:
-    """The ``fleet`` block's defaults (a policy without one)."""
-
-    rollback: bool = True
-    timeout_seconds: int = 300
-    crash_restarts: int = 2
-    sidecar_image_change_kubelet: str = "1.32"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +128,7 @@ def _slot_annotation(status: SidecarStatus, container: str) -> str:
 class _Context:
     pod: Pod
     policy: Policy
-    rules: FleetRules
+    rules: FleetPolicy
     kubelet_version: str | None
     now: dt.datetime
     target: Target
@@ -180,12 +157,11 @@ class _Context:
         if record.empty_image:
             return record.empty_image
         spec = self.policy.sidecar(record.name)
-        upgrade = getattr(spec, "upgrade", None)
-        return getattr(upgrade, "empty_image", None) if upgrade is not None else None
+        return spec.upgrade.empty_image if spec is not None else None
 
 
 def plan(pod: Pod, policy: Policy, kubelet_version: str | None, now: dt.datetime,
-         rules: FleetRules | None = None) -> Step:
+         rules: FleetPolicy | None = None) -> Step:
     """The next step for ``pod`` (see the module docstring); never raises on what the pod holds."""
     meta = pod.get("metadata") or {}
     annotations = meta.get("annotations") or {}
@@ -193,7 +169,7 @@ def plan(pod: Pod, policy: Policy, kubelet_version: str | None, now: dt.datetime
         return Step("none", "no target")
     if meta.get("deletionTimestamp"):
         return Step("none", "the pod is being deleted")
-    chosen: FleetRules = rules if rules is not None else getattr(policy, "fleet", None) or DefaultRules()
+    chosen = rules if rules is not None else policy.fleet
     previous = _operation(annotations)
     try:
         target = parse_target(annotations[TARGET])
@@ -309,7 +285,7 @@ def _native_gate(ctx: _Context, container: str) -> str | None:
         return f"the pod has no container {container}"
     if not place.native_sidecar:
         return None  # a regular container is restarted on an image change by every kubelet
-    verdict = kubelet_at_least(ctx.kubelet_version, ctx.rules.sidecar_image_change_kubelet)
+    verdict = kubelet_at_least(ctx.kubelet_version, ctx.rules.sidecar_image_change_minor())
     if verdict is None:
         return f"the kubelet version of the pod's node is unknown ({ctx.kubelet_version or 'not reported'})"
     if not verdict:

@@ -192,8 +192,8 @@ class FleetPolicy:
     #: Restarts of a changed container beyond the one the change causes that mean a crash loop (0..100).
     crash_restarts: int = 2
     #: The lowest kubelet (``MAJOR.MINOR``) that restarts a native sidecar alone when its
-    #: image changes (kubernetes PR #126525, first released in 1.32); older kubelets
-    #: restart the whole pod, so the controller does not change a native sidecar's image there.
+    #: image changes (kubernetes PR #126525, first released in 1.32); older kubelets leave
+    #: the old image running until the pod restarts, so the controller recreates instead.
     sidecar_image_change_kubelet: str = "1.32"
 
     def sidecar_image_change_minor(self) -> tuple[int, int]:

@@ -27,12 +27,12 @@ from running_pods import (
     with_target,
 )
 
-from controller.plan import DefaultRules, Step, plan
+from controller.plan import Step, plan
 from policy.load import load_policy_file
-from policy.model import Policy
+from policy.model import FleetPolicy, Policy
 
 POLICY_FILE = Path(__file__).resolve().parents[2] / "manifests" / "policy.yaml"
-RULES = DefaultRules(rollback=True, timeout_seconds=300, crash_restarts=2, sidecar_image_change_kubelet="1.32")
+RULES = FleetPolicy(rollback=True, timeout_seconds=300, crash_restarts=2, sidecar_image_change_kubelet="1.32")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def policy() -> Policy:
     return load_policy_file(POLICY_FILE)
 
 
-def decide(pod: dict, policy: Policy, kubelet: str | None = "v1.36.3", rules: DefaultRules = RULES,
+def decide(pod: dict, policy: Policy, kubelet: str | None = "v1.36.3", rules: FleetPolicy = RULES,
            now: dt.datetime = NOW) -> Step:
     return plan(pod, policy, kubelet, now, rules)
 
