@@ -34,10 +34,21 @@ JSON = dict[str, Any]
 BAD_VERSION = "1.9.9"
 
 
-def policy_document(**fleet: Any) -> str:
-    """The shipped policy, plus a crash-looping version of rpc-mesh, and ``fleet`` settings."""
+EMPTY_IMAGE = "registry.example.com/meshfit/empty:1"
+
+
+def policy_document(*, hot: bool = False, dormant: bool = False, **fleet: Any) -> str:
+    """The shipped policy, plus a crash-looping version of rpc-mesh, and ``fleet`` settings.
+
+    ``hot``: rpc-mesh gets two slots; ``dormant``: msg-mesh is placed on the empty image, off.
+    """
     document = yaml.safe_load(Path(POLICY_MANIFEST).read_text())
     policy = yaml.safe_load(document["data"]["policy.yaml"])
+    for sidecar in policy["sidecars"]:
+        if hot and sidecar["name"] == "rpc-mesh":
+            sidecar["upgrade"] = {"hot": True, "emptyImage": EMPTY_IMAGE}
+        if dormant and sidecar["name"] == "msg-mesh":
+            sidecar["upgrade"] = {"dormant": True, "emptyImage": EMPTY_IMAGE}
     rpc = policy["versions"]["sidecars"]["rpc-mesh"]
     rpc["allowed"] = [*rpc["allowed"], BAD_VERSION]
     rpc["images"] = {BAD_VERSION: "registry.example.com/mesh/mosn:1.9.9-crashloop"}

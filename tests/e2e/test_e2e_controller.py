@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from controller_support import (
     BAD_VERSION,
+    EMPTY_IMAGE,
     ControllerProcess,
     annotation,
     cli,
@@ -340,3 +341,54 @@ def test_a_limits_resize_goes_through_pods_resize_and_the_kubelet_actuates_it(
     # The pod-level variant: the pod's own request holds the app and the sidecars exactly.
     assert result["state"] == "blocked" and "pod's own request" in result["reason"], result["reason"]
     assert container_status(get_pod(cluster, ns, "rz-0"), "rpc-mesh")["resources"]["requests"] == running["requests"]
+
+
+@pytest.fixture
+def slotted_policy(tmp_path: Path) -> Path:
+    path = tmp_path / "slotted.yaml"
+    path.write_text(policy_document(hot=True, dormant=True))
+    return path
+
+
+def test_a_hot_upgrade_hands_over_between_slots_and_a_dormant_sidecar_is_switched_on_in_place(
+        kwok_cluster: LocalCluster, e2e_namespace: str, slotted_policy: Path, nodes: dict[str, str],
+        tmp_path: Path) -> None:
+    cluster, ns = kwok_cluster, e2e_namespace
+    (before,) = meshed(cluster, ns, slotted_policy, nodes["new"], ["hot-0"])
+    # As the webhook placed them: rpc-mesh live in its first slot, the second idle; msg-mesh dormant.
+    assert spec_image(before, "rpc-mesh") == f"{MOSN}:1.8.0"
+    assert spec_image(before, "rpc-mesh-alt") == EMPTY_IMAGE
+    assert spec_image(before, "msg-mesh") == EMPTY_IMAGE
+    replica = ControllerProcess(cluster, slotted_policy, (ns, "meshfit-controller"), "ctl-hot", tmp_path).start()
+    try:
+        done = cli(cluster, "upgrade", "rpc-mesh", "1.8.1", "hot-0", "-n", ns, "--wait", "--timeout", "90")
+        assert done.returncode == 0, done.stdout + done.stderr
+        pod = get_pod(cluster, ns, "hot-0")
+        assert spec_image(pod, "rpc-mesh-alt") == f"{MOSN}:1.8.1"
+        assert spec_image(pod, "rpc-mesh") == EMPTY_IMAGE
+        record = next(s for s in annotation(pod, "meshfit.io/status")["sidecars"] if s["name"] == "rpc-mesh")
+        assert (record["live"], record["version"], record["previous"]) == ("rpc-mesh-alt", "1.8.1", "1.8.0")
+        assert pod["metadata"]["annotations"]["meshfit.io/slot-rpc-mesh-alt"] == "1.8.1"
+        assert pod["metadata"]["annotations"]["meshfit.io/slot-rpc-mesh"] == ""
+        # Each slot restarted once (the new version in, the old one out); the app never.
+        for slot in ("rpc-mesh", "rpc-mesh-alt"):
+            assert container_status(pod, slot)["restartCount"] == container_status(before, slot)["restartCount"] + 1
+        assert container_status(pod, "app")["restartCount"] == container_status(before, "app")["restartCount"]
+        assert "SidecarHandedOver" in {e["reason"] for e in events_for(cluster, ns, "hot-0")}
+
+        on = cli(cluster, "activate", "msg-mesh", "hot-0", "-n", ns, "--wait", "--timeout", "90")
+        assert on.returncode == 0, on.stdout + on.stderr
+        pod = get_pod(cluster, ns, "hot-0")
+        assert spec_image(pod, "msg-mesh") == "registry.example.com/mesh/msg-agent:2.3.0"
+        assert container_status(pod, "msg-mesh")["ready"] is True
+        record = next(s for s in annotation(pod, "meshfit.io/status")["sidecars"] if s["name"] == "msg-mesh")
+        assert record.get("active", True) is True
+        # Resources were placed at creation: nothing about them moved, so R(pod) cannot have.
+        for name in ("msg-mesh", "rpc-mesh", "rpc-mesh-alt", "app"):
+            assert container_status(pod, name).get("resources") == container_status(before, name).get("resources")
+        off = cli(cluster, "deactivate", "msg-mesh", "hot-0", "-n", ns, "--wait", "--timeout", "90")
+        assert off.returncode == 0, off.stdout + off.stderr
+        assert spec_image(get_pod(cluster, ns, "hot-0"), "msg-mesh") == EMPTY_IMAGE
+        assert pod["metadata"]["uid"] == before["metadata"]["uid"]
+    finally:
+        replica.stop()
