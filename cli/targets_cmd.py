@@ -39,6 +39,10 @@ VERBS = {
 }
 
 
+#: The commands this module registers (cli.main lists modules, most of which register one).
+COMMAND_NAMES: tuple[str, ...] = tuple(VERBS)
+
+
 def register(subparsers: Any) -> None:
     for verb, summary in VERBS.items():
         parser = subparsers.add_parser(verb, help=summary, description=summary[0].upper() + summary[1:] + ".")

@@ -158,9 +158,10 @@ def test_slotted_pods_keep_every_invariant(p: dict, policy: Policy) -> None:
         assert entry.active == (not spec.upgrade.dormant)
         assert entry.empty_image == (EMPTY if slotted else None)
     # the swap variant: the pod's limit grows by every sidecar container's limit, slots included
-    # (where every phase gets them: sidecars placed first, or no regular init container to run beside)
+    # (where every phase gets them: native sidecars placed first, or no regular init container to run
+    # beside; a legacy sidecar is a regular container, absent while an init container runs)
     regular_inits = [c for c in original["spec"].get("initContainers") or () if c.get("restartPolicy") != "Always"]
-    everywhere = all(s.position == "first" for s in policy.sidecars) or not regular_inits
+    everywhere = all(s.position == "first" and s.placement == "native" for s in policy.sidecars) or not regular_inits
     if result.record.variant == "swap" and not new["spec"].get("resources") and everywhere:
         grown = {n: sum((ref.limits_of(c).get(n, Fraction(0)) for c in sidecar_containers), Fraction(0)) for n in ref.NAMES}
         for n, v in ref.effective_limits(original).items():
