@@ -607,8 +607,9 @@ def build(args: argparse.Namespace) -> None:
 
     labels = {
         "org.opencontainers.image.title": "meshfit",
-        "org.opencontainers.image.description": "meshfit: the sidecar-injecting admission webhook and the "
-                                                "kube-scheduler extender (one image; the subcommand chooses)",
+        "org.opencontainers.image.description": "meshfit: the sidecar-injecting admission webhook, the "
+                                                "kube-scheduler extender and the fleet controller (one image; "
+                                                "the subcommand chooses)",
         "org.opencontainers.image.version": version,
         "org.opencontainers.image.revision": revision,
         "org.opencontainers.image.source": source,

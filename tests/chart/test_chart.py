@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import ssl
 import subprocess
@@ -24,6 +25,7 @@ from chart_support import (
 from cryptography import x509
 
 from certs.generate import generate
+from cli.main import build_parser
 
 #: The value sets the tests render: every optional part, once.
 EVERYTHING = ["--set", "scheduler.mode=secondScheduler", "--set", "networkPolicy.webhook.enabled=true",
@@ -127,6 +129,10 @@ def test_cert_manager_certificates(helm: Path) -> None:
     (["--set", "webhook.failurePolicy=Sometimes"], "webhook/failurePolicy"),
     (["--set", "extender.leaderElection.enabled=false", "--set", "extender.replicas=2"], "extender/replicas"),
     (["--set", "extender.tls.mode=vault"], "extender/tls/mode"),
+    (["--set", "controller.leaderElection.enabled=false"], "controller/replicas"),
+    (["--set", "controller.workers=0"], "controller/workers"),
+    (["--set", "controller.qps=0"], "controller/qps"),
+    (["--set", "networkPolicy.controller.from[0].ipBlock.cidr=10.0.0.0/8"], "networkPolicy/controller"),
     (["--set", "networkPolicy.enabled=true"], "networkPolicy"),
     (["--set", "image.digest=latest"], "image/digest"),
     (["--set", "webhook.replicaCount=3"], "replicaCount"),
@@ -338,6 +344,90 @@ def test_extender_leader_election(helm: Path) -> None:
     assert not [k for k in by_key(docs) if k[2] == "meshfit-extender-leader-election"]
     done = helm_template(helm, "--set", "extender.leaderElection.renewDeadline=20", check=False)
     assert done.returncode != 0 and "leaseDuration must be longer than renewDeadline" in done.stderr
+
+
+def _controller(docs: list[dict], namespace: str = NAMESPACE) -> dict:
+    return by_key(docs)["Deployment", namespace, "meshfit-controller"]
+
+
+def _controller_args(docs: list[dict], namespace: str = NAMESPACE) -> argparse.Namespace:
+    (container,) = _controller(docs, namespace)["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["meshfit"]
+    return build_parser().parse_args(container["args"])
+
+
+def _rules(role: dict) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+    return sorted((g, r, tuple(rule.get("resourceNames") or ()), tuple(sorted(rule["verbs"])))
+                  for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"])
+
+
+def test_controller_defaults(helm: Path) -> None:
+    """Two replicas, one leading; hardened; probes on 8080; the RBAC of manifests/controller/rbac.yaml, rule for rule."""
+    docs = render_chart(helm)
+    objects = by_key(docs)
+    deployment = _controller(docs)
+    assert deployment["spec"]["replicas"] == 2
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "meshfit-controller"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    (container,) = spec["containers"]
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    assert "cpu" in container["resources"]["limits"] and "memory" in container["resources"]["limits"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "probes"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "probes"}
+    args = _controller_args(docs)
+    assert (args.command, args.controller_command, args.probe_port) == ("controller", "serve", 8080)
+    assert args.policy_configmap == (NAMESPACE, "meshfit-policy")
+    assert args.leader_elect and args.leader_elect_resource_name == "meshfit-controller"
+    assert objects["PodDisruptionBudget", NAMESPACE, "meshfit-controller"]["spec"]["maxUnavailable"] == 1
+    shipped = by_key([d for d in yaml.safe_load_all((REPO / "manifests/controller/rbac.yaml").read_text()) if d])
+    for kind, name in [("ClusterRole", "meshfit-controller"), ("Role", "meshfit-controller-policy"),
+                       ("Role", "meshfit-controller-leader-election")]:
+        ns = "" if kind == "ClusterRole" else NAMESPACE
+        assert _rules(objects[kind, ns, name]) == _rules(shipped[kind, ns, name]), name
+    assert _rules(objects["ClusterRole", "", "meshfit-controller"]) == [
+        ("", "events", (), ("create", "patch")), ("", "nodes", (), ("get", "list", "watch")),
+        ("", "pods", (), ("get", "list", "patch", "update", "watch")), ("", "pods/eviction", (), ("create",)),
+        ("", "pods/resize", (), ("patch",)), ("apps", "daemonsets", (), ("get", "patch")),
+        ("apps", "deployments", (), ("get", "patch")), ("apps", "replicasets", (), ("get",)),
+        ("apps", "statefulsets", (), ("get", "patch"))]
+    (rule,) = objects["NetworkPolicy", NAMESPACE, "meshfit-controller"]["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+
+
+def test_controller_values(helm: Path) -> None:
+    docs = render_chart(helm, "--set", "controller.replicas=3", "--set", "controller.workers=8",
+                        "--set", "controller.qps=50", "--set", "controller.burst=100",
+                        "--set", "controller.leaderElection.leaseName=corp-controller",
+                        "--set", "controller.leaderElection.leaseDuration=30",
+                        "--set", "controller.extraArgs={--log-level=debug}", namespace="fleet")
+    args = _controller_args(docs, "fleet")
+    assert _controller(docs, "fleet")["spec"]["replicas"] == 3
+    assert (args.workers, args.qps, args.burst, args.log_level) == (8, 50.0, 100, "debug")
+    assert (args.leader_elect_resource_namespace, args.leader_elect_resource_name) == ("fleet", "corp-controller")
+    assert args.leader_elect_lease_duration == 30 and args.policy_configmap == ("fleet", "meshfit-policy")
+    (named,) = [r for r in by_key(docs)["Role", "fleet", "meshfit-controller-leader-election"]["rules"]
+                if "resourceNames" in r]
+    assert named["resourceNames"] == ["corp-controller"]
+    # Without leader election: one replica, no Lease, no rights to one, no identity.
+    docs = render_chart(helm, "--set", "controller.leaderElection.enabled=false", "--set", "controller.replicas=1")
+    assert not _controller_args(docs).leader_elect
+    assert not [k for k in by_key(docs) if k[2] == "meshfit-controller-leader-election"]
+    (container,) = _controller(docs)["spec"]["template"]["spec"]["containers"]
+    assert "POD_NAME" not in {e["name"] for e in container["env"]}
+    done = helm_template(helm, "--set", "controller.leaderElection.renewDeadline=20", check=False)
+    assert done.returncode != 0 and "controller.leaderElection: leaseDuration must be longer" in done.stderr
+    # Off: nothing of the controller's, its NetworkPolicy and PodMonitor included.
+    docs = render_chart(helm, "--set", "controller.enabled=false", "--set", "serviceMonitor.enabled=true")
+    assert not [d for d in docs if d["metadata"]["name"].startswith("meshfit-controller")]
+    # The PodMonitor scrapes every replica's probe port.
+    docs = render_chart(helm, "--set", "serviceMonitor.enabled=true")
+    monitor = by_key(docs)["PodMonitor", NAMESPACE, "meshfit-controller"]["spec"]
+    assert monitor["podMetricsEndpoints"][0]["port"] == "probes"
+    assert monitor["selector"]["matchLabels"] == _controller(docs)["spec"]["selector"]["matchLabels"]
 
 
 def test_scheduler_snippet_is_the_shipped_scheduler_config(helm: Path) -> None:

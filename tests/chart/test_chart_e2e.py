@@ -36,6 +36,8 @@ MODES = {
                    "--set", "scheduler.snippetConfigMap=true", "--set", "namespace.create=true",
                    "--set", "extender.tls.mode=generate"],
     "single-extender": ["--set", "extender.leaderElection.enabled=false", "--set", "extender.replicas=1"],
+    "single-controller": ["--set", "controller.leaderElection.enabled=false", "--set", "controller.replicas=1",
+                          "--set", "controller.pdb.enabled=false", "--set", "networkPolicy.metricsFrom=null"],
 }
 
 
@@ -76,6 +78,7 @@ def test_install_upgrade_uninstall(helm: Path, cluster: LocalCluster, controlpla
                     "--create-namespace")
     assert done.returncode == 0, done.stderr
     assert "kubectl label namespace NAMESPACE meshfit.io/inject=enabled" in done.stdout  # the notes
+    assert f"-n {NAMESPACE} get lease meshfit-controller" in done.stdout
     manifest = helm_cmd(helm, cluster, tmp_path, "get", "manifest", "meshfit", "--namespace", NAMESPACE)
     installed = documents(manifest.stdout)
     for d in installed:

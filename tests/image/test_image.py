@@ -7,7 +7,8 @@ are unpacked and run the way a kubelet would run them — the image's own
 entrypoint, environment and user, the root filesystem mounted read-only, an
 ``emptyDir``-like tmpfs on ``/tmp`` — in a private mount namespace with
 chroot; the webhook inside answers a real AdmissionReview over TLS, and the
-extender, from the same image, filters and scores nodes.
+extender, from the same image, filters and scores nodes, and the fleet
+controller starts with the shipped Deployment's arguments.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from tools_fixtures import REPO, Image, build_image
 from tools_fixtures import _missing as missing
 
@@ -183,6 +185,22 @@ def test_version_inside(image: Image, rootfs: Path) -> None:
     assert "meshfit.io/v1alpha1" in out
 
 
+def test_the_controller_starts_from_inside_with_the_shipped_arguments(image: Image, rootfs: Path) -> None:
+    """manifests/controller/deployment.yaml's command line parses in the image and gets as far as the cluster.
+
+    No cluster is given (no service account token, no kubeconfig): the process must stop there, at
+    loading its configuration, not earlier at an argument or a missing module.
+    """
+    deployment = yaml.safe_load((REPO / "manifests/controller/deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["meshfit"]
+    args = [a.replace("--host=0.0.0.0", "--host=127.0.0.1") for a in container["args"]]
+    proc = in_image(image, rootfs, args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert err.strip().startswith("meshfit controller: cannot load kubeconfig"), err
+
+
 def test_root_filesystem_is_read_only_inside(image: Image, rootfs: Path) -> None:
     """The check is real: a write to / fails, /tmp (the emptyDir) takes it; every module imports."""
     config = dict(image.config)
@@ -192,7 +210,8 @@ def test_root_filesystem_is_read_only_inside(image: Image, rootfs: Path) -> None
              "open('/tmp/x', 'w').write('ok')\n"
              # Every module of meshfit's imports in the image: no library or file is missing.
              "import importlib, pkgutil\n"
-             "for top in ('policy', 'kube', 'serving', 'certs', 'webhook', 'extender', 'cli', 'meshfit_data'):\n"
+             "for top in ('policy', 'kube', 'serving', 'certs', 'webhook', 'extender', 'controller', 'cli',\n"
+             "            'meshfit_data'):\n"
              "    pkg = importlib.import_module(top)\n"
              "    for m in pkgutil.walk_packages(pkg.__path__, top + '.'):\n"
              "        if not m.name.endswith('.__main__'):\n"

@@ -66,7 +66,9 @@ def test_wheel_carries_the_package_data(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     for needed in ("meshfit_data/manifests/policy.yaml", "meshfit_data/manifests/examples/payments.yaml",
                    "meshfit_data/manifests/webhook/base/mutatingwebhookconfiguration.yaml",
-                   "meshfit_data/manifests/extender/scheduler-config.yaml", "meshfit_data/controlplane/go.mod",
+                   "meshfit_data/manifests/extender/scheduler-config.yaml",
+                   "meshfit_data/manifests/controller/deployment.yaml", "meshfit_data/manifests/controller/rbac.yaml",
+                   "controller/process.py", "controller/executor.py", "meshfit_data/controlplane/go.mod",
                    "meshfit_data/kwok/go.mod"):
         assert needed in names, needed
     assert not [n for n in names if "/generated/" in n], "the rendered bundle holds a private key"
