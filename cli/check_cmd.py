@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ import orjson
 
 from cli.errors import CommandError
 from cli.fleet_source import add_source_options, open_client, read_cluster, run_async, table
-from policy.inspections import CHECKS, Finding
+from policy.fleet_audit import Results
+from policy.inspections import CHECKS
 
 
 def register(subparsers: Any) -> None:
@@ -66,88 +66,28 @@ def _selected(args: argparse.Namespace) -> list[str]:
     return [c for c in CHECKS if (not only or c in only) and c not in skip]
 
 
-class Results:
-    """Findings by check, listed up to a cap per (check, code), all counted."""
-
-    def __init__(self, checks: list[str], cap: int) -> None:
-        self.checks = checks
-        self.cap = cap
-        self.findings: list[Finding] = []
-        self.counts: Counter[tuple[str, str]] = Counter()
-        self.checked: Counter[str] = Counter()
-        self.notes: list[str] = []
-
-    def add(self, finding: Finding) -> None:
-        key = (finding.check, finding.code)
-        self.counts[key] += 1
-        if self.counts[key] <= self.cap:
-            self.findings.append(finding)
-
-    def failures(self, check: str) -> int:
-        return sum(n for (c, _), n in self.counts.items() if c == check)
-
-
 async def _collect(args: argparse.Namespace, results: Results) -> Any:
     from kube.client import ApiError
-    from policy.fleet import DesiredVersions, sidecar_states
-    from policy.inspections import (NodeExposure, accounting_findings, count_exposure, exposure_findings,
-                                    missed_injection, node_allocatable, version_findings)
-    from policy.pod_entry import reduce_pod
+    from policy.fleet_audit import POD_CHECKS, FleetAudit
 
     checks = set(results.checks)
-    namespaces = set(args.namespace or ())
-    state: dict[str, Any] = {"nodes": {}, "selected_nodes": set()}
+    state: dict[str, Any] = {}
 
     def before(facts: Any) -> None:
-        state["facts"] = facts
-        state["desired"] = DesiredVersions(facts.policy, facts.namespace_policies, datetime.now(timezone.utc))
-        for name, alloc in facts.node_allocatable.items():
-            cpu, memory = node_allocatable({"status": {"allocatable": alloc}})
-            state["nodes"][name] = NodeExposure(name, cpu, memory, known=True)
-
-    def on_pod(pod: dict[str, Any]) -> None:
-        facts = state["facts"]
-        meta = pod.get("metadata") or {}
-        ns = str(meta.get("namespace") or "default")
-        if "exposure" in checks:
-            count_exposure(state["nodes"], reduce_pod(pod))
-        if namespaces and ns not in namespaces:
-            return
-        node = (pod.get("spec") or {}).get("nodeName")
-        if node:
-            state["selected_nodes"].add(node)
-        if "versions" in checks:
-            states = sidecar_states(pod, state["desired"])
-            if states != []:
-                results.checked["versions"] += 1
-                for f in version_findings(pod, states):
-                    results.add(f)
-        if "accounting" in checks:
-            found = accounting_findings(pod)
-            if found or ((meta.get("annotations") or {}).get("meshfit.io/accounting") is not None):
-                results.checked["accounting"] += 1
-            for f in found:
-                results.add(f)
-        if "missed-injections" in checks:
-            results.checked["missed-injections"] += 1
-            labels = facts.namespace_labels.get(ns)
-            missed = missed_injection(pod, labels, facts.policy, facts.namespace_policies.get(ns))
-            if missed is not None:
-                results.add(missed)
+        audit = state["audit"] = FleetAudit(facts.policy, [c for c in results.checks if c in POD_CHECKS],
+                                            cap=results.cap, namespaces=args.namespace or ())
+        audit.results = results
+        audit.start(namespace_policies=facts.namespace_policies, namespace_labels=facts.namespace_labels,
+                    node_allocatable_=facts.node_allocatable, now=datetime.now(timezone.utc))
 
     client = open_client(args.kubeconfig)
     installed = None
     async with client:
-        pod_checks = checks & {"versions", "accounting", "exposure", "missed-injections"}
-        if pod_checks:
+        if checks & set(POD_CHECKS):
             scoped = argparse.Namespace(**{**vars(args), "namespace": None})  # every pod: exposure counts them all
-            facts = await read_cluster(client, scoped, on_pod, before_pods=before)
+            facts = await read_cluster(client, scoped, lambda pod: state["audit"].add(pod), before_pods=before)
             results.notes.extend(facts.notes)
-            if "exposure" in checks:
-                nodes = [n for n in state["nodes"].values() if not namespaces or n.name in state["selected_nodes"]]
-                results.checked["exposure"] = sum(1 for n in nodes if n.known)
-                for f in exposure_findings(nodes, facts.policy):
-                    results.add(f)
+            state["audit"].finish()
         if checks & {"certificates", "configuration"}:
             try:
                 installed = await client.get_json(

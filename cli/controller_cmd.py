@@ -8,7 +8,7 @@ from typing import Any
 
 from cli import server_options
 from cli.errors import CommandError
-from cli.server_options import positive_int
+from cli.server_options import positive_int, seconds
 
 
 def register(subparsers: Any) -> None:
@@ -39,6 +39,10 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--qps", type=float, default=20.0, metavar="N",
                        help="writes per second to the apiserver, across all pods (default 20)")
     serve.add_argument("--burst", type=positive_int, default=40, metavar="N", help="write burst (default 40)")
+    serve.add_argument("--inspect-interval", type=seconds, default=300.0, metavar="SECONDS",
+                       help="run meshfit check's pod inspections every SECONDS in the leader and export them as "
+                            "meshfit_fleet_* gauges; missed injections get Events (and repairs, as the policy says); "
+                            "0 disables (default 300)")
     server_options.add_leader_election_options(
         serve, lease="meshfit-controller",
         what="act only while holding the Lease; a standby keeps its watches warm, and a leader that loses the "
@@ -65,6 +69,7 @@ def run_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         qps=args.qps,
         burst=args.burst,
+        inspect_interval=args.inspect_interval,
         **server_options.leader_election(args),
     )
     try:

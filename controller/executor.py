@@ -26,6 +26,7 @@ from typing import Any
 from controller.metrics import ControllerMetrics
 from controller.plan import Step, plan
 from controller.queue import WorkQueue
+from controller.workloads import restart_workload
 from kube.client import ApiClient, ApiError
 from kube.events import EventRecorder
 from kube.ratelimit import TokenBucket
@@ -36,16 +37,7 @@ from policy.targets import parse_operation
 log = logging.getLogger(__name__)
 
 Pod = dict[str, Any]
-#: The annotation ``kubectl rollout restart`` writes on a pod template.
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-WORKLOAD_PATHS = {
-    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets/{name}",
-    "DaemonSet": "/apis/apps/v1/namespaces/{ns}/daemonsets/{name}",
-    "ReplicaSet": "/apis/apps/v1/namespaces/{ns}/replicasets/{name}",
-}
 SMP = "application/strategic-merge-patch+json"
-MERGE = "application/merge-patch+json"
 
 
 def pod_key(pod: Mapping[str, Any]) -> str:
@@ -257,26 +249,13 @@ class Executor:
         """Restart the owning workload's template with the versions pinned, once per pin."""
         assert step.owner is not None
         namespace = str((pod.get("metadata") or {}).get("namespace"))
-        kind, name = str(step.owner.get("kind")), str(step.owner.get("name"))
-        if kind == "ReplicaSet":
-            rs = await self.client.get_json(WORKLOAD_PATHS[kind].format(ns=namespace, name=name))
-            owners = [o for o in (rs.get("metadata") or {}).get("ownerReferences") or () if o.get("controller")]
-            if not owners or owners[0].get("kind") != "Deployment":
-                await self._fail_operation(pod, f"ReplicaSet {name} has no Deployment to restart")
-                return
-            kind, name = "Deployment", str(owners[0].get("name"))
-        path = WORKLOAD_PATHS[kind].format(ns=namespace, name=name)
-        workload = await self.client.get_json(path)
-        template = ((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}
-        if (template.get("annotations") or {}).get(RECREATED_FOR) == step.pin:
-            return  # already restarted for this pin (another pod of the workload, or before a leader change)
         await self.bucket.take()
-        body = {"metadata": {"resourceVersion": (workload.get("metadata") or {}).get("resourceVersion")},
-                "spec": {"template": {"metadata": {"annotations": {
-                    VERSION_PIN: step.pin, RECREATED_FOR: step.pin,
-                    RESTARTED_AT: self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")}}}}}
-        await self.client.request("PATCH", path, body, content_type=MERGE)
-        log.info("restarted %s %s/%s with %s", kind, namespace, name, step.pin)
+        done = await restart_workload(self.client, namespace, step.owner, RECREATED_FOR, step.pin,
+                                      {VERSION_PIN: step.pin}, self.clock())
+        if done.outcome == "refused":
+            await self._fail_operation(pod, done.reason)
+        elif done.outcome == "restarted":
+            log.info("restarted %s in %s with %s", done.workload, namespace, step.pin)
 
     def _note(self, pod: Pod, step: Step) -> None:
         op = step.operation

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from controller.executor import Executor, keep_targeted
+from controller.inspector import Inspector
 from controller.metrics import ControllerMetrics
 from kube.client import ApiClient
 from kube.config import ClusterConfig, ConfigError, load_config
@@ -52,6 +53,8 @@ class ServeOptions:
     burst: int = 40
     page_size: int = 500
     policy_interval: float = 2.0
+    #: Seconds between fleet inspections (the gauges ``meshfit_fleet_*``); 0: none.
+    inspect_interval: float = 300.0
     #: Leader election on the Lease (namespace, name); ``None``: always lead (one replica).
     leader_elect_lease: tuple[str, str] | None = None
     leader_elect_identity: str = ""
@@ -139,6 +142,10 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
                                       on_event=handlers.on_event, on_sync=handlers.on_sync,
                                       field_selector=f"metadata.name={name}", name="policy")
     metrics.watches.update(watches)
+    inspector = None
+    if options.inspect_interval > 0:
+        inspector = Inspector(client, lambda: holder.policy, metrics.registry, interval=options.inspect_interval,
+                              page_size=options.page_size, events=executor.events)
     if prepared.policy_file is not None:
         process.background("policy file", prepared.policy_file.run)
 
@@ -156,6 +163,8 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
 
         executor.leading = lambda: elector.leading
         metrics.leading = lambda: elector.leading
+        if inspector is not None:
+            inspector.leading = lambda: elector.leading
         elect(process, elector, warm=warm, exit_on_loss=True)
 
         async def act(stopped: asyncio.Event) -> None:
@@ -165,7 +174,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
             for task in (waiting, ended):
                 task.cancel()
             if not stopped.is_set():
-                await executor.run(stopped)
+                await _act(executor, inspector, stopped)
 
         process.background("workers", act)
         leader_name = f"lease {'/'.join(options.leader_elect_lease)} as {elector.config.identity}"
@@ -174,7 +183,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
             while not warm() and not stopped.is_set():
                 await asyncio.sleep(0.1)
             if not stopped.is_set():
-                await executor.run(stopped)
+                await _act(executor, inspector, stopped)
 
         process.background("workers", act_when_warm)
 
@@ -202,6 +211,14 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
                  listener.port, client.config.server, f"; leader election on {leader_name}" if leader_name else "")
 
     return await process.run(stop, on_started=started)
+
+
+async def _act(executor: Executor, inspector: Inspector | None, stopped: asyncio.Event) -> None:
+    """The leader's work: the workers, and the inspections beside them."""
+    work = [executor.run(stopped)]
+    if inspector is not None:
+        work.append(inspector.run(stopped))
+    await asyncio.gather(*work)
 
 
 async def _healthz(_request: web.Request) -> web.Response:

@@ -500,6 +500,8 @@ def _fleet(f: Fields) -> FleetPolicy:
         timeout_seconds=f.integer("timeoutSeconds", d.timeout_seconds, low=1, high=86400),
         crash_restarts=f.integer("crashRestarts", d.crash_restarts, low=0, high=100),
         sidecar_image_change_kubelet=kubelet,
+        missed_injections=f.choice("missedInjections", d.missed_injections, ("report", "repair")),  # type: ignore[arg-type]
+        repairs_per_run=f.integer("repairsPerRun", d.repairs_per_run, low=0, high=1000),
     )
     f.done()
     return policy

@@ -23,6 +23,7 @@ BestEffort = Literal["requests", "besteffort", "skip"]
 SmallPods = Literal["shrink", "skip", "leak"]
 QOSChange = Literal["skip", "allow"]
 ExclusiveCpuPods = Literal["inject", "skip"]
+MissedInjections = Literal["report", "repair"]
 RuleType = Literal["bugfix", "experiment", "app", "zone"]
 
 API_VERSION = "meshfit.io/v1alpha1"
@@ -195,6 +196,12 @@ class FleetPolicy:
     #: image changes (kubernetes PR #126525, first released in 1.32); older kubelets leave
     #: the old image running until the pod restarts, so the controller recreates instead.
     sidecar_image_change_kubelet: str = "1.32"
+    #: Pods the webhook would inject that carry no record (admitted while it was down):
+    #: ``report`` them (an Event on the pod, a metric), or also ``repair`` them by restarting
+    #: their workload, as ``kubectl rollout restart`` does (never a bare pod).
+    missed_injections: MissedInjections = "report"
+    #: The most workloads one inspection run restarts to repair missed injections (0..1000).
+    repairs_per_run: int = 10
 
     def sidecar_image_change_minor(self) -> tuple[int, int]:
         """``sidecar_image_change_kubelet`` as ``(major, minor)``, for comparing kubelet versions."""

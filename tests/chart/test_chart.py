@@ -389,7 +389,8 @@ def test_controller_defaults(helm: Path) -> None:
         ns = "" if kind == "ClusterRole" else NAMESPACE
         assert _rules(objects[kind, ns, name]) == _rules(shipped[kind, ns, name]), name
     assert _rules(objects["ClusterRole", "", "meshfit-controller"]) == [
-        ("", "events", (), ("create", "patch")), ("", "nodes", (), ("get", "list", "watch")),
+        ("", "configmaps", ("meshfit-policy",), ("list",)),
+        ("", "events", (), ("create", "patch")), ("", "namespaces", (), ("list",)), ("", "nodes", (), ("get", "list", "watch")),
         ("", "pods", (), ("get", "list", "patch", "update", "watch")), ("", "pods/eviction", (), ("create",)),
         ("", "pods/resize", (), ("patch",)), ("apps", "daemonsets", (), ("get", "patch")),
         ("apps", "deployments", (), ("get", "patch")), ("apps", "replicasets", (), ("get",)),

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from cli.main import build_parser
-from controller.executor import WORKLOAD_PATHS
+from controller.workloads import PATHS as WORKLOAD_PATHS
 from kube.leader import LeaderElectionConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +40,11 @@ CLUSTER_RULES = {
     ("apps", "deployments"): {"get", "patch"},
     ("apps", "statefulsets"): {"get", "patch"},
     ("apps", "daemonsets"): {"get", "patch"},
+    ("", "namespaces"): {"list"},
+}
+#: ... and by name: the namespace policies (ConfigMaps named meshfit-policy in every namespace), listed only.
+CLUSTER_NAMED_RULES = {
+    ("", "configmaps", "meshfit-policy"): {"list"},
 }
 #: The Roles in meshfit-system: (apiGroup, resource, resourceName or "") -> verbs.
 NAMESPACE_RULES = {
@@ -175,7 +180,9 @@ def test_the_disruption_budget_takes_one_replica_at_a_time() -> None:
 
 def test_rbac_is_exactly_what_the_controller_calls() -> None:
     found = objects()
-    assert flatten(found["ClusterRole", "meshfit-controller"]["rules"], named=False) == CLUSTER_RULES
+    cluster_rules = found["ClusterRole", "meshfit-controller"]["rules"]
+    assert flatten([r for r in cluster_rules if "resourceNames" not in r], named=False) == CLUSTER_RULES
+    assert flatten([r for r in cluster_rules if "resourceNames" in r], named=True) == CLUSTER_NAMED_RULES
     namespaced: dict[tuple[str, ...], set[str]] = {}
     for role in ("meshfit-controller-policy", "meshfit-controller-leader-election"):
         assert found["Role", role]["metadata"]["namespace"] == NAMESPACE
@@ -218,6 +225,9 @@ ALLOWED = [
     ("get", "apps", "replicasets", "", "shop", "web-5d8f"),
     *[(verb, "apps", kind, "", "shop", "web") for kind in ("deployments", "statefulsets", "daemonsets")
       for verb in ("get", "patch")],
+    # The inspections (controller.inspector through serving.cluster_facts): namespaces, and the namespace
+    # policies by name across namespaces (fieldSelector=metadata.name=meshfit-policy).
+    ("list", "", "namespaces", "", "", ""), ("list", "", "configmaps", "", "", "meshfit-policy"),
     # The policy watch (fieldSelector=metadata.name=meshfit-policy) and the Lease.
     *[(verb, "", "configmaps", "", NAMESPACE, "meshfit-policy") for verb in ("get", "list", "watch")],
     ("create", "coordination.k8s.io", "leases", "", NAMESPACE, ""),

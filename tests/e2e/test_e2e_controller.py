@@ -392,3 +392,76 @@ def test_a_hot_upgrade_hands_over_between_slots_and_a_dormant_sidecar_is_switche
         assert pod["metadata"]["uid"] == before["metadata"]["uid"]
     finally:
         replica.stop()
+
+
+def test_the_leader_inspects_the_fleet_exports_the_gauges_and_repairs_a_missed_injection(
+        kwok_cluster: LocalCluster, e2e_namespace: str, nodes: dict[str, str], tmp_path: Path) -> None:
+    """Meshed pods, a pod admitted without the webhook under a Deployment and a bare one, in an opted-in namespace."""
+    cluster, ns = kwok_cluster, e2e_namespace
+    status, _ = cluster.request("PATCH", f"/api/v1/namespaces/{ns}",
+                                {"metadata": {"labels": {"meshfit.io/inject": "enabled"}}},
+                                content_type="application/merge-patch+json")
+    assert status == 200
+    repair = tmp_path / "repair.yaml"
+    repair.write_text(policy_document(missedInjections="repair", repairsPerRun=5))
+    meshed(cluster, ns, repair, nodes["new"], ["m-0", "m-1", "m-2"])
+    labels = {"app.kubernetes.io/name": "legacy"}
+    deployment = create(cluster, ns, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "legacy"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "app", "image": "registry.invalid/legacy:1"}]}}}},
+        collection=f"/apis/apps/v1/namespaces/{ns}/deployments")
+    escaped = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "escaped-0", "labels": labels, "ownerReferences": [{
+                   "apiVersion": "apps/v1", "kind": "Deployment", "name": "legacy",
+                   "uid": deployment["metadata"]["uid"], "controller": True}]},
+               "spec": {"nodeName": nodes["new"],
+                        "containers": [{"name": "app", "image": "registry.invalid/legacy:1",
+                                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}
+    create(cluster, ns, escaped)
+    bare = copy_pod(escaped, "escaped-bare")
+    create(cluster, ns, bare)
+
+    replica = ControllerProcess(cluster, repair, (ns, "meshfit-controller"), "ctl-inspect", tmp_path,
+                                extra=("--inspect-interval", "1")).start()
+    try:
+        def gauges() -> dict[str, float] | None:
+            m = replica.metrics()
+            return m if m.get(f'meshfit_fleet_missed_injections{{namespace="{ns}"}}') == 2 else None
+
+        metrics = cluster.wait_for(gauges, 60, interval=0.5, what="the missed injections counted")
+        # Three meshed pods, counted by hand: each records and runs rpc-mesh 1.8.0 and msg-mesh 2.3.0.
+        for sidecar, version in (("rpc-mesh", "1.8.0"), ("msg-mesh", "2.3.0")):
+            for kind in ("recorded", "running", "desired"):
+                key = (f'meshfit_fleet_sidecar_pods{{sidecar="{sidecar}",version="{version}",kind="{kind}",'
+                       f'namespace="{ns}",zone="-",app="shop"}}')
+                assert metrics.get(key) == 3, key
+        assert metrics["meshfit_fleet_inspection_last_run_timestamp_seconds"] > 0
+        assert metrics['meshfit_fleet_inspection_failures{check="missed-injections"}'] >= 2
+        # The Deployment's template restarted once (its pod will be replaced and meshed); the bare pod only reported.
+        def repaired() -> dict[str, Any] | None:
+            _, body = cluster.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/legacy")
+            annotations = body["spec"]["template"]["metadata"].get("annotations") or {}
+            return annotations if "meshfit.io/repaired" in annotations else None
+
+        annotations = cluster.wait_for(repaired, 30, what="the Deployment restarted")
+        assert "kubectl.kubernetes.io/restartedAt" in annotations
+        for name in ("escaped-0", "escaped-bare"):
+            cluster.wait_for(lambda n=name: "MissedInjection" in {e["reason"] for e in events_for(cluster, ns, n)},
+                             30, what=f"an Event on {name}")
+        assert get_pod(cluster, ns, "escaped-bare")["metadata"].get("deletionTimestamp") is None
+        # Runs go on, and the restart is not repeated: the marker holds it to once a day.
+        runs = replica.metrics()["meshfit_fleet_inspection_last_run_timestamp_seconds"]
+        cluster.wait_for(lambda: replica.metrics()["meshfit_fleet_inspection_last_run_timestamp_seconds"] > runs,
+                         30, what="another run")
+        assert replica.metrics().get('meshfit_fleet_repairs_total{result="restarted"}') == 1
+    finally:
+        replica.stop()
+
+
+def copy_pod(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    out = json.loads(json.dumps(pod))
+    out["metadata"]["name"] = name
+    out["metadata"].pop("ownerReferences", None)
+    return out

@@ -1,0 +1,254 @@
+"""The inspections of ``meshfit check``, as a loop in the controller's leader, exported as the fleet's gauges.
+
+Every ``interval`` the leader reads the fleet the way ``meshfit check`` does
+(:mod:`serving.cluster_facts`: a few LISTs, pods a page at a time) and folds it
+twice: into a :class:`policy.fleet.FleetView` by namespace, zone and app (each
+sidecar's desired, recorded and running versions) and into a
+:class:`policy.fleet_audit.FleetAudit` (versions, accounting, exposure, missed
+injections). Both become gauges, swapped in whole at the end of a run, so a
+scrape never sees half a run. Cardinality is bounded: ``namespace``, ``app``
+and ``zone`` keep the :data:`TOP` largest values and fold the rest into
+``other``; node exposure lists the :data:`TOP_NODES` most exposed nodes.
+
+Pods that escaped injection (admitted while the webhook was not answering, under
+``failurePolicy: Ignore``) get a Warning Event each, and with
+``fleet.missedInjections: repair`` their workloads are restarted so the webhook
+meshes the new pods: at most ``fleet.repairsPerRun`` workloads a run, one write
+token each, never a bare pod, once per workload and day (the template's
+``meshfit.io/repaired`` marker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.workloads import restart_workload
+from kube.client import ApiClient, ApiError
+from kube.events import EventRecorder
+from kube.ratelimit import TokenBucket
+from policy.fleet import FleetView
+from policy.fleet_audit import POD_CHECKS, FleetAudit, MissedPod
+from policy.model import Policy
+from serving.cluster_facts import ClusterFacts, read_cluster
+from serving.exposition import Registry, Sample
+
+log = logging.getLogger(__name__)
+
+#: Label values kept per dimension (the rest count as ``other``), and nodes listed by exposure.
+TOP = 50
+TOP_NODES = 20
+#: On a repaired workload's pod template: the day it was restarted for missed injections.
+REPAIRED = "meshfit.io/repaired"
+
+
+@dataclass
+class InspectionRun:
+    """The gauges of one completed run."""
+
+    finished: float = 0.0
+    pods: list[Sample] = field(default_factory=list)
+    disagreeing: list[Sample] = field(default_factory=list)
+    missed: list[Sample] = field(default_factory=list)
+    failures: list[Sample] = field(default_factory=list)
+    exposure: list[Sample] = field(default_factory=list)
+    over_ceiling: list[Sample] = field(default_factory=list)
+    missed_pods: list[MissedPod] = field(default_factory=list)
+    pods_listed: int = 0
+    seconds: float = 0.0
+
+
+def _top(counts: Counter[str], n: int = TOP) -> set[str]:
+    return {k for k, _ in counts.most_common(n)}
+
+
+def fleet_samples(view: FleetView, audit: FleetAudit) -> InspectionRun:
+    """The run's gauges from the two folds (pure: the tests call it on folds of their own)."""
+    run = InspectionRun()
+    sizes: dict[str, Counter[str]] = {"namespace": Counter(), "zone": Counter(), "app": Counter()}
+    for cell in view.cells.values():
+        for dim, value in zip(view.by, cell.group):
+            sizes[dim][value] += cell.pods
+    keep = {dim: _top(c) for dim, c in sizes.items()}
+
+    def group(values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v if v in keep[d] else "other" for d, v in zip(view.by, values))
+
+    pods: Counter[tuple[str, ...]] = Counter()
+    disagreeing: Counter[tuple[str, ...]] = Counter()
+    for cell in view.cells.values():
+        g = group(cell.group)
+        for kind, counts in (("desired", cell.desired), ("recorded", cell.recorded), ("running", cell.running)):
+            for version, n in counts.items():
+                pods[(cell.sidecar, version, kind, *g)] += n
+        disagreeing[(cell.sidecar, *g)] += cell.disagreeing
+    run.pods = sorted(pods.items())
+    run.disagreeing = sorted(disagreeing.items())
+    missed = audit.missed_by_namespace
+    kept = _top(missed)
+    folded: Counter[str] = Counter()
+    for ns, n in missed.items():
+        folded[ns if ns in kept else "other"] += n
+    run.missed = [((ns,), n) for ns, n in sorted(folded.items())]
+    results = audit.results
+    run.failures = [((check,), results.failures(check)) for check in results.checks]
+    over: Counter[str] = Counter({"cpu": 0, "memory": 0})
+    for f in results.findings:
+        if f.code == "over_ceiling":
+            for resource in ("cpu", "memory"):
+                if f"{resource} exposure" in f.message:
+                    over[resource] += 1
+    run.over_ceiling = [((r,), n) for r, n in sorted(over.items())]
+    ratios: list[tuple[float, str, str]] = []
+    for node in audit.node_exposure:
+        for resource, exposed, alloc in (("cpu", node.exp_cpu, node.alloc_cpu),
+                                         ("memory", node.exp_memory, node.alloc_memory)):
+            if alloc > 0:
+                ratios.append((exposed / alloc, node.name, resource))
+    for resource in ("cpu", "memory"):
+        mine = sorted((r for r in ratios if r[2] == resource), key=lambda r: (-r[0], r[1]))[:TOP_NODES]
+        run.exposure.extend(((name, res), round(ratio, 6)) for ratio, name, res in mine)
+    run.missed_pods = list(audit.missed)
+    return run
+
+
+class Inspector:
+    """The loop, the gauges it exports, and the repairs it makes."""
+
+    def __init__(self, client: ApiClient, policy: Callable[[], Policy], registry: Registry, *,
+                 interval: float = 300.0, page_size: int = 500, events: EventRecorder | None = None,
+                 bucket: TokenBucket | None = None, leading: Callable[[], bool] = lambda: True,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self.client = client
+        self.policy = policy
+        self.interval = interval
+        self.page_size = page_size
+        self.events = events if events is not None else EventRecorder(client, "meshfit-controller")
+        self.bucket = bucket if bucket is not None else TokenBucket(5.0, 5)
+        self.leading = leading
+        self.clock = clock
+        self.last: InspectionRun | None = None
+        self.runs = 0
+        self.repairs: Counter[str] = Counter()
+        self._wake = asyncio.Event()
+        p = "meshfit_fleet_"
+        registry.callback(p + "sidecar_pods", "Meshed pods per sidecar version: desired (the policy now), recorded, "
+                          "running.", lambda: self._read("pods"), ("sidecar", "version", "kind", "namespace", "zone", "app"))
+        registry.callback(p + "sidecar_disagreeing_pods", "Pods whose readings of a sidecar disagree.",
+                          lambda: self._read("disagreeing"), ("sidecar", "namespace", "zone", "app"))
+        registry.callback(p + "missed_injections", "Pods the webhook would inject that carry no record.",
+                          lambda: self._read("missed"), ("namespace",))
+        registry.callback(p + "inspection_failures", "Failures of the last run of each inspection.",
+                          lambda: self._read("failures"), ("check",))
+        registry.callback(p + "inspection_last_run_timestamp_seconds", "When the inspections last completed.",
+                          lambda: [((), self.last.finished)] if self.last is not None else [])
+        registry.callback(p + "node_exposure_ratio", f"Exposure / allocatable of the {TOP_NODES} most exposed nodes.",
+                          lambda: self._read("exposure"), ("node", "resource"))
+        registry.callback(p + "nodes_over_ceiling", "Nodes whose exposure is over the policy's ceiling.",
+                          lambda: self._read("over_ceiling"), ("resource",))
+        registry.callback(p + "repairs_total", "Workloads restarted to mesh pods that escaped injection, by result.",
+                          lambda: [((k,), v) for k, v in sorted(self.repairs.items())], ("result",), kind="counter")
+
+    def _read(self, name: str) -> Iterable[Sample]:
+        run = self.last
+        return list(getattr(run, name)) if run is not None else []
+
+    def wake(self) -> None:
+        """Run now (a test, or a leader that has just taken over)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Inspect every ``interval`` while leading, until ``stop``; a failed run is logged and tried next time."""
+        while not stop.is_set():
+            if self.leading():
+                try:
+                    await self.run_once()
+                except (ApiError, OSError, TimeoutError) as exc:
+                    log.warning("fleet inspection failed: %s; next in %.0fs", exc, self.interval)
+            self._wake.clear()
+            waiter = asyncio.create_task(self._wake.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+            for task in (waiter, stopper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def run_once(self) -> InspectionRun:
+        """One inspection of the whole fleet; its gauges replace the last run's at the end."""
+        started = time.monotonic()
+        policy = self.policy()
+        now = self.clock()
+        audit = FleetAudit(policy, POD_CHECKS)
+        holder: dict[str, FleetView] = {}
+
+        def before(facts: ClusterFacts) -> None:
+            audit.start(namespace_policies=facts.namespace_policies, namespace_labels=facts.namespace_labels,
+                        node_allocatable_=facts.node_allocatable, now=now)
+            holder["view"] = FleetView(audit.desired, ("namespace", "zone", "app"), facts.node_zones, examples=0)
+
+        def on_pod(pod: dict[str, Any]) -> None:
+            holder["view"].add(pod)
+            audit.add(pod)
+
+        facts = await read_cluster(self.client, policy, on_pod, page_size=self.page_size, before_pods=before)
+        audit.finish()
+        run = fleet_samples(holder["view"], audit)
+        run.pods_listed = facts.pods_listed
+        run.seconds = time.monotonic() - started
+        run.finished = time.time()
+        self.last = run
+        self.runs += 1
+        await self._report_missed(run.missed_pods, policy, now)
+        log.info("fleet inspected: %d pods in %.1fs, %d findings, %d missed injections", facts.pods_listed,
+                 run.seconds, sum(audit.results.counts.values()), len(run.missed_pods))
+        return run
+
+    async def _report_missed(self, missed: list[MissedPod], policy: Policy, now: dt.datetime) -> None:
+        repair = policy.fleet.missed_injections == "repair"
+        budget = policy.fleet.repairs_per_run
+        asked: set[tuple[str, str, str]] = set()
+        for pod in missed:
+            subject = {"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"namespace": pod.namespace, "name": pod.name, "uid": pod.uid}}
+            what = "restarting its workload to mesh it" if repair and pod.owner else (
+                "a bare pod: delete and create it again to mesh it" if pod.owner is None else
+                "roll its workload (kubectl rollout restart) to mesh it, or set fleet.missedInjections: repair")
+            await self.events.record(subject, reason="MissedInjection",
+                                     message=f"the webhook would inject this pod, but it carries no meshfit.io/status "
+                                             f"(admitted while the webhook was not answering?): {what}")
+            if not repair or pod.owner is None:
+                continue
+            key = (pod.namespace, str(pod.owner.get("kind")), str(pod.owner.get("name")))
+            if key in asked:
+                continue
+            asked.add(key)
+            if len(asked) > budget:
+                self.repairs["deferred"] += 1
+                continue
+            await self.bucket.take()
+            try:
+                done = await restart_workload(self.client, pod.namespace, pod.owner, REPAIRED,
+                                              now.strftime("%Y-%m-%d"), {}, now)
+            except ApiError as exc:
+                log.warning("repairing %s/%s: %s", pod.namespace, pod.name, exc)
+                self.repairs["failed"] += 1
+                continue
+            self.repairs[done.outcome] += 1
+            if done.outcome == "restarted":
+                log.info("restarted %s in %s: its pods escaped injection", done.workload, pod.namespace)
+
+
+def missed_names(run: InspectionRun) -> Mapping[str, list[str]]:
+    """Missed pods by namespace (for logs and tests)."""
+    out: dict[str, list[str]] = {}
+    for pod in run.missed_pods:
+        out.setdefault(pod.namespace, []).append(pod.name)
+    return out
