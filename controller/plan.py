@@ -172,9 +172,10 @@ def plan(pod: Pod, policy: Policy, kubelet_version: str | None, now: dt.datetime
     chosen = rules if rules is not None else policy.fleet
     previous = _operation(annotations)
     try:
-        target = parse_target(annotations[TARGET])
+        target: Target | None = parse_target(annotations[TARGET])
+        target_error = ""
     except TargetError as exc:
-        return _refuse_whole(pod, previous, f"{TARGET} is invalid: {exc}", now)
+        target, target_error = None, f"{TARGET} is invalid: {exc}"
     if STATUS not in annotations:
         return _refuse_whole(pod, previous, f"the pod has no {STATUS}: meshfit did not inject it, so it has "
                                             "no sidecars to change; recreate it under the webhook", now, target,
@@ -184,9 +185,13 @@ def plan(pod: Pod, policy: Policy, kubelet_version: str | None, now: dt.datetime
     except StatusError as exc:
         return _refuse_whole(pod, previous, f"{STATUS} does not parse ({exc}): roll the workload so the webhook "
                                             "writes it afresh", now, target, suggest="recreate")
-    ctx = _Context(pod, policy, chosen, kubelet_version, now, target, status, previous)
     if previous is not None and previous.in_progress:
-        return _judge(ctx, previous)
+        # A change in flight is judged whatever the target says now: its record must not be lost.
+        judged = target if target is not None else Target(previous.generation)
+        return _judge(_Context(pod, policy, chosen, kubelet_version, now, judged, status, previous), previous)
+    if target is None:
+        return _refuse_whole(pod, previous, target_error, now)
+    ctx = _Context(pod, policy, chosen, kubelet_version, now, target, status, previous)
     if (pod.get("status") or {}).get("phase") != "Running":
         return Step("none", "waiting for the pod to run")
     return _start(ctx)
