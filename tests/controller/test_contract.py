@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from policy.sidecar_status import PodStatus, SidecarStatus, StatusError, parse_status
@@ -135,3 +136,77 @@ def test_progress_reads_the_operation_for_the_generation_asked() -> None:
     assert progress_of(None, True, "rpc", 2)[0] == "done"
     whole = Operation(2, "*", "auto", "Blocked", reason="bad", settled={"*": "Blocked"}).to_json()
     assert progress_of(whole, False, "rpc", 2) == ("blocked", "bad")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, "target: the annotation must be a string"),
+    ("{x", "target: not JSON"),
+    ("[1]", "target: a JSON object is required"),
+    ('{"generation":1}', "target.sidecars: an object of sidecar name to target is required"),
+    ('{"sidecars":{"rpc":{"b":1,"a":2}}}', "target.sidecars.rpc: unknown field(s) a, b"),
+    ('{"sidecars":{"rpc":{"restart":""}}}', "target.sidecars.rpc.restart: a non-empty token"),
+    ('{"sidecars":{"rpc":{"restart":5}}}', "target.sidecars.rpc.restart: a non-empty token"),
+    ('{"sidecars":{"rpc":{"action":"x"}}}',
+     "target.sidecars.rpc.action: one of auto, in-place, hot, recreate, resize, restart, not 'x'"),
+    ('{"sidecars":{"rpc":{"resources":{"limits":{"memory":"1Gi","gpu":"1"}}}}}',
+     "target.sidecars.rpc.resources.limits: an object of cpu and/or memory quantities"),
+    ('{"generation":9007199254740993,"sidecars":{}}', "target.generation: a whole number from 0"),
+])
+def test_target_errors_say_exactly_what_is_wrong(text: object, message: str) -> None:
+    with pytest.raises(TargetError) as caught:
+        parse_target(text)
+    assert str(caught.value).startswith(message)
+
+
+def test_a_memory_only_resize_target_is_accepted() -> None:
+    target = parse_target('{"sidecars":{"rpc":{"resources":{"requests":{"memory":"64Mi"}}}}}')
+    resources = target.sidecars["rpc"].resources
+    assert resources is not None and resources["requests"]["memory"].nanos == 64 * 2**20 * 10**9
+    assert target.generation == 0
+
+
+@pytest.mark.parametrize(("generation", "ok"), [(2**53, True), (2**53 + 1, False)])
+def test_the_largest_generation_is_exact(generation: int, ok: bool) -> None:
+    text = '{"generation":%d,"sidecars":{}}' % generation
+    if ok:
+        assert parse_target(text).generation == generation
+    else:
+        with pytest.raises(TargetError, match="target.generation"):
+            parse_target(text)
+
+
+def test_an_action_of_auto_is_left_out_and_others_are_written() -> None:
+    assert SidecarTarget(version="1").to_dict() == {"version": "1"}
+    assert SidecarTarget(version="1", action="hot").to_dict() == {"version": "1", "action": "hot"}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, "operation: the annotation must be a string"),
+    ('{"sidecar":"a","action":"in-place"}', "operation.phase: a string is required"),
+    ('{"sidecar":"a","phase":"Failed"}', "operation.action: a string is required"),
+    ('{"sidecar":"a","action":"in-place","phase":"Done"}',
+     "operation.phase: one of InProgress, Succeeded, Failed, Blocked, not 'Done'"),
+    ('{"sidecar":"a","action":"fly","phase":"Failed"}',
+     "operation.action: one of auto, in-place, hot, activate, deactivate, restart, resize, recreate, not 'fly'"),
+    ('{"sidecar":"a","action":"in-place","phase":"Failed","reason":5}', "operation.reason: a string"),
+    ('{"sidecar":"a","action":"in-place","phase":"Failed","restartsBefore":true}',
+     "operation.restartsBefore: a whole number from 0"),
+    ('{"sidecar":"a","action":"in-place","phase":"Failed","resources":[]}',
+     "operation.resourcesBefore and .resources: objects"),
+    ('{"generation":-2,"sidecar":"a","action":"in-place","phase":"Failed"}', "operation.generation"),
+])
+def test_operation_errors_say_exactly_what_is_wrong(text: object, message: str) -> None:
+    with pytest.raises(TargetError) as caught:
+        parse_operation(text)
+    assert str(caught.value).startswith(message)
+
+
+def test_an_operation_with_optional_fields_left_out_reads_their_defaults() -> None:
+    op = parse_operation('{"sidecar":"a","action":"resize","phase":"InProgress","reason":null,'
+                         '"resources":{"limits":{"cpu":"1"}}}')
+    assert (op.generation, op.reason, op.restarts_before, op.from_, op.finished, op.suggest) == (
+        0, "", 0, None, None, None)
+    assert op.resources == {"limits": {"cpu": "1"}}
+    written = orjson.loads(Operation(1, "a", "resize", "Blocked", suggest="recreate",
+                                     resources={"limits": {"cpu": "1"}}).to_json())
+    assert written["suggest"] == "recreate" and written["resources"] == {"limits": {"cpu": "1"}}
