@@ -28,6 +28,7 @@ from kube.watch import ListWatch
 from policy.model import Policy
 from serving.exposition import CONTENT_TYPE
 from serving.policy_source import ConfigMapHandlers, GlobalPolicy, PolicyFile, global_configmap_handlers
+from serving.leadership import elect, elector_for
 from serving.process import Process, StartError, http_app
 
 log = logging.getLogger(__name__)
@@ -158,8 +159,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
     process.background("watches", watch_all)
     leader_name = ""
     if options.leader_elect_lease is not None:
-        elector = _elector(client, options)
-        from serving.leadership import elect
+        elector = elector_for(client, options)
 
         executor.leading = lambda: elector.leading
         metrics.leading = lambda: elector.leading
@@ -223,20 +223,3 @@ async def _act(executor: Executor, inspector: Inspector | None, stopped: asyncio
 
 async def _healthz(_request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
-
-
-def _elector(client: ApiClient, options: ServeOptions) -> Any:
-    from kube.leader import LeaderElectionConfig, LeaderElector
-
-    assert options.leader_elect_lease is not None
-    namespace, name = options.leader_elect_lease
-    try:
-        config = LeaderElectionConfig(
-            namespace, name, options.leader_elect_identity,
-            lease_duration=options.leader_elect_lease_duration,
-            renew_deadline=options.leader_elect_renew_deadline,
-            retry_period=options.leader_elect_retry_period,
-        )
-    except ValueError as exc:
-        raise StartError(f"leader election: {exc}") from None
-    return LeaderElector(client, config)

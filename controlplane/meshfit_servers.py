@@ -205,19 +205,10 @@ def start_controller(
 
     ``policy_configmap`` ``("", "")``: none (``extra_args`` then names ``--policy FILE``).
     """
-    port = port or free_port()
-    source = ["--policy-configmap", "/".join(policy_configmap)] if all(policy_configmap) else []
-    server = MeshfitServer(
-        name, workdir,
-        meshfit_argv("controller", "serve", "--host", LOOPBACK, "--probe-port", str(port),
-                     "--kubeconfig", str(kubeconfig), *source, *extra_args),
-        f"http://{LOOPBACK}:{port}",
+    return _start_serve(
+        "controller", name, workdir, kubeconfig, port, policy_configmap, extra_args, None, timeout=timeout,
+        wait=wait, port_flag="--probe-port",
     )
-    if wait:
-        server.start(timeout)
-    else:
-        server.launch()
-    return server
 
 
 def _start_serve(
@@ -232,18 +223,23 @@ def _start_serve(
     *,
     timeout: float,
     wait: bool,
+    port_flag: str = "--port",
 ) -> MeshfitServer:
-    """``meshfit KIND serve`` with the options both servers take (cli/server_options.py), plus ``args``."""
+    """``meshfit KIND serve`` with the options every server takes (cli/server_options.py), plus ``args``.
+
+    ``port_flag``: the controller has no serving port, only ``--probe-port``.
+    """
     port = port or free_port()
+    source = ["--policy-configmap", "/".join(policy_configmap)] if all(policy_configmap) else []
     server = MeshfitServer(
         name,
         workdir,
         meshfit_argv(
             kind, "serve",
             "--host", LOOPBACK,
-            "--port", str(port),
+            port_flag, str(port),
             "--kubeconfig", str(kubeconfig),
-            "--policy-configmap", "/".join(policy_configmap),
+            *source,
             *args,
         ),
         f"{'https' if ssl_context else 'http'}://{LOOPBACK}:{port}",

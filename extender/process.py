@@ -193,23 +193,12 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
 
 def _elect(process: Process, service: ExtenderService, client: ApiClient, options: ServeOptions) -> None:
     """Only the leader answers the verbs and is Ready; a standby keeps its watches (and cache) warm."""
-    from kube.leader import LeaderElectionConfig, LeaderElector
-    from serving.leadership import elect
+    from serving.leadership import elect, elector_for
 
-    assert options.leader_elect_lease is not None
-    namespace, name = options.leader_elect_lease
-    try:
-        config = LeaderElectionConfig(
-            namespace, name, options.leader_elect_identity,
-            lease_duration=options.leader_elect_lease_duration,
-            renew_deadline=options.leader_elect_renew_deadline,
-            retry_period=options.leader_elect_retry_period,
-        )
-    except ValueError as exc:
-        raise StartError(f"leader election: {exc}") from None
-    elector = LeaderElector(client, config)
+    elector = elector_for(client, options)
+    config = elector.config
     service.leading = lambda: elector.leading
     service.leader = lambda: elector.leader
     # A new leader must know every binding the last one made: campaign only once the lists are in.
     elect(process, elector, warm=lambda: service.cache.synced and service.policy.settled)
-    log.info("leader election on lease %s/%s as %s", namespace, name, config.identity)
+    log.info("leader election on lease %s/%s as %s", config.namespace, config.name, config.identity)

@@ -22,12 +22,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Protocol
 
-from kube.leader import LeaderElector
-from serving.process import Process
+from kube.client import ApiClient
+from kube.leader import LeaderElectionConfig, LeaderElector
+from serving.process import Process, StartError
 
 #: How often a candidate checks whether the process is warm enough to campaign.
 WARM_POLL = 0.1
+
+
+class ElectionOptions(Protocol):
+    """The ``leader_elect_*`` fields every server's ServeOptions has (cli.server_options.leader_election)."""
+
+    @property
+    def leader_elect_lease(self) -> tuple[str, str] | None: ...
+    @property
+    def leader_elect_identity(self) -> str: ...
+    @property
+    def leader_elect_lease_duration(self) -> float: ...
+    @property
+    def leader_elect_renew_deadline(self) -> float: ...
+    @property
+    def leader_elect_retry_period(self) -> float: ...
+
+
+def elector_for(client: ApiClient, options: ElectionOptions) -> LeaderElector:
+    """The candidate the options describe; :class:`StartError` when its durations do not fit together."""
+    assert options.leader_elect_lease is not None
+    namespace, name = options.leader_elect_lease
+    try:
+        config = LeaderElectionConfig(
+            namespace, name, options.leader_elect_identity,
+            lease_duration=options.leader_elect_lease_duration,
+            renew_deadline=options.leader_elect_renew_deadline,
+            retry_period=options.leader_elect_retry_period,
+        )
+    except ValueError as exc:
+        raise StartError(f"leader election: {exc}") from None
+    return LeaderElector(client, config)
 
 
 def elect(

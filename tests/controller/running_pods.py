@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import orjson
+
+from controller.plan import Step, plan
+from policy.load import load_policy_file
+from policy.model import FleetPolicy, Policy
+
+POLICY_FILE = Path(__file__).resolve().parents[2] / "manifests" / "policy.yaml"
+RULES = FleetPolicy(rollback=True, timeout_seconds=300, crash_restarts=2, sidecar_image_change_kubelet="1.32")
 
 MOSN = "registry.example.com/mesh/mosn"
 EMPTY = "registry.example.com/meshfit/empty:1"
@@ -132,3 +140,19 @@ def image_of(pod: dict[str, Any], container: str) -> str:
             if c["name"] == container:
                 return str(c["image"])
     raise KeyError(container)
+
+
+def shipped_policy() -> Policy:
+    return load_policy_file(POLICY_FILE)
+
+
+def decide(pod: dict[str, Any], policy: Policy, kubelet: str | None = "v1.36.3",
+           rules: FleetPolicy = RULES, now: dt.datetime = NOW) -> Step:
+    """The controller's decision for ``pod`` on a node with ``kubelet``, at :data:`NOW`."""
+    return plan(pod, policy, kubelet, now, rules)
+
+
+def after(pod: dict[str, Any], step: Step) -> dict[str, Any]:
+    """``pod`` once the step's patch is written."""
+    assert step.patch is not None, step
+    return apply_patch(pod, step.patch)

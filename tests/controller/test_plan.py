@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from pathlib import Path
 
 import pytest
 from running_pods import (
+    RULES,
+    after,
+    decide,
+    shipped_policy,
     DIGEST_A,
     EMPTY,
     MOSN,
     NOW,
     annotation,
-    apply_patch,
     image_of,
     kubelet_reports,
     meshed_pod,
@@ -27,27 +29,17 @@ from running_pods import (
     with_target,
 )
 
-from controller.plan import Step, plan
-from policy.load import load_policy_file
+from controller.plan import Step
 from policy.model import FleetPolicy, Policy
 
-POLICY_FILE = Path(__file__).resolve().parents[2] / "manifests" / "policy.yaml"
-RULES = FleetPolicy(rollback=True, timeout_seconds=300, crash_restarts=2, sidecar_image_change_kubelet="1.32")
+
 
 
 @pytest.fixture(scope="module")
 def policy() -> Policy:
-    return load_policy_file(POLICY_FILE)
+    return shipped_policy()
 
 
-def decide(pod: dict, policy: Policy, kubelet: str | None = "v1.36.3", rules: FleetPolicy = RULES,
-           now: dt.datetime = NOW) -> Step:
-    return plan(pod, policy, kubelet, now, rules)
-
-
-def after(pod: dict, step: Step) -> dict:
-    assert step.patch is not None, step
-    return apply_patch(pod, step.patch)
 
 
 # -- nothing to do ----------------------------------------------------------------------------------
