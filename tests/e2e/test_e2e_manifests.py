@@ -62,7 +62,9 @@ NOT_KUBERNETES = ("monitoring/rules.yaml", "monitoring/tests/", "monitoring/dash
 
 
 def _manifest_files() -> list[Path]:
+    """The shipped files; not what ``make manifests`` renders into ``generated/`` (git-ignored: keys, caBundles)."""
     return sorted(p for p in MANIFESTS.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json")
+                  and "generated" not in p.relative_to(MANIFESTS).parts
                   and not str(p.relative_to(MANIFESTS)).startswith(NOT_KUBERNETES))
 
 
