@@ -417,3 +417,81 @@ def test_a_resize_that_would_change_the_qos_class_is_blocked(policy: Policy) -> 
     step = decide(pod, policy)
     assert step.outcome == ("resize", "blocked")
     assert step.operation is not None and "QoS class from Burstable to Guaranteed" in step.operation.reason
+
+
+# -- the steps that write nothing say why --------------------------------------------------------------
+
+
+def test_steps_that_write_nothing_say_why(policy: Policy) -> None:
+    assert decide(meshed_pod(), policy) == Step("none", "no target")
+    pending = with_target(meshed_pod(), version="1.8.1")
+    pending["status"]["phase"] = "Pending"
+    assert decide(pending, policy) == Step("none", "waiting for the pod to run")
+    assert decide(with_target(meshed_pod(), version="1.8.0"), policy) == Step("none", "in sync with the target")
+
+
+def test_without_rules_given_the_policys_fleet_block_decides(policy: Policy) -> None:
+    import dataclasses
+
+    from controller.plan import plan
+
+    strict = dataclasses.replace(policy, fleet=FleetPolicy(timeout_seconds=10))
+    pod = with_target(meshed_pod(), version="1.8.1")
+    step = plan(pod, strict, "v1.36.3", NOW)
+    assert step.requeue_after == 10.0
+    late = plan(after(pod, step), strict, "v1.36.3", NOW + dt.timedelta(seconds=10))
+    assert late.outcome == ("in-place", "rolled_back")
+
+
+def test_a_pod_without_a_record_is_refused_with_what_to_do(policy: Policy) -> None:
+    pod = with_target(meshed_pod(), generation=4, version="1.8.1")
+    del pod["metadata"]["annotations"]["meshfit.io/status"]
+    step = decide(pod, policy)
+    reason = ("the pod has no meshfit.io/status: meshfit did not inject it, so it has no sidecars to change; "
+              "recreate it under the webhook")
+    assert step.reason == reason
+    op = op_of(after(pod, step))
+    assert (op["generation"], op["suggest"], op["reason"]) == (4, "recreate", reason)
+
+
+def test_a_broken_record_is_refused_with_what_to_do(policy: Policy) -> None:
+    pod = with_annotation(with_target(meshed_pod(), version="1.8.1"), "meshfit.io/status", '{"sidecars":3}')
+    step = decide(pod, policy)
+    assert step.reason == ("meshfit.io/status does not parse (sidecars: a list is required): roll the workload so "
+                           "the webhook writes it afresh")
+
+
+def test_a_sidecar_the_policy_no_longer_has_cannot_get_an_image(policy: Policy) -> None:
+    import dataclasses
+
+    without = dataclasses.replace(policy, sidecars=tuple(s for s in policy.sidecars if s.name != "rpc-mesh"))
+    step = decide(with_target(meshed_pod(), generation=2, version="1.8.1"), without)
+    assert step.outcome == ("auto", "blocked")
+    op = op_of(after(with_target(meshed_pod(), generation=2, version="1.8.1"), step))
+    assert (op["reason"], op["suggest"], op["from"], op["to"]) == (
+        "the policy has no sidecar rpc-mesh to take an image from", "recreate", "1.8.0", "1.8.1")
+
+
+def test_an_upgrade_to_a_version_the_policy_maps_to_an_image_uses_that_image(policy: Policy) -> None:
+    import dataclasses
+
+    versions = policy.versions.sidecars["rpc-mesh"]
+    mapped = dataclasses.replace(versions, images={"1.8.1": "mirror.example.com/mosn:1.8.1-patched"})
+    custom = dataclasses.replace(policy, versions=dataclasses.replace(
+        policy.versions, sidecars={**policy.versions.sidecars, "rpc-mesh": mapped}))
+    step = decide(with_target(meshed_pod(), version="1.8.1"), custom)
+    assert step.patch is not None
+    assert step.patch["spec"]["initContainers"] == [{"name": "rpc-mesh",
+                                                     "image": "mirror.example.com/mosn:1.8.1-patched"}]
+
+
+def test_a_second_sidecar_is_tried_after_the_first_failed(policy: Policy) -> None:
+    pod = with_annotation(meshed_pod(), "meshfit.io/target", {"generation": 3, "sidecars": {
+        "rpc-mesh": {"version": "1.8.1"}, "zz-agent": {"version": "1"}}})
+    pod = with_annotation(pod, "meshfit.io/operation", {
+        "generation": 3, "sidecar": "rpc-mesh", "action": "in-place", "phase": "Failed", "reason": "crash",
+        "started": stamp(9), "finished": stamp(5), "settled": {"rpc-mesh": "Failed"}})
+    step = decide(pod, policy)
+    # rpc-mesh is not tried again for generation 3; zz-agent is next (the pod lacks it: a recreate).
+    assert step.kind == "recreate" and step.operation is not None and step.operation.sidecar == "zz-agent"
+    assert step.operation.settled == {"rpc-mesh": "Failed"}
