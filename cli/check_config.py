@@ -34,10 +34,11 @@ _DEFAULTS: dict[str, Any] = {
     "timeoutSeconds": 10,
     "namespaceSelector": {},
     "objectSelector": {},
+    "matchConditions": [],
 }
 #: The fields compared, in the order findings name them.
 COMPARED = ("failurePolicy", "timeoutSeconds", "sideEffects", "reinvocationPolicy", "matchPolicy",
-            "admissionReviewVersions", "namespaceSelector", "objectSelector", "rules")
+            "admissionReviewVersions", "namespaceSelector", "objectSelector", "matchConditions", "rules")
 
 _CERT_HINT = "renew the serving certificate (`meshfit certs generate`, or let cert-manager renew it) and update caBundle"
 

@@ -41,8 +41,13 @@ def test_the_shipped_configuration_matches_itself_and_drift_is_named() -> None:
     reordered["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]["values"].reverse()
     assert webhook_config_findings(reordered, shipped, "x") == []
     defaulted = installed()
-    del defaulted["webhooks"][0]["reinvocationPolicy"]  # the apiserver's default, Never, is not what ships
-    assert [f.code for f in webhook_config_findings(defaulted, shipped, "x")] == ["webhook_reinvocationPolicy"]
+    del defaulted["webhooks"][0]["reinvocationPolicy"]  # the apiserver's default, Never, is what ships
+    assert webhook_config_findings(defaulted, shipped, "x") == []
+    unconditional = installed()
+    del unconditional["webhooks"][0]["matchConditions"]  # every pod sent again, recorded or opted out
+    assert [f.code for f in webhook_config_findings(unconditional, shipped, "x")] == ["webhook_matchConditions"]
+    again = installed(reinvocationPolicy="IfNeeded")
+    assert [f.code for f in webhook_config_findings(again, shipped, "x")] == ["webhook_reinvocationPolicy"]
     no_bundle = installed()
     no_bundle["webhooks"][0]["clientConfig"].pop("caBundle")
     assert [f.code for f in webhook_config_findings(no_bundle, shipped, "x")] == ["webhook_no_ca_bundle"]

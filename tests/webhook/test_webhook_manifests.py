@@ -45,7 +45,8 @@ def test_mutating_webhook_configuration() -> None:
     assert hook["sideEffects"] == "None"
     assert hook["admissionReviewVersions"] == ["v1"]
     assert hook["matchPolicy"] == "Equivalent"
-    assert hook["reinvocationPolicy"] == "IfNeeded"
+    assert hook["reinvocationPolicy"] == "Never"
+    assert [c["name"] for c in hook["matchConditions"]] == ["not-yet-meshed", "not-opted-out"]
     assert 1 <= hook["timeoutSeconds"] <= 10
     assert hook["failurePolicy"] in ("Ignore", "Fail")
     assert hook["clientConfig"]["service"] == {"name": "meshfit-webhook", "namespace": "meshfit-system",
