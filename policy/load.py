@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from datetime import time as dt_time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import orjson
 import yaml
 
 from policy.fields import FieldError, Fields, PolicyError
+from policy.freeze import FreezeWindow, FreezeWindowError, parse_clock, parse_day, parse_zone
 from policy.model import (
     API_VERSION,
     NAMESPACE_POLICY_KIND,
@@ -502,9 +504,60 @@ def _fleet(f: Fields) -> FleetPolicy:
         sidecar_image_change_kubelet=kubelet,
         missed_injections=f.choice("missedInjections", d.missed_injections, ("report", "repair")),  # type: ignore[arg-type]
         repairs_per_run=f.integer("repairsPerRun", d.repairs_per_run, low=0, high=1000),
+        freeze_windows=freeze_windows(f),
     )
     f.done()
     return policy
+
+
+def freeze_windows(f: Fields, key: str = "freezeWindows") -> tuple[FreezeWindow, ...]:
+    """``fleet.freezeWindows``: every bad field named by its path (``fleet.freezeWindows[0].start``)."""
+    windows: list[FreezeWindow] = []
+    for _, wf in f.each(key):
+        window = _freeze_window(wf)
+        if window is not None:
+            windows.append(window)
+    return tuple(windows)
+
+
+def _freeze_window(f: Fields) -> FreezeWindow | None:
+    errors = len(f.errors)
+    days: set[int] = set()
+    raw_days = f.raw("days")
+    if raw_days is None:
+        days = set(range(7))
+    elif not isinstance(raw_days, list) or not raw_days:
+        f.error("days", "must be a non-empty list of Mon..Sun")
+    else:
+        for i, day in enumerate(raw_days):
+            try:
+                days.add(parse_day(day))
+            except FreezeWindowError as exc:
+                f.error(f"days[{i}]", str(exc))
+    clocks: list[dt_time | None] = []
+    for name in ("start", "end"):
+        if f.raw(name) is None:
+            f.error(name, "is required (HH:MM)")
+            clocks.append(None)
+            continue
+        try:
+            clocks.append(parse_clock(f.raw(name)))
+        except FreezeWindowError as exc:
+            f.error(name, str(exc))
+            clocks.append(None)
+    start, end = clocks
+    if start is not None and start == end:
+        f.error("end", "must differ from start (a window of no time, or of every hour, is ambiguous)")
+    zone = "UTC"
+    try:
+        zone = parse_zone(f.raw("timezone") if f.has("timezone") else "UTC")
+    except FreezeWindowError as exc:
+        f.error("timezone", str(exc))
+    reason = f.string("reason")
+    f.done()
+    if len(f.errors) > errors or start is None or end is None:
+        return None
+    return FreezeWindow(frozenset(days), start, end, zone, reason)
 
 
 # -- namespace policy ----------------------------------------------------------

@@ -15,6 +15,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from policy.annotations import DEFAULT_INJECT_KEY
+from policy.freeze import FreezeWindow
 from policy.quantity import Quantity
 
 Mode = Literal["overcommit", "additive", "carve"]
@@ -202,6 +203,8 @@ class FleetPolicy:
     missed_injections: MissedInjections = "report"
     #: The most workloads one inspection run restarts to repair missed injections (0..1000).
     repairs_per_run: int = 10
+    #: Spans of wall-clock time in which no ``SidecarRollout`` starts a change (:mod:`policy.freeze`).
+    freeze_windows: tuple[FreezeWindow, ...] = ()
 
     def sidecar_image_change_minor(self) -> tuple[int, int]:
         """``sidecar_image_change_kubelet`` as ``(major, minor)``, for comparing kubelet versions."""

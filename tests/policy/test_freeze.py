@@ -1,0 +1,106 @@
+"""Freeze windows: their boundaries, time zones, overnight spans, and the loader's paths."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from policy.fields import PolicyError
+from policy.freeze import FreezeWindow, active_window
+from policy.load import parse_policy
+
+UTC = dt.UTC
+WEEKDAYS = frozenset(range(5))
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def window(start: str, end: str, days: frozenset[int] = frozenset(range(7)), zone: str = "UTC") -> FreezeWindow:
+    return FreezeWindow(days, dt.time.fromisoformat(start), dt.time.fromisoformat(end), zone, "peak")
+
+
+# 2026-12-07 is a Monday.
+@pytest.mark.parametrize(("now", "until"), [
+    ("2026-12-07T08:59:59+00:00", None),                         # a second before the start
+    ("2026-12-07T09:00:00+00:00", "2026-12-07T18:00:00+00:00"),  # the start is inside
+    ("2026-12-07T17:59:59+00:00", "2026-12-07T18:00:00+00:00"),
+    ("2026-12-07T18:00:00+00:00", None),                         # the end is outside
+])
+def test_a_window_includes_its_start_and_excludes_its_end(now: str, until: str | None) -> None:
+    ends = window("09:00", "18:00").until(at(now))
+    assert ends == (at(until) if until else None)
+
+
+def test_days_are_the_days_a_window_starts_on() -> None:
+    weekdays = window("09:00", "18:00", WEEKDAYS)
+    assert weekdays.until(at("2026-12-11T10:00:00+00:00")) is not None   # Friday
+    assert weekdays.until(at("2026-12-12T10:00:00+00:00")) is None       # Saturday
+
+
+def test_an_overnight_window_spans_midnight_from_its_start_day() -> None:
+    friday_night = window("22:00", "06:00", frozenset({4}))
+    assert friday_night.until(at("2026-12-11T21:59:00+00:00")) is None
+    assert friday_night.until(at("2026-12-11T23:30:00+00:00")) == at("2026-12-12T06:00:00+00:00")
+    # Saturday 05:59 belongs to Friday's occurrence; Saturday 22:30 starts none (Saturday is not listed).
+    assert friday_night.until(at("2026-12-12T05:59:00+00:00")) == at("2026-12-12T06:00:00+00:00")
+    assert friday_night.until(at("2026-12-12T06:00:00+00:00")) is None
+    assert friday_night.until(at("2026-12-12T22:30:00+00:00")) is None
+    # Thursday's early hours are not Friday's night.
+    assert friday_night.until(at("2026-12-11T05:00:00+00:00")) is None
+
+
+def test_a_window_is_read_in_its_own_time_zone() -> None:
+    berlin = window("09:00", "18:00", zone="Europe/Berlin")
+    # In December Berlin is UTC+1: 09:00 there is 08:00 UTC.
+    assert berlin.until(at("2026-12-07T07:59:00+00:00")) is None
+    assert berlin.until(at("2026-12-07T08:00:00+00:00")) == at("2026-12-07T17:00:00+00:00")
+    # In July it is UTC+2.
+    assert berlin.until(at("2026-07-06T07:00:00+00:00")) == at("2026-07-06T16:00:00+00:00")
+    assert berlin.until(at("2026-07-06T06:59:00+00:00")) is None
+
+
+def test_a_window_across_a_daylight_saving_change_ends_at_the_local_end() -> None:
+    # Europe/Berlin moves from UTC+1 to UTC+2 at 01:00 UTC on 2026-03-29 (a Sunday).
+    night = window("22:00", "06:00", zone="Europe/Berlin")
+    assert night.until(at("2026-03-28T23:00:00+00:00")) == at("2026-03-29T04:00:00+00:00")
+
+
+def test_of_overlapping_windows_the_one_ending_last_counts() -> None:
+    found = active_window([window("09:00", "12:00"), window("10:00", "18:00")], at("2026-12-07T11:00:00+00:00"))
+    assert found is not None and found[1] == at("2026-12-07T18:00:00+00:00")
+    assert active_window([window("09:00", "12:00")], at("2026-12-07T13:00:00+00:00")) is None
+
+
+def _policy(fleet: dict) -> dict:
+    return {"apiVersion": "meshfit.io/v1alpha1", "kind": "MeshPolicy",
+            "sidecars": [{"name": "rpc-mesh", "image": "registry.example.com/mesh/mosn"}],
+            "versions": {"sidecars": {"rpc-mesh": {"baseline": "1.8.0"}}}, "fleet": fleet}
+
+
+def test_the_policy_carries_its_freeze_windows() -> None:
+    policy = parse_policy(_policy({"freezeWindows": [
+        {"days": ["mon", "Fri"], "start": "22:00", "end": "06:00", "timezone": "Asia/Tokyo", "reason": "batch"}]}))
+    (w,) = policy.fleet.freeze_windows
+    assert (w.days, w.start, w.end, w.timezone, w.reason) == (frozenset({0, 4}), dt.time(22), dt.time(6),
+                                                              "Asia/Tokyo", "batch")
+    assert parse_policy(_policy({})).fleet.freeze_windows == ()
+
+
+@pytest.mark.parametrize(("window_doc", "path"), [
+    ({"start": "24:00", "end": "06:00"}, "fleet.freezeWindows[0].start"),
+    ({"start": "9:00", "end": "18:00"}, "fleet.freezeWindows[0].start"),
+    ({"start": "09:00"}, "fleet.freezeWindows[0].end"),
+    ({"start": "09:00", "end": "09:00"}, "fleet.freezeWindows[0].end"),
+    ({"start": "09:00", "end": "18:60"}, "fleet.freezeWindows[0].end"),
+    ({"days": ["Mon", "Funday"], "start": "09:00", "end": "18:00"}, "fleet.freezeWindows[0].days[1]"),
+    ({"days": [], "start": "09:00", "end": "18:00"}, "fleet.freezeWindows[0].days"),
+    ({"start": "09:00", "end": "18:00", "timezone": "Europe/Atlantis"}, "fleet.freezeWindows[0].timezone"),
+    ({"start": "09:00", "end": "18:00", "when": "always"}, "fleet.freezeWindows[0].when"),
+])
+def test_a_bad_window_is_refused_with_its_path(window_doc: dict, path: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(_policy({"freezeWindows": [window_doc]}))
+    assert [e.path for e in caught.value.errors] == [path]
