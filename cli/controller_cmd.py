@@ -43,6 +43,9 @@ def register(subparsers: Any) -> None:
                        help="run meshfit check's pod inspections every SECONDS in the leader and export them as "
                             "meshfit_fleet_* gauges; missed injections get Events (and repairs, as the policy says); "
                             "0 disables (default 300)")
+    serve.add_argument("--rollout-poll", type=server_options.positive_seconds, default=2.0, metavar="SECONDS",
+                       help="how often a SidecarRollout whose pods are changing is looked at again when nothing "
+                            "else is due (default 2)")
     server_options.add_leader_election_options(
         serve, lease="meshfit-controller",
         what="act only while holding the Lease; a standby keeps its watches warm, and a leader that loses the "
@@ -70,6 +73,7 @@ def run_serve(args: argparse.Namespace) -> int:
         qps=args.qps,
         burst=args.burst,
         inspect_interval=args.inspect_interval,
+        rollout_poll=args.rollout_poll,
         **server_options.leader_election(args),
     )
     try:

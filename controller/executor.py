@@ -91,6 +91,8 @@ class Executor:
         self.queue = WorkQueue()
         self.pods: dict[str, Pod] = {}
         self.kubelets: dict[str, str] = {}
+        #: Node name -> zone (the policy's ``versions.zoneLabel``): what a SidecarRollout spreads its batches over.
+        self.zones: dict[str, str] = {}
         self.busy = 0
         self._event_tasks: set[asyncio.Task[bool]] = set()
         self.metrics.queue_depth = lambda: len(self.queue)
@@ -119,12 +121,21 @@ class Executor:
 
     def on_node_sync(self, items: list[dict[str, Any]], _rv: str = "") -> None:
         self.kubelets = {str((n.get("metadata") or {}).get("name")): _kubelet(n) for n in items}
+        label = self.policy().versions.zone_label
+        self.zones = {str((n.get("metadata") or {}).get("name")): zone for n in items
+                      if (zone := ((n.get("metadata") or {}).get("labels") or {}).get(label))}
 
     def on_node_event(self, kind: str, node: dict[str, Any]) -> None:
         name = str((node.get("metadata") or {}).get("name"))
         if kind == "DELETED":
             self.kubelets.pop(name, None)
+            self.zones.pop(name, None)
             return
+        zone = ((node.get("metadata") or {}).get("labels") or {}).get(self.policy().versions.zone_label)
+        if zone:
+            self.zones[name] = str(zone)
+        else:
+            self.zones.pop(name, None)
         version = _kubelet(node)
         if self.kubelets.get(name) != version:
             self.kubelets[name] = version

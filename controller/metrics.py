@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from controller.rollout_plan import PHASES
 from serving.exposition import Registry, Sample
 
 PREFIX = "meshfit_controller_"
@@ -38,6 +39,25 @@ class ControllerMetrics:
         )
         self.errors = r.counter(PREFIX + "reconcile_errors_total", "Reconciles that failed on an API error, by status.",
                                 ("code",))
+        self.rollouts_aborted = r.counter(
+            PREFIX + "rollouts_aborted_total",
+            "SidecarRollouts whose circuit broke, by the check that broke it (a metric's name, readiness, restarts, "
+            "oomKilled, crashLoop, operation, inconclusive, errors) or user (spec.abort).", ("reason",))
+        self.rollout_batches = r.counter(PREFIX + "rollout_batches_total",
+                                         "SidecarRollout batches ended, by verdict.", ("verdict",))
+        self.rollout_batch_duration = r.histogram(
+            PREFIX + "rollout_batch_duration_seconds",
+            "From a batch's start to its verdict (writes, settling, bake and analysis), by verdict.",
+            DURATION_BUCKETS, ("verdict",))
+        self.rollout_writes = r.counter(PREFIX + "rollout_target_writes_total",
+                                        "Targets written by SidecarRollouts, by kind (upgrade, rollback) and result "
+                                        "(written, conflict, error).", ("kind", "result"))
+        self.rollout_queries = r.counter(PREFIX + "rollout_queries_total",
+                                         "Prometheus queries of rollout analyses, by result (ok, error).", ("result",))
+        #: ``(namespace/name, phase)`` of every SidecarRollout known; read at scrape time.
+        self.rollout_phases: Callable[[], Iterable[tuple[str, str]]] = lambda: ()
+        r.callback(PREFIX + "rollout_phase", "1 for the phase each SidecarRollout is in, 0 for the others.",
+                   self._phases, ("rollout", "phase"))
         #: Read at scrape time; set by the process.
         self.queue_depth: Callable[[], int] = lambda: 0
         self.in_flight: Callable[[], int] = lambda: 0
@@ -53,6 +73,10 @@ class ControllerMetrics:
                    ("resource",), kind="counter")
         r.callback(PREFIX + "watch_relists_total", "LISTs after the first, by resource.", self._watch_relists,
                    ("resource",), kind="counter")
+
+    def _phases(self) -> Iterable[Sample]:
+        return [((name, phase), 1 if phase == current else 0)
+                for name, current in self.rollout_phases() for phase in PHASES]
 
     def _watch_events(self) -> Iterable[Sample]:
         return [((name,), w.stats.events) for name, w in self.watches.items()]

@@ -1,8 +1,10 @@
 """The controller process: watches, policy, leader election, workers and probes, run by :mod:`serving.process`.
 
 Every replica watches pods (keeping only those with a target), nodes (their
-kubelet versions) and the policy ConfigMap, so a standby is warm when it takes
-over. Only the leader's workers act; a replica that loses its lease exits (code
+kubelet versions and zones), the policy ConfigMap and the ``SidecarRollout`` s,
+so a standby is warm when it takes over. The leader runs both reconcilers: the
+executor's (each pod's target) and the rollouts' (:mod:`controller.rollouts`,
+which write those targets batch by batch). Only the leader's workers act; a replica that loses its lease exits (code
 1) at once, as client-go's controllers do, so that it never acts on state from
 a leadership it no longer has: the kubelet restarts it and it campaigns again.
 Whatever it was doing, the next leader resumes from the pods themselves
@@ -22,6 +24,7 @@ from aiohttp import web
 from controller.executor import Executor, keep_targeted
 from controller.inspector import Inspector
 from controller.metrics import ControllerMetrics
+from controller.rollouts import COLLECTION, RolloutReconciler
 from kube.client import ApiClient
 from kube.config import ClusterConfig, ConfigError, load_config
 from kube.watch import ListWatch
@@ -62,6 +65,8 @@ class ServeOptions:
     leader_elect_lease_duration: float = 15.0
     leader_elect_renew_deadline: float = 10.0
     leader_elect_retry_period: float = 2.0
+    #: How often a SidecarRollout whose pods are changing is looked at when nothing else is due.
+    rollout_poll: float = 2.0
 
 
 class LivePolicy(GlobalPolicy):
@@ -142,11 +147,19 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         watches["policy"] = ListWatch(client, f"/api/v1/namespaces/{namespace}/configmaps",
                                       on_event=handlers.on_event, on_sync=handlers.on_sync,
                                       field_selector=f"metadata.name={name}", name="policy")
+    rollouts = RolloutReconciler(client, bucket=executor.bucket, metrics=metrics, events=executor.events,
+                                 freeze_windows=lambda: holder.policy.fleet.freeze_windows,
+                                 zones=lambda: executor.zones, poll=options.rollout_poll, page_size=options.page_size)
+    # Not among the watches the process waits for: a cluster without the CRD still runs the controller
+    # (the watch retries with its backoff, and no rollout is reconciled until the CRD is there).
+    rollout_watch = ListWatch(client, COLLECTION, on_event=rollouts.on_event, on_sync=rollouts.on_sync,
+                              page_size=options.page_size, name="sidecarrollouts")
     metrics.watches.update(watches)
     inspector = None
     if options.inspect_interval > 0:
         inspector = Inspector(client, lambda: holder.policy, metrics.registry, interval=options.inspect_interval,
                               page_size=options.page_size, events=executor.events)
+    metrics.watches["sidecarrollouts"] = rollout_watch
     if prepared.policy_file is not None:
         process.background("policy file", prepared.policy_file.run)
 
@@ -154,7 +167,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         return all(w.has_synced for w in watches.values()) and holder.settled
 
     async def watch_all(stopped: asyncio.Event) -> None:
-        await asyncio.gather(*(w.run(stopped) for w in watches.values()))
+        await asyncio.gather(*(w.run(stopped) for w in (*watches.values(), rollout_watch)))
 
     process.background("watches", watch_all)
     leader_name = ""
@@ -162,6 +175,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         elector = elector_for(client, options)
 
         executor.leading = lambda: elector.leading
+        rollouts.leading = lambda: elector.leading
         metrics.leading = lambda: elector.leading
         if inspector is not None:
             inspector.leading = lambda: elector.leading
@@ -174,7 +188,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
             for task in (waiting, ended):
                 task.cancel()
             if not stopped.is_set():
-                await _act(executor, inspector, stopped)
+                await _act(executor, inspector, rollouts, stopped)
 
         process.background("workers", act)
         leader_name = f"lease {'/'.join(options.leader_elect_lease)} as {elector.config.identity}"
@@ -183,7 +197,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
             while not warm() and not stopped.is_set():
                 await asyncio.sleep(0.1)
             if not stopped.is_set():
-                await _act(executor, inspector, stopped)
+                await _act(executor, inspector, rollouts, stopped)
 
         process.background("workers", act_when_warm)
 
@@ -197,7 +211,8 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
             return web.Response(text="filling: " + ", ".join(n for n, w in watches.items() if not w.has_synced)
                                 + ("" if holder.settled else " policy") + "\n", status=503)
         role = "leading" if executor.leading() else "standby"
-        return web.Response(text=f"ok: {role}, {len(executor.pods)} targeted pods, policy {holder.revision}\n")
+        return web.Response(text=f"ok: {role}, {len(executor.pods)} targeted pods, {len(rollouts.rollouts)} "
+                                 f"rollouts, policy {holder.revision}\n")
 
     async def metrics_page(_request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -213,9 +228,10 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
     return await process.run(stop, on_started=started)
 
 
-async def _act(executor: Executor, inspector: Inspector | None, stopped: asyncio.Event) -> None:
-    """The leader's work: the workers, and the inspections beside them."""
-    work = [executor.run(stopped)]
+async def _act(executor: Executor, inspector: Inspector | None, rollouts: RolloutReconciler,
+               stopped: asyncio.Event) -> None:
+    """The leader's work: the workers, the rollouts, and the inspections beside them."""
+    work = [executor.run(stopped), rollouts.run(stopped)]
     if inspector is not None:
         work.append(inspector.run(stopped))
     await asyncio.gather(*work)

@@ -267,27 +267,13 @@ def plan(cr: Mapping[str, Any], pods: Sequence[PodView], now: dt.datetime, windo
     status: dict[str, Any] = dict(cr.get("status") or {})
     spec_doc = cr.get("spec") or {}
     meta = cr.get("metadata") or {}
-    condition: tuple[str, str, str]
-    try:
-        spec = parse_spec(spec_doc)
+    spec, error = spec_of(cr)
+    if error is None:
         status["acceptedSpec"] = spec_document(spec_doc)
         condition = ("True", "Accepted", "the spec is valid")
-    except SpecError as exc:
-        accepted = status.get("acceptedSpec")
-        message = f"the spec is refused ({exc}); "
-        spec = None
-        if isinstance(accepted, Mapping):
-            controls = {k: spec_doc[k] for k in ("paused", "abort", "promotedBatch")
-                        if isinstance(spec_doc, Mapping) and k in spec_doc}
-            try:
-                spec = parse_spec({**accepted, **controls})
-            except SpecError:
-                try:
-                    spec = parse_spec(accepted)
-                except SpecError:
-                    spec = None
-        condition = ("False", "SpecInvalid", message + ("acting on the last good spec" if spec is not None
-                                                        else "nothing is done until it is fixed"))
+    else:
+        condition = ("False", "SpecInvalid", f"the spec is refused ({error}); " + (
+            "acting on the last good spec" if spec is not None else "nothing is done until it is fixed"))
     events: list[tuple[str, str, str]] = []
     _set_condition(status, "SpecValid", *condition, now=now, events=events)
     status["observedGeneration"] = _int(meta.get("generation"))
@@ -302,6 +288,48 @@ def plan(cr: Mapping[str, Any], pods: Sequence[PodView], now: dt.datetime, windo
     _counts(work)
     return Decision(status, tuple(work.writes), work.measure, tuple(work.events),
                     min(work.wake) if work.wake else None, work.aborted, tuple(work.ended), spec)
+
+
+def spec_of(cr: Mapping[str, Any]) -> tuple[RolloutSpec | None, SpecError | None]:
+    """The spec to act on, and why the live one is refused (then: the last good one, with the live controls).
+
+    ``paused``, ``abort`` and ``promotedBatch`` are read from the live spec even
+    while the rest of it is refused: a person must be able to stop a rollout
+    whose spec they just broke.
+    """
+    spec_doc = cr.get("spec") or {}
+    try:
+        return parse_spec(spec_doc), None
+    except SpecError as exc:
+        error = exc
+    accepted = (cr.get("status") or {}).get("acceptedSpec")
+    if not isinstance(accepted, Mapping):
+        return None, error
+    controls = {k: spec_doc[k] for k in ("paused", "abort", "promotedBatch")
+                if isinstance(spec_doc, Mapping) and k in spec_doc}
+    for candidate in ({**accepted, **controls}, dict(accepted)):
+        try:
+            return parse_spec(candidate), error
+        except SpecError:
+            continue
+    return None, error
+
+
+def forget_writes(status: Mapping[str, Any], refused: set[str]) -> dict[str, Any]:
+    """``status`` with the refused writes undone (their pods' generations back to unwritten), to be made again."""
+    out = dict(status)
+    batches = []
+    for batch in status.get("batches") or ():
+        record = BatchRecord.from_dict(batch)
+        for pod in record.pods:
+            if pod.pod in refused:
+                if pod.rollback and pod.rollback_state in ("", "pending"):
+                    pod.rollback, pod.rollback_state = 0, ""
+                elif pod.state == "pending":
+                    pod.generation = 0
+        batches.append(record.to_dict())
+    out["batches"] = batches
+    return out
 
 
 def _set_condition(status: dict[str, Any], type_: str, value: str, reason: str, message: str, *,
