@@ -48,6 +48,15 @@ def user_cert_args(certs: Path) -> list[str]:
             "--set-file", f"certificates.secret.tlsKey={certs / 'tls.key'}"]
 
 
+def test_the_chart_carries_the_crds_manifests_holds() -> None:
+    """Helm installs charts/meshfit/crds/ verbatim (and never templates or upgrades them): the same files, byte for byte."""
+    shipped = sorted(p.name for p in (REPO / "manifests/crds").glob("*.yaml"))
+    charted = sorted(p.name for p in (REPO / "charts/meshfit/crds").glob("*.yaml"))
+    assert shipped == charted == ["sidecarrollouts.yaml"]
+    for name in shipped:
+        assert (REPO / "charts/meshfit/crds" / name).read_bytes() == (REPO / "manifests/crds" / name).read_bytes(), name
+
+
 def test_values_policy_is_manifests_policy() -> None:
     done = subprocess.run([sys.executable, str(REPO / "hack/chart/sync-policy.py"), "--check"], capture_output=True,
                           text=True)
@@ -177,7 +186,7 @@ def test_chart_defaults_render_what_kustomize_renders(helm: Path, controlplane_b
     Namespace, which `helm install --create-namespace` makes (namespace.create renders it).
     """
     kustomized = by_key(render_kustomize(controlplane_bindir / "kubectl", tmp_path))
-    charted = by_key(render_chart(helm))
+    charted = by_key(render_chart(helm, "--include-crds"))  # `helm install` applies crds/ first
     namespace = kustomized.pop(("Namespace", "", NAMESPACE))
     assert sorted(kustomized) == sorted(charted)
     for key, doc in kustomized.items():
