@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "extender",
     "controller",
     "targets",
+    "rollout",
     "leak",
     "fleet",
     "check",

@@ -41,6 +41,8 @@ CLUSTER_RULES = {
     ("apps", "statefulsets"): {"get", "patch"},
     ("apps", "daemonsets"): {"get", "patch"},
     ("", "namespaces"): {"list"},
+    ("meshfit.io", "sidecarrollouts"): {"list", "watch"},
+    ("meshfit.io", "sidecarrollouts/status"): {"update"},
 }
 #: ... and by name: the namespace policies (ConfigMaps named meshfit-policy in every namespace), listed only.
 CLUSTER_NAMED_RULES = {
@@ -228,6 +230,10 @@ ALLOWED = [
     # The inspections (controller.inspector through serving.cluster_facts): namespaces, and the namespace
     # policies by name across namespaces (fieldSelector=metadata.name=meshfit-policy).
     ("list", "", "namespaces", "", "", ""), ("list", "", "configmaps", "", "", "meshfit-policy"),
+    # controller.rollouts: the watch of every SidecarRollout, and their status (PUT under the resourceVersion
+    # read); Events on them; the selected namespaces' pods and labels (covered above).
+    ("list", "meshfit.io", "sidecarrollouts", "", "", ""), ("watch", "meshfit.io", "sidecarrollouts", "", "", ""),
+    ("update", "meshfit.io", "sidecarrollouts", "status", "shop", "r1"),
     # The policy watch (fieldSelector=metadata.name=meshfit-policy) and the Lease.
     *[(verb, "", "configmaps", "", NAMESPACE, "meshfit-policy") for verb in ("get", "list", "watch")],
     ("create", "coordination.k8s.io", "leases", "", NAMESPACE, ""),
@@ -246,6 +252,9 @@ DENIED = [
     ("update", "coordination.k8s.io", "leases", "", NAMESPACE, "meshfit-extender"),
     ("create", "coordination.k8s.io", "leases", "", "shop", ""),
     ("delete", "coordination.k8s.io", "leases", "", NAMESPACE, "meshfit-controller"),
+    # A rollout's spec is the user's: the controller writes only its status.
+    ("update", "meshfit.io", "sidecarrollouts", "", "shop", "r1"), ("patch", "meshfit.io", "sidecarrollouts", "", "shop", "r1"),
+    ("create", "meshfit.io", "sidecarrollouts", "", "shop", ""), ("delete", "meshfit.io", "sidecarrollouts", "", "shop", "r1"),
 ]
 
 
