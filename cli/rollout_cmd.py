@@ -27,7 +27,6 @@ from cli.server_options import positive_seconds
 
 API = "/apis/meshfit.io/v1alpha1"
 MERGE = "application/merge-patch+json"
-TERMINAL = {"Succeeded": "", "Failed": "RollingBack", "Aborted": "RollingBack"}
 
 
 def register(subparsers: Any) -> None:
@@ -211,9 +210,10 @@ def _json(obj: Any) -> None:
 
 
 def finished(rollout: Mapping[str, Any]) -> bool:
+    """Nothing more will happen: succeeded, or failed/aborted with its rollback (if any) over."""
     status = rollout.get("status") or {}
     phase = status.get("phase")
-    return phase in TERMINAL and status.get("step") != TERMINAL[phase]
+    return phase == "Succeeded" or (phase in ("Failed", "Aborted") and status.get("step") != "RollingBack")
 
 
 def summary(rollout: Mapping[str, Any]) -> str:

@@ -149,6 +149,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
                                       field_selector=f"metadata.name={name}", name="policy")
     rollouts = RolloutReconciler(client, bucket=executor.bucket, metrics=metrics, events=executor.events,
                                  freeze_windows=lambda: holder.policy.fleet.freeze_windows,
+                                 revision=lambda: holder.policy.revision,
                                  zones=lambda: executor.zones, poll=options.rollout_poll, page_size=options.page_size)
     # Not among the watches the process waits for: a cluster without the CRD still runs the controller
     # (the watch retries with its backoff, and no rollout is reconciled until the CRD is there).

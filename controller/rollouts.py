@@ -71,6 +71,7 @@ class RolloutReconciler:
         metrics: ControllerMetrics | None = None,
         events: EventRecorder | None = None,
         freeze_windows: Callable[[], Sequence[FreezeWindow]] = lambda: (),
+        revision: Callable[[], str] = lambda: "",
         zones: Callable[[], Mapping[str, str]] = lambda: {},
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         leading: Callable[[], bool] = lambda: True,
@@ -84,6 +85,7 @@ class RolloutReconciler:
         self.metrics = metrics if metrics is not None else ControllerMetrics()
         self.events = events if events is not None else EventRecorder(client, "meshfit-controller")
         self.freeze_windows = freeze_windows
+        self.revision = revision
         self.zones = zones
         self.clock = clock
         self.leading = leading
@@ -120,6 +122,7 @@ class RolloutReconciler:
         for key in self.rollouts:
             self.queue.add(key)
         tasks = [asyncio.create_task(self._worker(), name=f"rollout worker {i}") for i in range(self.workers)]
+        tasks.append(asyncio.create_task(self._follow_policy(stop), name="rollouts: policy changes"))
         try:
             await stop.wait()
         finally:
@@ -128,6 +131,17 @@ class RolloutReconciler:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.prometheus.close()
+
+    async def _follow_policy(self, stop: asyncio.Event, every: float = 1.0) -> None:
+        """A new policy (a freeze window added or removed) is looked at by every rollout at once."""
+        seen = self.revision()
+        while not stop.is_set():
+            await asyncio.sleep(every)
+            now = self.revision()
+            if now != seen:
+                seen = now
+                for key in self.rollouts:
+                    self.queue.add(key)
 
     async def _worker(self) -> None:
         while True:
