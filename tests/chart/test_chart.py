@@ -403,7 +403,8 @@ def test_controller_defaults(helm: Path) -> None:
         ("", "pods", (), ("get", "list", "patch", "update", "watch")), ("", "pods/eviction", (), ("create",)),
         ("", "pods/resize", (), ("patch",)), ("apps", "daemonsets", (), ("get", "patch")),
         ("apps", "deployments", (), ("get", "patch")), ("apps", "replicasets", (), ("get",)),
-        ("apps", "statefulsets", (), ("get", "patch"))]
+        ("apps", "statefulsets", (), ("get", "patch")),
+        ("meshfit.io", "sidecarrollouts", (), ("list", "watch")), ("meshfit.io", "sidecarrollouts/status", (), ("update",))]
     (rule,) = objects["NetworkPolicy", NAMESPACE, "meshfit-controller"]["spec"]["ingress"]
     assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
 
