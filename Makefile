@@ -27,10 +27,11 @@ lint: venv
 test: venv lint controlplane tools image prometheus
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## make prometheus: promtool, which the suite runs on manifests/monitoring/ (Debian's prometheus package).
-## Quick when promtool is there; the package's service is never started (policy-rc.d refuses it).
+## make prometheus: promtool, which the suite runs on manifests/monitoring/, and the Prometheus server the
+## rollout end-to-end tests judge batches with (both from Debian's prometheus package).
+## Quick when both are there; the package's service is never started (policy-rc.d refuses it).
 prometheus:
-	@command -v promtool >/dev/null 2>&1 || bash hack/install-promtool.sh
+	@{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || bash hack/install-promtool.sh
 
 ## make unit: everything but the end-to-end tests (no control plane needed).
 unit: venv
@@ -62,7 +63,7 @@ run: venv
 	bash hack/run-webhook.sh
 
 ## make e2e: only the end-to-end tests (real etcd + kube-apiserver + kube-scheduler).
-e2e: venv controlplane tools image
+e2e: venv controlplane tools image prometheus
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 ## make manifests: render the webhook's certificate and caBundle for `kubectl apply -k manifests/`.

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Install promtool from Debian's prometheus package, for the suite's checks of
-# manifests/monitoring/. Only promtool is wanted: a policy-rc.d that refuses every
-# start keeps the package's prometheus service from starting during the install,
-# and the service is left disabled. Needs apt-get (Debian, Ubuntu) and root or sudo.
+# Install Debian's prometheus package: promtool, for the suite's checks of
+# manifests/monitoring/, and the prometheus server binary, which the rollout
+# end-to-end tests start themselves on a loopback port. The package's own service
+# is not wanted: a policy-rc.d that refuses every start keeps it from starting
+# during the install, and it is left disabled. Needs apt-get (Debian, Ubuntu) and
+# root or sudo.
 set -euo pipefail
 
-if command -v promtool >/dev/null 2>&1; then
+if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "promtool is missing and there is no apt-get: install Prometheus' promtool by hand" >&2
+    echo "promtool or prometheus is missing and there is no apt-get: install Prometheus (server and promtool) by hand" >&2
     exit 1
 fi
 SUDO=""
@@ -25,11 +27,13 @@ else
     $SUDO chmod +x "$policy"
     trap '$SUDO rm -f "$policy"' EXIT
 fi
-echo "installing promtool (Debian package prometheus) ..." >&2
+echo "installing prometheus and promtool (Debian package prometheus) ..." >&2
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 command -v promtool >/dev/null
+command -v prometheus >/dev/null
 promtool --version | head -1 >&2
+prometheus --version 2>&1 | head -1 >&2
