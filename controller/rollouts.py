@@ -94,6 +94,8 @@ class RolloutReconciler:
         self.page_size = page_size
         self.workers = workers
         self.rollouts: dict[str, dict[str, Any]] = {}
+        #: (sidecar, pod key) -> (resourceVersion, zone, view) of the pods the last reconcile listed.
+        self._views: dict[tuple[str, str], tuple[str, str, PodView | None]] = {}
         self.queue = WorkQueue()
         #: API requests made, by verb (the benchmark's count).
         self.requests: dict[str, int] = {}
@@ -213,11 +215,35 @@ class RolloutReconciler:
         params = {"labelSelector": selection.pod_selector.to_query()} if selection.pod_selector is not None else {}
         zones = self.zones()
         views: list[PodView] = []
+        seen: dict[tuple[str, str], tuple[str, str, PodView | None]] = {}
         for namespace in namespaces:
             async for page in list_pages(self.client, f"/api/v1/namespaces/{namespace}/pods", params,
                                          limit=self.page_size, fetch=self._get):
-                views.extend(v for p in page if (v := view_pod(p, spec.sidecar, zones)) is not None)
+                for pod in page:
+                    view = self._view(pod, spec.sidecar, zones, seen)
+                    if view is not None:
+                        views.append(view)
+        self._views = seen
         return select(views, selection, labels)
+
+    def _view(self, pod: dict[str, Any], sidecar: str, zones: Mapping[str, str],
+              seen: dict[tuple[str, str], tuple[str, str, PodView | None]]) -> PodView | None:
+        """The pod's view, made again only when the pod changed (its resourceVersion) or its node's zone did.
+
+        Between two reconciles of a rollout most of its pods are untouched; reading
+        their records again would be most of a reconcile's CPU at 10,000 pods.
+        """
+        meta = pod.get("metadata") or {}
+        key = (sidecar, f"{meta.get('namespace')}/{meta.get('name')}")
+        rv = str(meta.get("resourceVersion") or "")
+        zone = zones.get(str((pod.get("spec") or {}).get("nodeName") or ""), "")
+        cached = self._views.get(key)
+        if cached is not None and rv and cached[0] == rv and cached[1] == zone:
+            view = cached[2]
+        else:
+            view = view_pod(pod, sidecar, zones)
+        seen[key] = (rv, zone, view)
+        return view
 
     async def measure(self, spec: RolloutSpec, request: MeasureRequest) -> dict[str, tuple[Reading, Reading | None]]:
         """Each metric's batch and baseline readings, the queries run at once."""

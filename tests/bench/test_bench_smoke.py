@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bench import extender_scale, fleet, pod_create, reaccount, scheduling, watch_throughput, webhook_floor
+from bench import extender_scale, fleet, pod_create, reaccount, rollout, scheduling, watch_throughput, webhook_floor
 from bench.loadgen import binary
 from controlplane.cluster import LocalCluster
 
@@ -126,3 +126,13 @@ def test_reaccount(tmp_path: Path, local_cluster: LocalCluster) -> None:
         assert row["changed"] == row["pods"], "every pod of the fleet is resized"
         assert row["writes/changed pod"] == 2
         assert row["client peak MB"] > 0
+
+
+def test_rollout(tmp_path: Path) -> None:
+    rollout.run(pods=200, rounds=1, out_dir=tmp_path)
+    data = load(tmp_path, "rollout")
+    (sample,) = data["details"]["samples"]["rollout"]
+    # Every pod got its target once; six batches, each judged; one status write per reconcile at most.
+    assert sample["calls"]["patch"] == 200 and sample["batches"] == 6
+    assert sample["calls"]["status"] <= sample["reconciles"]
+    assert {r["what"] for r in data["rows"]} == {"floor", "read", "rollout"}
