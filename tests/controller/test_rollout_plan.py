@@ -231,3 +231,17 @@ def test_the_status_round_trips_through_json() -> None:
     step(fleet, cr, at(11))
     again = orjson.loads(orjson.dumps(cr))
     assert plan(again, fleet.views(), at(12)).status == plan(cr, fleet.views(), at(12)).status
+
+
+def test_a_refused_write_is_forgotten_so_that_it_is_made_again() -> None:
+    from controller.rollout_plan import forget_writes
+
+    fleet, cr = _five(), rollout(spec())
+    d = plan(cr, fleet.views(), at(0))
+    (written,) = d.writes
+    forgotten = forget_writes(d.status, {written.pod})
+    assert forgotten["batches"][0]["pods"][0].get("gen") is None
+    assert d.status["batches"][0]["pods"][0]["gen"] == 1  # the decision itself is not changed
+    cr["status"] = forgotten
+    again = plan(cr, fleet.views(), at(1))
+    assert [w.pod for w in again.writes] == [written.pod]
