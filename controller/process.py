@@ -4,12 +4,13 @@ Every replica watches pods (keeping only those with a target), nodes (their
 kubelet versions and zones), the policy ConfigMap and the ``SidecarRollout`` s,
 so a standby is warm when it takes over. The leader runs both reconcilers: the
 executor's (each pod's target) and the rollouts' (:mod:`controller.rollouts`,
-which write those targets batch by batch). Only the leader's workers act; a replica that loses its lease exits (code
-1) at once, as client-go's controllers do, so that it never acts on state from
-a leadership it no longer has: the kubelet restarts it and it campaigns again.
-Whatever it was doing, the next leader resumes from the pods themselves
-(:mod:`controller.plan` is level-based), so a failover mid-batch repeats
-nothing and leaves nothing half-changed.
+which write those targets batch by batch). Only the leader's workers act; a
+replica that loses its lease exits (code 1) at once, as client-go's controllers
+do, so that it never acts on state from a leadership it no longer has: the
+kubelet restarts it and it campaigns again. Whatever it was doing, the next
+leader resumes from the pods themselves (:mod:`controller.plan` is
+level-based) and from each rollout's status (:mod:`controller.rollout_plan`),
+so a failover mid-batch repeats nothing and leaves nothing half-changed.
 """
 
 from __future__ import annotations
