@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -176,7 +177,8 @@ class Regressor:
 
 def test_a_healthy_rollout_completes_batch_by_batch(crd: LocalCluster, e2e_namespace: str, policy_file: Path,
                                                     nodes: list[str], prometheus: Prometheus,  # noqa: F811
-                                                    controllers: Any, tmp_path: Path) -> None:
+                                                    controllers: Any, tmp_path: Path,
+                                                    controlplane_bindir: Path) -> None:
     cluster, ns = crd, e2e_namespace
     before = fleet(cluster, ns, policy_file, nodes, prometheus.emitter, 4)
     wait_for_series(cluster, prometheus, ns, 4)
@@ -217,8 +219,12 @@ def test_a_healthy_rollout_completes_batch_by_batch(crd: LocalCluster, e2e_names
     metrics = replica.metrics()
     assert metrics[f'meshfit_controller_rollout_phase{{rollout="{ns}/healthy",phase="Succeeded"}}'] == 1
     assert metrics['meshfit_controller_rollout_batches_total{verdict="Successful"}'] == 2
-    listed = cluster.request("GET", f"{API}/namespaces/{ns}/sidecarrollouts")[1]
-    assert [r["metadata"]["name"] for r in listed["items"]] == ["healthy"]
+    # `kubectl get` alone says where it stands (the CRD's printer columns).
+    shown = subprocess.run([str(controlplane_bindir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig_path),
+                            "get", "srollout", "-n", ns], capture_output=True, text=True, check=True).stdout
+    header, row = shown.splitlines()[:2]
+    assert header.split() == ["NAME", "PHASE", "BATCH", "UPDATED", "TOTAL", "VERSION", "REASON", "AGE"]
+    assert row.split()[:7] == ["healthy", "Succeeded", "2/2", "4", "4", "1.8.1", "Completed"]
 
 
 def test_a_regressed_canary_is_stopped_in_the_first_batch_and_rolled_back(
