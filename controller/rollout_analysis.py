@@ -249,6 +249,27 @@ class Verdict:
     conclusive_rounds: int = 0
 
 
+#: Rounds that were not conclusive kept per batch (the oldest go first; Failed measurements are always kept).
+KEPT_UNCLEAR_ROUNDS = 10
+
+
+def prune(measurements: Sequence[Measurement], keep: int = KEPT_UNCLEAR_ROUNDS) -> list[Measurement]:
+    """The measurements without the oldest rounds that were not conclusive, beyond the last ``keep`` of them.
+
+    A batch paused as inconclusive goes on measuring every interval until its
+    deadline; at a 1 s interval and a 1 h deadline that would be thousands of
+    rounds in the rollout's status. What a verdict needs is kept whole: every
+    conclusive round (at most ``count`` before success), every Failed
+    measurement (at most ``failureLimit + 1`` per check), and the latest rounds,
+    which hold the consecutive errors and the reason told; the deadline's start
+    is kept apart by the caller.
+    """
+    rounds = rounds_of(measurements)
+    unclear = [r for r in rounds if not all(m.result in (SUCCESSFUL, FAILED) for m in r)]
+    dropped = {r[0].round for r in unclear[:-keep]} if len(unclear) > keep else set()
+    return [m for m in measurements if m.round not in dropped or m.result == FAILED]
+
+
 def rounds_of(measurements: Iterable[Measurement]) -> list[list[Measurement]]:
     by_round: dict[int, list[Measurement]] = {}
     for m in measurements:
@@ -256,8 +277,13 @@ def rounds_of(measurements: Iterable[Measurement]) -> list[list[Measurement]]:
     return [by_round[r] for r in sorted(by_round)]
 
 
-def verdict(analysis: Analysis, measurements: Sequence[Measurement], now: dt.datetime) -> Verdict:
-    """What the measurements of one batch add up to at ``now`` (see the module docstring)."""
+def verdict(analysis: Analysis, measurements: Sequence[Measurement], now: dt.datetime,
+            unclear_since: dt.datetime | None = None) -> Verdict:
+    """What the measurements of one batch add up to at ``now`` (see the module docstring).
+
+    ``unclear_since``: when the first round that was not conclusive was taken, if
+    its measurements were pruned (:func:`prune`) since.
+    """
     rounds = rounds_of(measurements)
     checks: dict[str, list[Measurement]] = {}
     for m in measurements:
@@ -283,7 +309,8 @@ def verdict(analysis: Analysis, measurements: Sequence[Measurement], now: dt.dat
     unclear = [r for r in rounds if r not in conclusive]
     if not unclear:
         return Verdict("Running", conclusive_rounds=len(conclusive))
-    since = parse_stamp(unclear[0][0].at) or now
+    first = parse_stamp(unclear[0][0].at) or now
+    since = min(first, unclear_since) if unclear_since is not None else first
     deadline = since + dt.timedelta(seconds=analysis.inconclusive_deadline)
     latest = [m for m in unclear[-1] if m.result in (INCONCLUSIVE, ERROR)]
     why = "; ".join(m.describe() for m in latest)

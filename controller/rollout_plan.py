@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.rollout_analysis import (
+    ERROR,
     FAILED,
     INCONCLUSIVE,
     SUCCESSFUL,
@@ -45,6 +46,7 @@ from controller.rollout_analysis import (
     last_baseline,
     metric_measurement,
     parse_stamp,
+    prune,
     stamp,
     verdict,
 )
@@ -126,12 +128,15 @@ class BatchRecord:
     verdict: str = "Running"
     reason: str = ""
     measurements: list[Measurement] = field(default_factory=list)
+    #: When the first round that was not conclusive was taken (the inconclusive deadline counts from it).
+    unclear_since: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"index": self.index, "started": self.started, "verdict": self.verdict,
                                "pods": [p.to_dict() for p in self.pods]}
         for key, value in (("settled", self.settled), ("bakeUntil", self.bake_until),
-                           ("nextMeasurement", self.next_measurement), ("ended", self.ended)):
+                           ("nextMeasurement", self.next_measurement), ("ended", self.ended),
+                           ("unclearSince", self.unclear_since)):
             if value is not None:
                 out[key] = value
         if self.reason:
@@ -147,7 +152,8 @@ class BatchRecord:
                    bake_until=_opt(d.get("bakeUntil")), next_measurement=_opt(d.get("nextMeasurement")),
                    ended=_opt(d.get("ended")), verdict=str(d.get("verdict") or "Running"),
                    reason=str(d.get("reason") or ""),
-                   measurements=[Measurement.from_dict(m) for m in d.get("measurements") or ()])
+                   measurements=[Measurement.from_dict(m) for m in d.get("measurements") or ()],
+                   unclear_since=_opt(d.get("unclearSince")))
 
 
 def _int(value: object) -> int:
@@ -491,12 +497,13 @@ def _run_batch(work: _Work, batch: BatchRecord) -> None:
             return
         _take_round(work, batch)
         due = parse_stamp(batch.next_measurement) or work.now
-    judged = verdict(spec.analysis, batch.measurements, work.now)
+    judged = verdict(spec.analysis, batch.measurements, work.now, parse_stamp(batch.unclear_since))
     _judge(work, batch, judged, due)
 
 
 def _rounds(batch: BatchRecord) -> int:
-    return len({m.round for m in batch.measurements})
+    """The next round's number (rounds are numbered on, whatever was pruned)."""
+    return max((m.round for m in batch.measurements), default=-1) + 1
 
 
 def _progressing(work: _Work, step: str, message: str) -> tuple[str, str, str, str]:
@@ -540,6 +547,9 @@ def _take_round(work: _Work, batch: BatchRecord) -> None:
             taken.append(metric_measurement(metric, batch_reading, baseline_reading, round_=round_, at=at, pods=pods,
                                             recorded_baseline=last_baseline(history, metric.name)))
     batch.measurements.extend(taken)
+    if batch.unclear_since is None and any(m.result in (INCONCLUSIVE, ERROR) for m in taken):
+        batch.unclear_since = at
+    batch.measurements = prune(batch.measurements)
     batch.next_measurement = stamp(work.now + dt.timedelta(seconds=analysis.interval))
 
 

@@ -151,3 +151,21 @@ def test_a_failure_reason_names_check_value_threshold_and_pods() -> None:
     text = m.describe()
     for part in ("error-rate", "value 0.2", "baseline 0.01", "threshold maxRatio 1.5", "web-0", "web-1"):
         assert part in text, text
+
+
+def test_pruning_keeps_what_a_verdict_needs_and_the_deadline_still_counts_from_the_first_unclear_round() -> None:
+    from controller.rollout_analysis import prune
+
+    analysis = Analysis(count=3, failure_limit=1, inconclusive_deadline=100)
+    history = _round(0, FAILED, SUCCESSFUL) + [m for i in range(1, 30) for m in _round(i, INCONCLUSIVE, SUCCESSFUL)]
+    kept = prune(history, keep=5)
+    rounds = sorted({m.round for m in kept})
+    assert rounds == [0, 25, 26, 27, 28, 29]  # the failed round, and the last five unclear ones
+    assert [m.result for m in kept if m.round == 0] == [FAILED, SUCCESSFUL]
+    # Round 1 (at +10 s) started the pause; pruned away, it is given apart.
+    first = NOW + dt.timedelta(seconds=10)
+    assert verdict(analysis, kept, NOW + dt.timedelta(seconds=109), first).state == INCONCLUSIVE
+    failed = verdict(analysis, kept, NOW + dt.timedelta(seconds=110), first)
+    assert failed.state == FAILED and failed.check == "inconclusive"
+    # Without it, the deadline would have moved to the oldest round kept: the pause would last longer.
+    assert verdict(analysis, kept, NOW + dt.timedelta(seconds=110)).state == INCONCLUSIVE

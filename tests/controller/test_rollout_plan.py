@@ -245,3 +245,20 @@ def test_a_refused_write_is_forgotten_so_that_it_is_made_again() -> None:
     cr["status"] = forgotten
     again = plan(cr, fleet.views(), at(1))
     assert [w.pod for w in again.writes] == [written.pod]
+
+
+def test_a_long_inconclusive_pause_keeps_a_bounded_status_and_its_first_deadline() -> None:
+    fleet = _five()
+    cr = rollout(spec(analysis={"interval": "1s", "count": 2, "inconclusiveDeadline": "60s", "prometheus": PROM}))
+    step(fleet, cr, at(0))
+    fleet.finish_all()
+    step(fleet, cr, at(1))
+    nothing = {"error-rate": (Reading(None), Reading(0.01))}
+    deadlines = set()
+    for second in range(11, 60):
+        cr["status"] = plan(cr, fleet.views(), at(second), readings=nothing).status
+        deadlines.add(cr["status"]["deadline"])
+    assert deadlines == {"2026-12-07T12:01:11.000Z"}  # the first unclear round (+11 s) plus 60 s, throughout
+    rounds = {m["round"] for m in cr["status"]["batches"][0]["measurements"]}
+    assert len(rounds) == 10 and max(rounds) == 48
+    assert plan(cr, fleet.views(), at(71), readings=nothing).status["phase"] == "Failed"
