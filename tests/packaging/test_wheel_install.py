@@ -68,6 +68,7 @@ def test_wheel_carries_the_package_data(wheel: Path) -> None:
                    "meshfit_data/manifests/webhook/base/mutatingwebhookconfiguration.yaml",
                    "meshfit_data/manifests/extender/scheduler-config.yaml",
                    "meshfit_data/manifests/controller/deployment.yaml", "meshfit_data/manifests/controller/rbac.yaml",
+                   "meshfit_data/manifests/crds/sidecarrollouts.yaml", "controller/rollouts.py",
                    "controller/process.py", "controller/executor.py", "meshfit_data/controlplane/go.mod",
                    "meshfit_data/kwok/go.mod"):
         assert needed in names, needed
