@@ -338,3 +338,39 @@ def test_a_leader_change_mid_rollout_resumes_it(crd: LocalCluster, e2e_namespace
             "restartCount"] + 1, name
         assert container_status(pod, "app")["restartCount"] == container_status(old, "app")["restartCount"]
     assert second.metrics()["meshfit_controller_leader"] == 1
+
+
+def test_a_manual_gate_is_promoted_and_an_abort_rolls_the_current_batch_back(
+        crd: LocalCluster, e2e_namespace: str, policy_file: Path, nodes: list[str],
+        prometheus: Prometheus, controllers: Any) -> None:  # noqa: F811
+    cluster, ns = crd, e2e_namespace
+    pods = fleet(cluster, ns, policy_file, nodes, prometheus.emitter, 3)
+    controllers("ctl-a")
+    create_rollout(cluster, ns, rollout("gated", batches=[{"count": 1, "bake": "1s", "pause": True},
+                                                          {"percent": 100, "bake": "10m"}]))
+    gate = wait_phase(cluster, ns, "gated", "Paused")["status"]
+    assert gate["reason"] == "ManualGate" and "meshfit rollout promote" in gate["message"]
+    (canary,) = [p["pod"].split("/")[1] for p in gate["batches"][0]["pods"]]
+    refused = cli(cluster, "rollout", "promote", "nosuch", "-n", ns)
+    assert refused.returncode != 0
+    promoted = cli(cluster, "rollout", "promote", "gated", "-n", ns, "-o", "json")
+    assert promoted.returncode == 0, promoted.stderr
+    assert json.loads(promoted.stdout)["spec"]["promotedBatch"] == 0
+    baking = wait_phase(cluster, ns, "gated", "Progressing", step="Baking")["status"]
+    assert baking["batch"] == 1 and len(baking["batches"][1]["pods"]) == 2
+    paused = cli(cluster, "rollout", "pause", "gated", "-n", ns)
+    assert paused.returncode == 0 and "paused" in paused.stdout
+    assert wait_phase(cluster, ns, "gated", "Paused")["status"]["reason"] == "Paused"
+    assert cli(cluster, "rollout", "resume", "gated", "-n", ns).returncode == 0
+    wait_phase(cluster, ns, "gated", "Progressing")
+    aborted = cli(cluster, "rollout", "abort", "gated", "-n", ns)
+    assert aborted.returncode == 0, aborted.stderr
+    status = wait_phase(cluster, ns, "gated", "Aborted", step="RolledBack")["status"]
+    assert "aborted by the user" in status["message"] and status["batches"][1]["verdict"] == "Aborted"
+    # The current batch is back on its version; the canary, which passed its analysis, keeps the new one.
+    for name in pods:
+        assert sidecar_version(get_pod(cluster, ns, name)) == ("1.8.1" if name == canary else "1.8.0"), name
+    shown = cli(cluster, "rollout", "status", "gated", "-n", ns, "-o", "json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["status"]["phase"] == "Aborted"
+    watched = cli(cluster, "rollout", "status", "gated", "-n", ns, "--watch")
+    assert watched.returncode == 1 and "Aborted" in watched.stdout
