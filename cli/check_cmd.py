@@ -80,7 +80,7 @@ async def _collect(args: argparse.Namespace, results: Results) -> Any:
         audit.start(namespace_policies=facts.namespace_policies, namespace_labels=facts.namespace_labels,
                     node_allocatable_=facts.node_allocatable, now=datetime.now(timezone.utc))
 
-    client = open_client(args.kubeconfig)
+    client = open_client(args)
     installed = None
     async with client:
         if checks & set(POD_CHECKS):

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from cli import server_options
+from cli.cluster_options import add_cluster_options
 from cli.errors import CommandError
 from cli.server_options import byte_size, seconds
 
@@ -48,7 +49,7 @@ def register(subparsers: Any) -> None:
                        help="with --tls-client-ca: admit only a client certificate whose subject CN or DNS name "
                             "is NAME (repeatable), e.g. system:kube-scheduler when the CA is the cluster's")
     source = serve.add_mutually_exclusive_group()
-    server_options.add_kubeconfig_option(source)
+    add_cluster_options(serve, what="the cluster to list and watch", kubeconfig_group=source)
     source.add_argument("--snapshot", metavar="FILE",
                         help="serve a static cluster state (YAML/JSON stream or List of Nodes and Pods); "
                              "bind is refused")
@@ -110,6 +111,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CommandError("--tls-client-name needs --tls-client-ca")
     if args.snapshot and args.policy_configmap:
         raise CommandError("--policy-configmap needs a cluster to watch; with --snapshot use --policy")
+    if args.context and args.snapshot:
+        raise CommandError("--context names a kubeconfig context; with --snapshot there is no cluster")
     if args.leader_elect and args.snapshot:
         raise CommandError("--leader-elect needs a cluster to hold the Lease in; not with --snapshot")
     if args.probe_port is not None and not 0 <= args.probe_port <= 65535:
@@ -121,6 +124,7 @@ def run_serve(args: argparse.Namespace) -> int:
         tls_client_ca=args.tls_client_ca,
         tls_client_names=tuple(args.tls_client_names or ()),
         kubeconfig=args.kubeconfig,
+        context=args.context,
         snapshot=args.snapshot,
         policy_file=args.policy,
         policy_configmap=args.policy_configmap,

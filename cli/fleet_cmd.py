@@ -63,7 +63,7 @@ def run_fleet(args: argparse.Namespace) -> int:
         raise CommandError(f"--by: unknown dimension(s) {', '.join(unknown) or '(none given)'}; "
                            f"known: {', '.join(DIMENSIONS)}", exit_code=2)
     async def go() -> tuple[Any, Any]:
-        return await collect(open_client(args.kubeconfig), args)
+        return await collect(open_client(args), args)
 
     view, facts = run_async(go)
     if args.output == "json":

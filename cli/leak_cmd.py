@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from cli.cluster_options import add_cluster_options, cluster_config
 from cli.errors import CommandError
 
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
@@ -33,21 +34,17 @@ def register(subparsers: Any) -> None:
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--snapshot", metavar="FILE", help="pods from a file (YAML/JSON stream or List)")
-    source.add_argument("--kubeconfig", metavar="FILE", help="cluster to list (default: in-cluster, else ~/.kube/config)")
+    add_cluster_options(parser, what="the cluster to list", kubeconfig_group=source)
     parser.add_argument("-n", "--namespace", metavar="NS", help="only this namespace")
     parser.add_argument("--all", action="store_true", help="list namespaces without leak too")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     parser.set_defaults(func=run_leak)
 
 
-async def _list_pods(kubeconfig: str | None, namespace: str | None) -> list[dict[str, Any]]:
+async def _list_pods(args: argparse.Namespace, namespace: str | None) -> list[dict[str, Any]]:
     from kube.client import ApiClient, ApiError
-    from kube.config import ConfigError, load_config
 
-    try:
-        config = load_config(kubeconfig)
-    except ConfigError as exc:
-        raise CommandError(str(exc)) from None
+    config = cluster_config(args)
     path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
     pods: list[dict[str, Any]] = []
     params: dict[str, str | int] = {"limit": 500, "fieldSelector": POD_SELECTOR}
@@ -82,7 +79,7 @@ def run_leak(args: argparse.Namespace) -> int:
         import aiohttp
 
         try:
-            pods = asyncio.run(_list_pods(args.kubeconfig, args.namespace))
+            pods = asyncio.run(_list_pods(args, args.namespace))
         except aiohttp.ClientError as exc:
             raise CommandError(f"listing pods: {exc}") from None
     try:

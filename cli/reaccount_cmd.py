@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from cli.cluster_options import add_cluster_options, cluster_config
 from cli.errors import CommandError
 from cli.options import policy_from_args
 from cli.progress import Progress
@@ -49,8 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "the pod's own record, and (with --apply) resize them in place through pods/resize, then "
                     "rewrite the record. Dry-run by default. Pods that cannot keep R(pod), their QoS class "
                     "and their sidecars' CPU request and limit are listed with the reason and left alone.")
-    p.add_argument("--kubeconfig", metavar="FILE", help="cluster to act on (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
-    p.add_argument("--context", metavar="NAME", help="kubeconfig context")
+    add_cluster_options(p, what="the cluster to act on")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--policy", metavar="FILE", help="the target policy (YAML or ConfigMap manifest)")
     source.add_argument("--policy-configmap", metavar="NS/NAME", default="meshfit-system/meshfit-policy",
@@ -119,12 +119,7 @@ class Checkpoint:
 def run(args: argparse.Namespace) -> int:
     if args.qps <= 0 or args.burst < 1 or args.concurrency < 1 or args.page_size < 1:
         raise CommandError("--qps must be > 0, and --burst, --concurrency and --page-size at least 1")
-    from kube.config import ConfigError, load_config
-
-    try:
-        config = load_config(args.kubeconfig, context=args.context)
-    except ConfigError as exc:
-        raise CommandError(f"{exc} (pass --kubeconfig FILE or set $KUBECONFIG)") from None
+    config = cluster_config(args)
     summary = asyncio.run(_main(config, args, sys.stdout))
     return 1 if summary.failed else 0
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from cli.cluster_options import add_cluster_options
 from cli.errors import CommandError
 from cli.fleet_source import open_client, run_async, table
 from cli.progress import Progress
@@ -57,7 +58,7 @@ def register(subparsers: Any) -> None:
         parser.add_argument("pods", nargs="*", metavar="POD", help="pod names (or use -l)")
         parser.add_argument("-l", "--selector", metavar="SELECTOR", help="a label selector choosing the pods")
         parser.add_argument("-n", "--namespace", default="default", help="the pods' namespace (default: default)")
-        parser.add_argument("--kubeconfig", metavar="FILE", help="cluster (default: in-cluster, else ~/.kube/config)")
+        add_cluster_options(parser, what="the cluster the pods are in")
         parser.add_argument("--wait", action="store_true",
                             help="follow the pods until each reached the target, failed or was blocked; exit 1 "
                                  "unless all reached it")
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> list[PodResult]:
-    async with open_client(args.kubeconfig) as client:
+    async with open_client(args) as client:
         base = f"/api/v1/namespaces/{args.namespace}/pods"
         if args.selector:
             listed = await client.get_json(base, params={"labelSelector": args.selector})

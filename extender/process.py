@@ -49,6 +49,8 @@ class ServeOptions:
     #: ... and naming one of these (subject CN or DNS SAN); empty: any the CA signed.
     tls_client_names: tuple[str, ...] = ()
     kubeconfig: str | None = None
+    #: The kubeconfig context (default: its current-context).
+    context: str | None = None
     #: Neither a kubeconfig nor a snapshot: in-cluster service account (else the default kubeconfig).
     snapshot: str | None = None
     policy_file: str | None = None
@@ -119,7 +121,7 @@ def prepare(options: ServeOptions) -> Prepared:
         from kube.config import ConfigError, load_config
 
         try:
-            cluster_config = load_config(options.kubeconfig)
+            cluster_config = load_config(options.kubeconfig, context=options.context)
         except ConfigError as exc:
             raise StartError(str(exc)) from None
     return Prepared(options, service, cluster_config, policy_file)

@@ -16,6 +16,7 @@ import pytest
 from certs.generate import generate
 from cli import certs_cmd
 from cli.errors import CommandError
+from cli.main import command_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +30,7 @@ def run(argv: list[str]) -> int:
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:
-        print(f"meshfit {args.command}: {exc}", file=sys.stderr)
+        print(f"{command_name(args)}: {exc}", file=sys.stderr)
         return exc.exit_code
 
 
@@ -147,7 +148,7 @@ def test_user_mistakes_are_one_line_and_non_zero(argv, capsys, tmp_path: Path, m
     monkeypatch.chdir(tmp_path)
     assert run(argv) != 0
     err = capsys.readouterr().err.strip()
-    assert err.startswith("meshfit certs: ") and "\n" not in err
+    assert err.startswith(f"meshfit certs {argv[1]}: ") and "\n" not in err
     assert not (tmp_path / "x").exists()
 
 

@@ -249,7 +249,7 @@ def test_serve_refuses_bad_input_in_one_line(args: list[str], needle: str, snaps
     args = [a.replace("SNAP", str(snapshot)).replace("BADPOLICY", str(bad)) for a in args]
     assert main(["extender", "serve", "--port", "0", *args]) == 1
     err = capsys.readouterr().err
-    assert needle in err and err.startswith("meshfit extender: ") and err.count("\n") == 1
+    assert needle in err and err.startswith("meshfit extender serve: ") and err.count("\n") == 1
 
 
 def test_policy_file_reload_keeps_the_last_good(tmp_path: Path) -> None:
