@@ -13,11 +13,11 @@ import asyncio
 import sys
 from typing import Any
 
-import orjson
-
 from cli import server_options
 from cli.cluster_options import add_cluster_options
 from cli.errors import CommandError
+from cli.inputs import add_deprecated_alias
+from cli.output import add_output_option, structured
 from cli.server_options import byte_size, seconds
 
 
@@ -40,10 +40,11 @@ def register(subparsers: Any) -> None:
         ),
     )
     server_options.add_listen_options(serve, port=8888)
-    serve.add_argument("--tls-cert-dir", metavar="DIR",
+    serve.add_argument("--cert-dir", metavar="DIR", dest="tls_cert_dir",
                        help="serve HTTPS with tls.crt/tls.key from DIR, reloaded when they rotate (default: HTTP)")
+    add_deprecated_alias(serve, "--tls-cert-dir", dest="tls_cert_dir", replacement="--cert-dir", metavar="DIR")
     serve.add_argument("--tls-client-ca", metavar="FILE",
-                       help="with --tls-cert-dir: require client certificates signed by this CA (give the "
+                       help="with --cert-dir: require client certificates signed by this CA (give the "
                             "scheduler's extenders entry a tlsConfig certFile/keyFile), so only it may bind")
     serve.add_argument("--tls-client-name", action="append", metavar="NAME", dest="tls_client_names",
                        help="with --tls-client-ca: admit only a client certificate whose subject CN or DNS name "
@@ -91,7 +92,7 @@ def register(subparsers: Any) -> None:
     sim.add_argument("-f", "--filename", action="append", required=True, metavar="PODS",
                      help="pods to place (file or directory; repeatable)")
     sim.add_argument("--policy", metavar="FILE", help="policy file (default: manifests/policy.yaml)")
-    sim.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    add_output_option(sim)
     sim.add_argument("--top", type=int, default=0, metavar="N",
                      help="show only the N best nodes per pod, plus the failed ones (default: all)")
     sim.add_argument("--observe-only", action="store_true",
@@ -106,7 +107,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from serving.process import StartError
 
     if args.tls_client_ca and not args.tls_cert_dir:
-        raise CommandError("--tls-client-ca needs --tls-cert-dir")
+        raise CommandError("--tls-client-ca needs --cert-dir")
     if args.tls_client_names and not args.tls_client_ca:
         raise CommandError("--tls-client-name needs --tls-client-ca")
     if args.snapshot and args.policy_configmap:
@@ -165,8 +166,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     cache.sync_pods(snap.pods)
     observe_only = args.observe_only or policy.emergency.extender_observe_only
     outcomes = simulate(cache, Scorer(policy.scheduling), pods, observe_only=observe_only)
-    if args.output == "json":
-        sys.stdout.write(orjson.dumps([o.to_dict() for o in outcomes], option=orjson.OPT_INDENT_2).decode() + "\n")
+    if args.output != "table":
+        sys.stdout.write(structured([o.to_dict() for o in outcomes], args.output))
     else:
         sys.stdout.write(render_table(outcomes, top=args.top))
     return 0 if all(o.chosen for o in outcomes) else 1

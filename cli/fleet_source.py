@@ -13,6 +13,7 @@ from typing import Any
 
 from cli.cluster_options import add_cluster_options, cluster_config
 from cli.errors import CommandError
+from cli.output import add_output_option
 from cli.options import policy_from_args
 from serving import cluster_facts
 from serving.cluster_facts import ClusterFacts
@@ -27,7 +28,7 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", action="append", metavar="NS", default=None,
                         help="only pods of this namespace (repeatable; default: every namespace)")
     parser.add_argument("--page-size", type=int, default=500, metavar="N", help="LIST page size (default: %(default)s)")
-    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    add_output_option(parser)
 
 
 async def read_cluster(client: Any, args: argparse.Namespace, on_pod: Callable[[dict[str, Any]], None],

@@ -15,10 +15,9 @@ import asyncio
 import sys
 from typing import Any
 
-import orjson
-
 from cli.cluster_options import add_cluster_options, cluster_config
 from cli.errors import CommandError
+from cli.output import add_output_option, structured
 
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 
@@ -37,7 +36,7 @@ def register(subparsers: Any) -> None:
     add_cluster_options(parser, what="the cluster to list", kubeconfig_group=source)
     parser.add_argument("-n", "--namespace", metavar="NS", help="only this namespace")
     parser.add_argument("--all", action="store_true", help="list namespaces without leak too")
-    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    add_output_option(parser)
     parser.set_defaults(func=run_leak)
 
 
@@ -88,10 +87,9 @@ def run_leak(args: argparse.Namespace) -> int:
         raise CommandError(f"unreadable pod resources: {exc}") from None
     if not args.all:
         rows = [r for r in rows if r.leaking]
-    if args.output == "json":
-        sys.stdout.write(orjson.dumps(
-            {"namespaces": [_as_dict(r) for r in rows], "total": _as_dict(total)}, option=orjson.OPT_INDENT_2,
-        ).decode() + "\n")
+    if args.output != "table":
+        sys.stdout.write(structured({"namespaces": [_as_dict(r) for r in rows], "total": _as_dict(total)},
+                                    args.output))
     else:
         sys.stdout.write(render_table(rows, total))
     return 0

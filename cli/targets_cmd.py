@@ -22,10 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from cli.cluster_options import add_cluster_options
 from cli.errors import CommandError
+from cli.output import add_output_option, structured
 from cli.fleet_source import open_client, run_async, table
 from cli.progress import Progress
 from cli.server_options import positive_seconds
@@ -64,7 +63,7 @@ def register(subparsers: Any) -> None:
                                  "unless all reached it")
         parser.add_argument("--timeout", type=positive_seconds, default=600.0, metavar="SECONDS",
                             help="with --wait: give up after this long (default 600)")
-        parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+        add_output_option(parser)
         parser.set_defaults(func=run, verb=verb)
 
 
@@ -132,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "resize":
         _resources(args)
     results = run_async(lambda: _main(args))
-    if args.output == "json":
-        sys.stdout.write(orjson.dumps([r.to_dict() for r in results], option=orjson.OPT_INDENT_2).decode() + "\n")
+    if args.output != "table":
+        sys.stdout.write(structured([r.to_dict() for r in results], args.output))
     else:
         rows = [["POD", "GENERATION", "ASKED", "STATE", "REASON"]]
         rows += [[r.name, str(r.generation), r.asked, r.state, r.reason] for r in results]
@@ -258,7 +257,7 @@ async def _follow(client: Any, base: str, results: list[PodResult], args: argpar
     from policy.targets import progress_of
 
     pending = {r.name: r for r in results if r.state == "pending"}
-    progress = Progress(f"{args.verb} {args.sidecar}", total=len(pending), enabled=args.output != "json")
+    progress = Progress(f"{args.verb} {args.sidecar}", total=len(pending), enabled=args.output == "table")
     deadline = clock() + args.timeout
     while pending and clock() < deadline:
         for name, result in list(pending.items()):

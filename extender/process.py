@@ -149,7 +149,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         try:
             reloader = CertReloader(options.tls_cert_dir, configure=require_client_certificate if client_ca else None)
         except CertLoadError as exc:
-            raise StartError(f"--tls-cert-dir {options.tls_cert_dir}: {exc}") from None
+            raise StartError(f"--cert-dir {options.tls_cert_dir}: {exc}") from None
         except (OSError, ssl.SSLError) as exc:
             raise StartError(f"--tls-client-ca {client_ca}: {exc}") from None
         ssl_context = reloader.context

@@ -54,3 +54,118 @@ def test_a_missing_kubeconfig_says_how_to_give_one(capsys: pytest.CaptureFixture
 def test_errors_name_the_subcommand_and_its_action(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["certs", "check", str(tmp_path)]) == 1
     assert capsys.readouterr().err.startswith("meshfit certs check: ")
+
+
+#: Every command that prints results, as argv prefixes: each takes -o table|yaml|json.
+RESULT_COMMANDS = [
+    ("inject",), ("explain",), ("policy", "validate"), ("certs", "check"), ("extender", "simulate"),
+    ("leak",), ("fleet",), ("check",), ("reaccount",),
+    ("upgrade",), ("rollback",), ("restart",), ("activate",), ("deactivate",), ("resize",),
+]
+
+
+@pytest.mark.parametrize("path", RESULT_COMMANDS, ids=" ".join)
+def test_every_command_that_prints_results_takes_the_three_outputs(path: tuple[str, ...]) -> None:
+    (output,) = [a for a in _subparser(*path)._actions if "-o" in a.option_strings]
+    assert output.option_strings == ["-o", "--output"]
+    assert set(output.choices or ()) == {"table", "yaml", "json"}
+
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = ROOT / "manifests" / "policy.yaml"
+
+
+def test_yaml_and_json_carry_the_same_data(capsys: pytest.CaptureFixture[str]) -> None:
+    import orjson
+    import yaml
+
+    pods = str(ROOT / "manifests" / "examples" / "pods.yaml")
+    assert main(["explain", "-f", pods, "-o", "json"]) == 0
+    as_json = orjson.loads(capsys.readouterr().out)
+    assert main(["explain", "-f", pods, "-o", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == as_json
+    decisions = {p["object"]: p["decision"] for p in as_json["pods"]}
+    assert decisions["Pod shop/debug-shell"] == "skip" and decisions["Pod shop/ledger"] == "inject"
+    assert main(["inject", "-f", pods, "-o", "table"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["OBJECT", "DECISION", "SIDECARS", "REASON"]
+    assert any(line.startswith("Pod shop/debug-shell") and " skip " in line for line in table)
+
+
+def test_policy_validate_warns_about_the_placeholder_images(capsys: pytest.CaptureFixture[str],
+                                                            tmp_path: Path) -> None:
+    assert main(["policy", "validate", "-f", str(POLICY)]) == 0
+    out, err = capsys.readouterr()
+    assert "valid MeshPolicy" in out
+    assert err.startswith(f"warning: {POLICY}: sidecar(s) rpc-mesh, msg-mesh use the placeholder image registry "
+                          "registry.example.com")
+    own = tmp_path / "policy.yaml"
+    own.write_text(POLICY.read_text().replace("registry.example.com/", "registry.corp.internal/"))
+    assert main(["policy", "validate", "-f", str(own)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_policy_validate_reads_a_directory_and_stdin(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import io
+
+    (tmp_path / "a.yaml").write_text(POLICY.read_text())
+    (tmp_path / "b.yaml").write_text("apiVersion: meshfit.io/v1alpha1\nkind: MeshPolicy\nsidecars: 3\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO(POLICY.read_text()))
+    assert main(["policy", "validate", "-f", str(tmp_path), "-f", "-"]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'a.yaml'}: valid MeshPolicy" in out and f"{tmp_path / 'b.yaml'}: 1 error(s)" in out
+    assert "<stdin>: valid MeshPolicy" in out
+
+
+# -- the old spellings: they work as before, and say once what to write instead --------------------------
+
+@pytest.mark.parametrize("old, new", [
+    (["certs", "generate", "--service", "meshfit-webhook", "--out", "D"],
+     ["certs", "generate", "--service", "meshfit-webhook", "--cert-dir", "D"]),
+    (["certs", "ca", "--out", "D"], ["certs", "ca", "--cert-dir", "D"]),
+    (["certs", "issue", "--dir", "D", "--service", "s"], ["certs", "issue", "--cert-dir", "D", "--service", "s"]),
+    (["certs", "client", "--dir", "D"], ["certs", "client", "--cert-dir", "D"]),
+    (["extender", "serve", "--tls-cert-dir", "D"], ["extender", "serve", "--cert-dir", "D"]),
+])
+def test_a_deprecated_option_spelling_sets_the_same_option(capsys: pytest.CaptureFixture[str], old: list[str],
+                                                          new: list[str]) -> None:
+    parser = build_parser()
+    before = vars(parser.parse_args(new))
+    assert capsys.readouterr().err == ""
+    after = vars(parser.parse_args(old))
+    assert after == before
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is deprecated, use --cert-dir" in err
+
+
+def test_a_deprecated_positional_still_works_with_a_note(capsys: pytest.CaptureFixture[str],
+                                                         tmp_path: Path) -> None:
+    from certs.generate import generate
+
+    generate(tmp_path, service="meshfit-webhook", namespace="meshfit-system")
+    assert main(["certs", "check", str(tmp_path), "--service", "meshfit-webhook"]) == 0
+    out, err = capsys.readouterr()
+    assert "all covered" in out
+    assert err == "meshfit certs check: the positional DIR is deprecated, use --cert-dir DIR (it still works for now)\n"
+    assert main(["certs", "bundle", str(tmp_path)]) == 0
+    assert "deprecated" in capsys.readouterr().err
+    assert main(["policy", "validate", str(POLICY)]) == 0
+    out, err = capsys.readouterr()
+    assert "valid MeshPolicy" in out
+    assert err.splitlines()[0] == ("meshfit policy validate: the positional FILE is deprecated, use -f FILE "
+                                   "(it still works for now)")
+
+
+@pytest.mark.parametrize("argv", [
+    ["certs", "generate", "--cert-dir", "D"],
+    ["certs", "issue", "--cert-dir", "D"],
+])
+def test_a_certificate_command_without_service_says_how(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"meshfit certs {argv[1]}: needs --service: --service NAME names the Service")
+    assert "meshfit-webhook for the webhook, meshfit-extender for the extender" in err
+    assert not (tmp_path / "D").exists()

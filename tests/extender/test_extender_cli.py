@@ -241,7 +241,7 @@ async def test_serve_a_cluster_is_ready_after_the_initial_lists(tmp_path: Path) 
     (["--snapshot", "/nonexistent.yaml"], "cannot read /nonexistent.yaml"),
     (["--snapshot", "SNAP", "--policy-configmap", "ns/name"], "--policy-configmap needs a cluster"),
     (["--snapshot", "SNAP", "--policy", "BADPOLICY"], "invalid"),
-    (["--snapshot", "SNAP", "--tls-cert-dir", "/nonexistent"], "--tls-cert-dir /nonexistent"),
+    (["--snapshot", "SNAP", "--cert-dir", "/nonexistent"], "--cert-dir /nonexistent"),
 ])
 def test_serve_refuses_bad_input_in_one_line(args: list[str], needle: str, snapshot: Path, tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad-policy.yaml"
@@ -276,7 +276,7 @@ async def test_serve_https_with_client_certificates(tmp_path: Path, snapshot: Pa
     serving = tmp_path / "tls"
     generate(serving, service="meshfit-extender", namespace="meshfit-system", ips=["127.0.0.1"])
     client_ca, client_cert, client_key = client_pair(tmp_path)
-    proc, url = await start_serve("--snapshot", str(snapshot), "--tls-cert-dir", str(serving),
+    proc, url = await start_serve("--snapshot", str(snapshot), "--cert-dir", str(serving),
                                   "--tls-client-ca", str(client_ca), "--tls-client-name", "system:kube-scheduler")
     try:
         url = url.replace("http://", "https://")
@@ -302,7 +302,7 @@ async def test_a_client_certificate_of_another_name_is_refused(tmp_path: Path, s
     serving = tmp_path / "tls"
     generate(serving, service="meshfit-extender", namespace="meshfit-system", ips=["127.0.0.1"])
     client_ca, client_cert, client_key = client_pair(tmp_path)  # CN system:kube-scheduler
-    proc, url = await start_serve("--snapshot", str(snapshot), "--tls-cert-dir", str(serving),
+    proc, url = await start_serve("--snapshot", str(snapshot), "--cert-dir", str(serving),
                                   "--tls-client-ca", str(client_ca), "--tls-client-name", "system:node:worker-1")
     try:
         url = url.replace("http://", "https://")
