@@ -16,7 +16,7 @@ from cli.documents import pods_of, read_documents
 from cli.errors import CommandError
 from cli.inject_cmd import add_runtime_class_option, inject_template
 from cli.output import add_output_option, structured
-from cli.options import add_namespace_options, add_policy_option, load_policy, namespace_for
+from cli.options import add_namespace_options, add_policy_source_options, namespace_for, policy_for
 from cli.runtime_classes import overheads_from
 from policy.inject import InjectionError, InjectionResult
 from policy.quantity import Quantity
@@ -33,7 +33,7 @@ _VARIANT = {
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("explain", help="say, per pod, whether and how it would be injected, and why")
     p.add_argument("-f", "--filename", required=True, metavar="FILE", help="file, directory or - for stdin")
-    add_policy_option(p)
+    add_policy_source_options(p)
     add_namespace_options(p)
     add_runtime_class_option(p)
     add_output_option(p, table="the explanation, for a person to read")
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    policy = load_policy(args)
+    policy = policy_for(args)
     out: list[str] = [f"policy revision {policy.revision}, mode {policy.resources.mode}"]
     data: list[dict[str, Any]] = []
     documents = read_documents(args.filename)

@@ -15,7 +15,7 @@ from cli.documents import dump, read_documents, transform
 from cli.errors import CommandError
 from cli.fleet_source import table
 from cli.output import add_output_option
-from cli.options import add_namespace_options, add_policy_option, load_policy, namespace_for
+from cli.options import add_namespace_options, add_policy_source_options, namespace_for, policy_for
 from cli.runtime_classes import overheads_from, with_overhead, without_overhead
 from policy.inject import InjectionError, inject
 
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                                           "injected is reported with its index, kind and name and left out; the "
                                           "others are written, and the exit status is 1.")
     p.add_argument("-f", "--filename", required=True, metavar="FILE", help="file, directory or - for stdin")
-    add_policy_option(p)
+    add_policy_source_options(p)
     add_namespace_options(p)
     add_runtime_class_option(p)
     add_output_option(p, default="yaml", table="one row per pod or template: what was decided, not the manifests")
@@ -71,7 +71,7 @@ def inject_template(pod: dict[str, Any], namespace: str, owner: tuple[str, str] 
 
 
 def run(args: argparse.Namespace) -> int:
-    policy = load_policy(args)
+    policy = policy_for(args)
     documents = read_documents(args.filename)
     overheads = overheads_from((d.body for d in documents), args.runtime_class)
     out = []

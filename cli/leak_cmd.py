@@ -17,6 +17,7 @@ from typing import Any
 
 from cli.cluster_options import add_cluster_options, cluster_config
 from cli.errors import CommandError
+from cli.inputs import add_deprecated_alias, add_filename_option, read_texts
 from cli.output import add_output_option, structured
 
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
@@ -32,7 +33,9 @@ def register(subparsers: Any) -> None:
         ),
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--snapshot", metavar="FILE", help="pods from a file (YAML/JSON stream or List)")
+    add_filename_option(source, what="pods instead of a cluster (YAML/JSON stream or List, as kubectl get pods -A "
+                                     "-o yaml prints)", repeatable=True, required=False, dest="snapshot")
+    add_deprecated_alias(source, "--snapshot", dest="snapshot", replacement="-f", metavar="FILE")
     add_cluster_options(parser, what="the cluster to list", kubeconfig_group=source)
     parser.add_argument("-n", "--namespace", metavar="NS", help="only this namespace")
     parser.add_argument("--all", action="store_true", help="list namespaces without leak too")
@@ -66,10 +69,11 @@ def run_leak(args: argparse.Namespace) -> int:
     from policy.namespace_leak import leak_by_namespace
 
     if args.snapshot:
-        from extender.snapshot import SnapshotError, load_snapshot
+        from extender.snapshot import SnapshotError, load_text
 
+        sources = [args.snapshot] if isinstance(args.snapshot, str) else args.snapshot
         try:
-            pods = load_snapshot(args.snapshot).pods
+            pods = [p for name, text in read_texts(sources) for p in load_text(text, name).pods]
         except SnapshotError as exc:
             raise CommandError(str(exc)) from None
         if args.namespace:

@@ -169,3 +169,46 @@ def test_a_certificate_command_without_service_says_how(capsys: pytest.CaptureFi
     assert err.startswith(f"meshfit certs {argv[1]}: needs --service: --service NAME names the Service")
     assert "meshfit-webhook for the webhook, meshfit-extender for the extender" in err
     assert not (tmp_path / "D").exists()
+
+
+def test_namespace_is_the_namespace_worked_in(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pods = str(ROOT / "manifests" / "examples" / "pods.yaml")  # every object names namespace shop
+    assert main(["inject", "-f", pods, "-n", "shop", "-o", "table"]) == 0
+    capsys.readouterr()
+    assert main(["inject", "-f", pods, "-n", "payments"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("meshfit inject: the object's namespace 'shop' does not match --namespace 'payments'")
+    assert "pass -n shop, or leave -n out" in err
+    bare = tmp_path / "pod.yaml"
+    bare.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a, resources: "
+                    "{requests: {cpu: 100m, memory: 64Mi}}}]}\n")
+    assert main(["explain", "-f", str(bare), "-n", "payments"]) == 0
+    assert "Pod payments/p" in capsys.readouterr().out
+
+
+def test_cluster_options_without_a_cluster_policy_say_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    pods = str(ROOT / "manifests" / "examples" / "pods.yaml")
+    assert main(["explain", "-f", pods, "--context", "prod"]) == 2
+    assert "add --policy-from-cluster" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["inject", "-f", pods, "--policy", str(POLICY), "--policy-from-cluster"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_policy_from_cluster_reads_the_installed_configmap(capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import cli.options as options
+
+    asked: list[str] = []
+
+    async def fake(get: object, args: argparse.Namespace) -> object:
+        asked.append(args.policy_configmap)
+        from policy.load import load_policy_file
+        return load_policy_file(POLICY)
+
+    monkeypatch.setattr(options, "policy_from_args", fake)
+    monkeypatch.setattr("cli.cluster_options.cluster_config", lambda args: __import__(
+        "kube.config", fromlist=["ClusterConfig"]).ClusterConfig(server="https://127.0.0.1:1"))
+    pods = str(ROOT / "manifests" / "examples" / "pods.yaml")
+    assert main(["explain", "-f", pods, "--policy-from-cluster"]) == 0
+    assert asked == ["meshfit-system/meshfit-policy"]
