@@ -212,3 +212,18 @@ def test_policy_from_cluster_reads_the_installed_configmap(capsys: pytest.Captur
     pods = str(ROOT / "manifests" / "examples" / "pods.yaml")
     assert main(["explain", "-f", pods, "--policy-from-cluster"]) == 0
     assert asked == ["meshfit-system/meshfit-policy"]
+
+
+def test_the_shipped_manifests_use_todays_spellings(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    seen = 0
+    for path in sorted((ROOT / "manifests").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            spec = (((doc or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+            for container in spec.get("containers") or ():
+                if container.get("command") == ["meshfit"]:
+                    build_parser().parse_args(container["args"])
+                    seen += 1
+                    assert "deprecated" not in capsys.readouterr().err, f"{path}: {container['args']}"
+    assert seen >= 3  # the webhook, the extender, the controller
