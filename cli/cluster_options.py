@@ -28,6 +28,13 @@ def add_cluster_options(parser: argparse.ArgumentParser, *, what: str = "the clu
     parser.add_argument("--context", metavar="NAME", help="the kubeconfig context to use (default: its current-context)")
 
 
+def with_hint(message: str) -> str:
+    """A server's start error, with how to give a cluster when that is what it lacked."""
+    if "kubeconfig" in message or "not running in a cluster" in message:
+        return f"{message} ({KUBECONFIG_HINT})"
+    return message
+
+
 def cluster_config(args: argparse.Namespace) -> Any:
     """The :class:`kube.config.ClusterConfig` the options name, or a :class:`CommandError` that says how to fix it."""
     from kube.config import ConfigError, load_config

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from cli import server_options
-from cli.cluster_options import add_cluster_options
+from cli.cluster_options import add_cluster_options, with_hint
 from cli.errors import CommandError
 from cli.server_options import positive_int, seconds
 
@@ -78,4 +78,4 @@ def run_serve(args: argparse.Namespace) -> int:
         prepared = prepare(options)
         return asyncio.run(serve(prepared))
     except StartError as exc:
-        raise CommandError(str(exc).replace("\n", " ")) from None
+        raise CommandError(with_hint(str(exc).replace("\n", " "))) from None

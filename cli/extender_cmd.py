@@ -15,7 +15,7 @@ from typing import Any
 
 import meshfit_data
 from cli import server_options
-from cli.cluster_options import add_cluster_options
+from cli.cluster_options import add_cluster_options, with_hint
 from cli.errors import CommandError
 from cli.inputs import add_deprecated_alias, add_filename_option
 from cli.output import add_output_option, structured
@@ -153,7 +153,7 @@ def run_serve(args: argparse.Namespace) -> int:
         prepared = prepare(options)
         return asyncio.run(serve(prepared))
     except StartError as exc:
-        raise CommandError(str(exc).replace("\n", " ")) from None
+        raise CommandError(with_hint(str(exc).replace("\n", " "))) from None
 
 
 def pending_pods(args: argparse.Namespace, policy: Any) -> list[dict[str, Any]]:

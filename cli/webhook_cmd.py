@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import event_loop, server_options
-from cli.cluster_options import add_cluster_options
+from cli.cluster_options import add_cluster_options, with_hint
 from cli.errors import CommandError
 from cli.server_options import byte_size, seconds
 
@@ -106,4 +106,4 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         return event_loop.run(serve(options))
     except StartError as exc:
-        raise CommandError(str(exc).replace("\n", " ")) from None
+        raise CommandError(with_hint(str(exc).replace("\n", " "))) from None
