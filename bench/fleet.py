@@ -73,7 +73,7 @@ async def _fleet(kubeconfig: str) -> dict[str, Any]:
     started = time.perf_counter()
     args = argparse.Namespace(kubeconfig=kubeconfig, policy=str(POLICY_FILE), policy_configmap=None, namespace=None,
                               page_size=500, output="json", by="zone,app", examples=20)
-    view, facts = await collect(open_client(kubeconfig), args)
+    view, facts = await collect(open_client(args), args)
     with open(os.devnull, "wb") as sink:
         sink.write(orjson.dumps(as_json(view, facts), option=orjson.OPT_INDENT_2))
     return {"seconds": time.perf_counter() - started, "pods": view.pods_seen, "meshed": view.pods_meshed,

@@ -18,9 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from cli.errors import CommandError
+from cli.output import structured
 from cli.fleet_source import add_source_options, open_client, read_cluster, run_async, table
 from policy.fleet_audit import Results
 from policy.inspections import CHECKS
@@ -80,7 +79,7 @@ async def _collect(args: argparse.Namespace, results: Results) -> Any:
         audit.start(namespace_policies=facts.namespace_policies, namespace_labels=facts.namespace_labels,
                     node_allocatable_=facts.node_allocatable, now=datetime.now(timezone.utc))
 
-    client = open_client(args.kubeconfig)
+    client = open_client(args)
     installed = None
     async with client:
         if checks & set(POD_CHECKS):
@@ -133,8 +132,8 @@ def run_check(args: argparse.Namespace) -> int:
             for f in scheduler_config_findings(args.scheduler_config, args.extender_url):
                 results.add(f)
     failed = any(results.counts.values())
-    if args.output == "json":
-        sys.stdout.write(orjson.dumps(as_json(results), option=orjson.OPT_INDENT_2).decode() + "\n")
+    if args.output != "table":
+        sys.stdout.write(structured(as_json(results), args.output))
     else:
         sys.stdout.write(render(results))
     return 1 if failed else 0

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from cli import server_options
+from cli.cluster_options import add_cluster_options, with_hint
 from cli.errors import CommandError
 from cli.server_options import positive_int, seconds
 
@@ -29,7 +30,7 @@ def register(subparsers: Any) -> None:
             "/metrics on --probe-port."
         ),
     )
-    server_options.add_kubeconfig_option(serve)
+    add_cluster_options(serve, what="the cluster to watch and change")
     server_options.add_policy_options(serve, required=False, without="the schema's defaults: no sidecars")
     serve.add_argument("--host", default="0.0.0.0", help="address of the probe port (default 0.0.0.0)")
     serve.add_argument("--probe-port", type=int, default=8080, metavar="PORT",
@@ -65,6 +66,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CommandError(f"--qps must be above 0, got {args.qps}")
     options = ServeOptions(
         kubeconfig=args.kubeconfig,
+        context=args.context,
         policy_file=args.policy,
         policy_configmap=args.policy_configmap,
         host=args.host,
@@ -80,4 +82,4 @@ def run_serve(args: argparse.Namespace) -> int:
         prepared = prepare(options)
         return asyncio.run(serve(prepared))
     except StartError as exc:
-        raise CommandError(str(exc).replace("\n", " ")) from None
+        raise CommandError(with_hint(str(exc).replace("\n", " "))) from None

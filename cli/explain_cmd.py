@@ -15,7 +15,8 @@ from typing import Any
 from cli.documents import pods_of, read_documents
 from cli.errors import CommandError
 from cli.inject_cmd import add_runtime_class_option, inject_template
-from cli.options import add_namespace_options, add_policy_option, load_policy, namespace_for
+from cli.output import add_output_option, structured
+from cli.options import add_namespace_options, add_policy_source_options, namespace_for, policy_for
 from cli.runtime_classes import overheads_from
 from policy.inject import InjectionError, InjectionResult
 from policy.quantity import Quantity
@@ -32,15 +33,17 @@ _VARIANT = {
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("explain", help="say, per pod, whether and how it would be injected, and why")
     p.add_argument("-f", "--filename", required=True, metavar="FILE", help="file, directory or - for stdin")
-    add_policy_option(p)
+    add_policy_source_options(p)
     add_namespace_options(p)
     add_runtime_class_option(p)
+    add_output_option(p, table="the explanation, for a person to read")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    policy = load_policy(args)
+    policy = policy_for(args)
     out: list[str] = [f"policy revision {policy.revision}, mode {policy.resources.mode}"]
+    data: list[dict[str, Any]] = []
     documents = read_documents(args.filename)
     overheads = overheads_from((d.body for d in documents), args.runtime_class)
     failed: list[str] = []
@@ -57,7 +60,12 @@ def run(args: argparse.Namespace) -> int:
                 continue
             out.append("")
             out.extend(explain(title, pod, result))
-    sys.stdout.write("\n".join(out) + "\n")
+            data.append(explain_data(title, pod, result))
+    if args.output == "table":
+        sys.stdout.write("\n".join(out) + "\n")
+    else:
+        sys.stdout.write(structured({"policyRevision": policy.revision, "mode": policy.resources.mode,
+                                     "pods": data}, args.output))
     if failed:
         for line in failed[:-1]:
             print(f"meshfit explain: {line}", file=sys.stderr)
@@ -125,3 +133,47 @@ def explain(title: str, pod: dict[str, Any], result: InjectionResult) -> list[st
     if record.drift:
         lines.append(f"  drift:    {_res(record.drift)} taken from the app containers")
     return lines
+
+
+def _quantities(values: Mapping[str, Quantity | None] | None) -> dict[str, str]:
+    return {name: str(values[name]) for name in RESOURCES if values and values.get(name) is not None}
+
+
+def explain_data(title: str, pod: dict[str, Any], result: InjectionResult) -> dict[str, Any]:
+    """What :func:`explain` says, as data for ``-o json|yaml``: the same facts under stable keys."""
+    data: dict[str, Any] = {"object": title, "decision": "inject" if result.injected else "skip",
+                            "reason": result.reason, "warnings": list(result.warnings)}
+    if not result.injected or result.record is None:
+        return data
+    record = result.record
+    before = {c["name"]: c for k in ("initContainers", "containers") for c in (pod.get("spec") or {}).get(k) or ()}
+    data.update({
+        "mode": record.mode,
+        "variant": record.variant,
+        "versions": [{"sidecar": c.sidecar, "version": c.version, "image": c.image, "source": c.source,
+                      "rule": c.rule, "verdicts": [{"type": v.type, "rule": v.rule, "outcome": v.outcome,
+                                                    "detail": v.detail}
+                                                   for v in c.verdicts if v.outcome != "other-sidecar"]}
+                     for c in result.versions.values()],
+        "sidecars": {name: {"requests": _quantities(size.requests), "limits": _quantities(size.limits)}
+                     for name, size in result.sizes.items()},
+        "notes": list(result.notes),
+        "containers": [
+            {"name": c["name"], "kind": kind,
+             "sidecar": c.get("restartPolicy") == "Always",
+             "before": None if c["name"] not in before else {
+                 "requests": _quantities(container_requests(before[c["name"]])),
+                 "limits": _quantities(container_limits(before[c["name"]]))},
+             "after": {"requests": _quantities(container_requests(c)), "limits": _quantities(container_limits(c))}}
+            for kind in ("initContainers", "containers") for c in result.pod["spec"].get(kind) or ()],
+        "pod": {"requestsBefore": _quantities(record.original), "requestsAfter": _quantities(record.requests),
+                "limitsBefore": _quantities(result.before_limits), "limitsAfter": _quantities(record.limits)},
+        "overcommit": _quantities(record.overcommit),
+        "exposure": record.exposure,
+        "qos": list(record.qos) if record.qos is not None else None,
+        "reduced": _quantities(record.reduced),
+        "leak": _quantities(record.leak),
+        "leakReasons": dict(record.leak_reasons),
+        "drift": _quantities(record.drift),
+    })
+    return data

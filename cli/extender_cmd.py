@@ -13,11 +13,18 @@ import asyncio
 import sys
 from typing import Any
 
-import orjson
-
+import meshfit_data
 from cli import server_options
+from cli.cluster_options import add_cluster_options, with_hint
 from cli.errors import CommandError
+from cli.inputs import add_deprecated_alias, add_filename_option
+from cli.output import add_output_option, structured
+from cli.options import add_namespace_options, add_policy_source_options, policy_for
 from cli.server_options import byte_size, seconds
+
+#: The snapshot ``simulate`` reads when given none: three nodes and the pods bound to them.
+EXAMPLE_SNAPSHOT_NAME = "manifests/examples/snapshot/cluster.yaml"
+EXAMPLE_SNAPSHOT = meshfit_data.path("manifests", "examples", "snapshot", "cluster.yaml")
 
 
 def register(subparsers: Any) -> None:
@@ -39,16 +46,17 @@ def register(subparsers: Any) -> None:
         ),
     )
     server_options.add_listen_options(serve, port=8888)
-    serve.add_argument("--tls-cert-dir", metavar="DIR",
+    serve.add_argument("--cert-dir", metavar="DIR", dest="tls_cert_dir",
                        help="serve HTTPS with tls.crt/tls.key from DIR, reloaded when they rotate (default: HTTP)")
+    add_deprecated_alias(serve, "--tls-cert-dir", dest="tls_cert_dir", replacement="--cert-dir", metavar="DIR")
     serve.add_argument("--tls-client-ca", metavar="FILE",
-                       help="with --tls-cert-dir: require client certificates signed by this CA (give the "
+                       help="with --cert-dir: require client certificates signed by this CA (give the "
                             "scheduler's extenders entry a tlsConfig certFile/keyFile), so only it may bind")
     serve.add_argument("--tls-client-name", action="append", metavar="NAME", dest="tls_client_names",
                        help="with --tls-client-ca: admit only a client certificate whose subject CN or DNS name "
                             "is NAME (repeatable), e.g. system:kube-scheduler when the CA is the cluster's")
     source = serve.add_mutually_exclusive_group()
-    server_options.add_kubeconfig_option(source)
+    add_cluster_options(serve, what="the cluster to list and watch", kubeconfig_group=source)
     source.add_argument("--snapshot", metavar="FILE",
                         help="serve a static cluster state (YAML/JSON stream or List of Nodes and Pods); "
                              "bind is refused")
@@ -82,15 +90,21 @@ def register(subparsers: Any) -> None:
         help="judge pending pods against a snapshot, placing each on its best node",
         description=(
             "For each pod in the -f files, in order: every node's filter verdict and score, then place the "
-            "pod on its best node before judging the next. The stock scheduler's fit check applies to every "
-            "pod; meshfit's exposure ceilings to pods with node-level exposure."
+            "pod on its best node before judging the next. Pods and workloads are taken as written and "
+            "injected as the webhook would (a pod that already carries meshfit.io/status is taken as it is); "
+            "a workload counts as its replicas. The stock scheduler's fit check applies to every pod; meshfit's "
+            "exposure ceilings to pods with node-level exposure."
         ),
     )
-    sim.add_argument("--snapshot", required=True, metavar="FILE", help="Nodes and Pods (YAML/JSON stream or List)")
-    sim.add_argument("-f", "--filename", action="append", required=True, metavar="PODS",
-                     help="pods to place (file or directory; repeatable)")
-    sim.add_argument("--policy", metavar="FILE", help="policy file (default: manifests/policy.yaml)")
-    sim.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    sim.add_argument("--snapshot", metavar="FILE|-", default=None,
+                     help=f"Nodes and bound Pods (YAML/JSON stream or List, what kubectl get nodes,pods -A -o yaml "
+                          f"prints; default: the example {EXAMPLE_SNAPSHOT_NAME})")
+    add_filename_option(sim, what="pods and workloads to place", repeatable=True)
+    add_policy_source_options(sim)
+    add_namespace_options(sim)
+    sim.add_argument("--no-inject", dest="inject", action="store_false",
+                     help="take the pods as written, without injecting them first")
+    add_output_option(sim)
     sim.add_argument("--top", type=int, default=0, metavar="N",
                      help="show only the N best nodes per pod, plus the failed ones (default: all)")
     sim.add_argument("--observe-only", action="store_true",
@@ -105,11 +119,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from serving.process import StartError
 
     if args.tls_client_ca and not args.tls_cert_dir:
-        raise CommandError("--tls-client-ca needs --tls-cert-dir")
+        raise CommandError("--tls-client-ca needs --cert-dir")
     if args.tls_client_names and not args.tls_client_ca:
         raise CommandError("--tls-client-name needs --tls-client-ca")
     if args.snapshot and args.policy_configmap:
         raise CommandError("--policy-configmap needs a cluster to watch; with --snapshot use --policy")
+    if args.context and args.snapshot:
+        raise CommandError("--context names a kubeconfig context; with --snapshot there is no cluster")
     if args.leader_elect and args.snapshot:
         raise CommandError("--leader-elect needs a cluster to hold the Lease in; not with --snapshot")
     if args.probe_port is not None and not 0 <= args.probe_port <= 65535:
@@ -121,6 +137,7 @@ def run_serve(args: argparse.Namespace) -> int:
         tls_client_ca=args.tls_client_ca,
         tls_client_names=tuple(args.tls_client_names or ()),
         kubeconfig=args.kubeconfig,
+        context=args.context,
         snapshot=args.snapshot,
         policy_file=args.policy,
         policy_configmap=args.policy_configmap,
@@ -136,33 +153,73 @@ def run_serve(args: argparse.Namespace) -> int:
         prepared = prepare(options)
         return asyncio.run(serve(prepared))
     except StartError as exc:
-        raise CommandError(str(exc).replace("\n", " ")) from None
+        raise CommandError(with_hint(str(exc).replace("\n", " "))) from None
+
+
+def pending_pods(args: argparse.Namespace, policy: Any) -> list[dict[str, Any]]:
+    """The pods the ``-f`` inputs stand for, as the scheduler will see them: injected, a workload as its replicas."""
+    from cli.documents import pods_of, read_documents
+    from cli.inject_cmd import inject_template
+    from policy.annotations import STATUS
+    from policy.inject import InjectionError
+
+    if "-" in args.filename and args.snapshot == "-":
+        raise CommandError("-f - and --snapshot -: standard input can be read once")
+    pods: list[dict[str, Any]] = []
+    for source in args.filename:
+        for doc in read_documents(source):
+            for pod, ns, owner in pods_of(doc.body, args.namespace):
+                meta = dict(pod.get("metadata") or {})
+                namespace = ns or "default"
+                if args.inject and STATUS not in (meta.get("annotations") or {}):
+                    try:
+                        _, pod = inject_template(pod, namespace, owner, policy, args)
+                    except InjectionError as exc:
+                        raise CommandError(f"{doc.label}: {exc}") from None
+                    meta = dict(pod.get("metadata") or {})
+                base = owner[1] if owner else str(meta.get("name") or meta.get("generateName") or "pod")
+                count = replicas(doc.body) if owner else 1
+                for i in range(count):
+                    name = f"{base}-{i}" if owner else base
+                    pods.append({**pod, "apiVersion": "v1", "kind": "Pod",
+                                 "metadata": {**meta, "name": name, "namespace": namespace,
+                                              "uid": meta.get("uid") or f"simulate-{namespace}-{name}"}})
+    return pods
+
+
+def replicas(workload: dict[str, Any]) -> int:
+    """How many pods a workload asks for at once: ``replicas``, a Job's ``parallelism``, else one."""
+    spec = workload.get("spec") or {}
+    kind = workload.get("kind")
+    value = spec.get("parallelism") if kind == "Job" else spec.get("replicas") if kind in (
+        "Deployment", "StatefulSet", "ReplicaSet", "ReplicationController") else 1
+    return max(1, int(value if isinstance(value, int) else 1))
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from cli.options import load_policy
     from extender.cache import ClusterCache
     from extender.scoring import Scorer
     from extender.simulate import simulate
-    from extender.snapshot import SnapshotError, load_pods, load_snapshot
+    from extender.snapshot import SnapshotError, load_snapshot, load_text
 
-    policy = load_policy(args)
+    policy = policy_for(args)
+    snapshot = args.snapshot or str(EXAMPLE_SNAPSHOT)
     try:
-        snap = load_snapshot(args.snapshot)
-        pods = load_pods(args.filename)
+        snap = load_text(sys.stdin.read(), "<stdin>") if snapshot == "-" else load_snapshot(snapshot)
     except SnapshotError as exc:
         raise CommandError(str(exc)) from None
     if not snap.nodes:
-        raise CommandError(f"{args.snapshot}: no Node objects in the snapshot")
+        raise CommandError(f"{snapshot}: no Node objects in the snapshot (kubectl get nodes,pods -A -o yaml makes one)")
+    pods = pending_pods(args, policy)
     if not pods:
-        raise CommandError("no Pod objects in " + ", ".join(args.filename))
+        raise CommandError("no Pods or workloads in " + ", ".join(args.filename))
     cache = ClusterCache()
     cache.sync_nodes(snap.nodes)
     cache.sync_pods(snap.pods)
     observe_only = args.observe_only or policy.emergency.extender_observe_only
     outcomes = simulate(cache, Scorer(policy.scheduling), pods, observe_only=observe_only)
-    if args.output == "json":
-        sys.stdout.write(orjson.dumps([o.to_dict() for o in outcomes], option=orjson.OPT_INDENT_2).decode() + "\n")
+    if args.output != "table":
+        sys.stdout.write(structured([o.to_dict() for o in outcomes], args.output))
     else:
         sys.stdout.write(render_table(outcomes, top=args.top))
     return 0 if all(o.chosen for o in outcomes) else 1

@@ -15,9 +15,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
-
 from cli.errors import CommandError
+from cli.output import structured
 from cli.fleet_source import add_source_options, counts_text, open_client, read_cluster, run_async, table
 
 
@@ -63,11 +62,11 @@ def run_fleet(args: argparse.Namespace) -> int:
         raise CommandError(f"--by: unknown dimension(s) {', '.join(unknown) or '(none given)'}; "
                            f"known: {', '.join(DIMENSIONS)}", exit_code=2)
     async def go() -> tuple[Any, Any]:
-        return await collect(open_client(args.kubeconfig), args)
+        return await collect(open_client(args), args)
 
     view, facts = run_async(go)
-    if args.output == "json":
-        sys.stdout.write(orjson.dumps(as_json(view, facts), option=orjson.OPT_INDENT_2).decode() + "\n")
+    if args.output != "table":
+        sys.stdout.write(structured(as_json(view, facts), args.output))
     else:
         sys.stdout.write(render(view, facts))
     return 0

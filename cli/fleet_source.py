@@ -11,14 +11,16 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cli.cluster_options import add_cluster_options, cluster_config
 from cli.errors import CommandError
+from cli.output import add_output_option
 from cli.options import policy_from_args
 from serving import cluster_facts
 from serving.cluster_facts import ClusterFacts
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kubeconfig", metavar="FILE", help="cluster to read (default: in-cluster, else ~/.kube/config)")
+    add_cluster_options(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--policy", metavar="FILE", help="the policy to judge by (YAML or ConfigMap manifest)")
     source.add_argument("--policy-configmap", metavar="NS/NAME", default="meshfit-system/meshfit-policy",
@@ -26,7 +28,7 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", action="append", metavar="NS", default=None,
                         help="only pods of this namespace (repeatable; default: every namespace)")
     parser.add_argument("--page-size", type=int, default=500, metavar="N", help="LIST page size (default: %(default)s)")
-    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    add_output_option(parser)
 
 
 async def read_cluster(client: Any, args: argparse.Namespace, on_pod: Callable[[dict[str, Any]], None],
@@ -39,15 +41,11 @@ async def read_cluster(client: Any, args: argparse.Namespace, on_pod: Callable[[
     return facts
 
 
-def open_client(kubeconfig: str | None) -> Any:
+def open_client(args: argparse.Namespace) -> Any:
+    """A client for the cluster ``--kubeconfig``/``$KUBECONFIG``/``--context`` name."""
     from kube.client import ApiClient
-    from kube.config import ConfigError, load_config
 
-    try:
-        config = load_config(kubeconfig)
-    except ConfigError as exc:
-        raise CommandError(str(exc)) from None
-    return ApiClient(config, timeout=120.0)
+    return ApiClient(cluster_config(args), timeout=120.0)
 
 
 def run_async(coro_factory: Callable[[], Any]) -> Any:

@@ -13,7 +13,9 @@ from typing import Any
 
 from cli.documents import dump, read_documents, transform
 from cli.errors import CommandError
-from cli.options import add_namespace_options, add_policy_option, load_policy, namespace_for
+from cli.fleet_source import table
+from cli.output import add_output_option
+from cli.options import add_namespace_options, add_policy_source_options, namespace_for, policy_for
 from cli.runtime_classes import overheads_from, with_overhead, without_overhead
 from policy.inject import InjectionError, inject
 
@@ -28,10 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                                           "injected is reported with its index, kind and name and left out; the "
                                           "others are written, and the exit status is 1.")
     p.add_argument("-f", "--filename", required=True, metavar="FILE", help="file, directory or - for stdin")
-    add_policy_option(p)
+    add_policy_source_options(p)
     add_namespace_options(p)
     add_runtime_class_option(p)
-    p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    add_output_option(p, default="yaml", table="one row per pod or template: what was decided, not the manifests")
     p.set_defaults(func=run)
 
 
@@ -69,23 +71,33 @@ def inject_template(pod: dict[str, Any], namespace: str, owner: tuple[str, str] 
 
 
 def run(args: argparse.Namespace) -> int:
-    policy = load_policy(args)
+    policy = policy_for(args)
     documents = read_documents(args.filename)
     overheads = overheads_from((d.body for d in documents), args.runtime_class)
     out = []
     failed = []
+    rows = [["OBJECT", "DECISION", "SIDECARS", "REASON"]]
     for doc in documents:
         def on_pod(pod: dict[str, Any], ns: str | None, owner: tuple[str, str] | None) -> dict[str, Any]:
             result, new = inject_template(pod, ns or "", owner, policy, args, overheads)
             for warning in result.warnings:
                 print(f"warning: {doc.label}: {warning}", file=sys.stderr)
+            meta = pod.get("metadata") or {}
+            name = f"{owner[0]} {ns or 'default'}/{owner[1]}" if owner else \
+                f"Pod {ns or 'default'}/{meta.get('name') or meta.get('generateName') or '<unnamed>'}"
+            rows.append([name, "inject" if result.injected else "skip",
+                         ", ".join(f"{c.sidecar} {c.version}" for c in result.versions.values()) or "-",
+                         result.reason])
             return new  # type: ignore[no-any-return]
 
         try:
             out.append(transform(doc.body, on_pod, args.namespace))
         except InjectionError as exc:
             failed.append(f"{doc.label}: {exc}")
-    sys.stdout.write(dump(out, args.output) if out else "")
+    if args.output == "table":
+        sys.stdout.write(table(rows))
+    else:
+        sys.stdout.write(dump(out, args.output) if out else "")
     if failed:
         for line in failed[:-1]:
             print(f"meshfit inject: {line}", file=sys.stderr)

@@ -15,9 +15,10 @@ import asyncio
 import sys
 from typing import Any
 
-import orjson
-
+from cli.cluster_options import add_cluster_options, cluster_config
 from cli.errors import CommandError
+from cli.inputs import add_deprecated_alias, add_filename_option, read_texts
+from cli.output import add_output_option, structured
 
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 
@@ -32,22 +33,20 @@ def register(subparsers: Any) -> None:
         ),
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--snapshot", metavar="FILE", help="pods from a file (YAML/JSON stream or List)")
-    source.add_argument("--kubeconfig", metavar="FILE", help="cluster to list (default: in-cluster, else ~/.kube/config)")
+    add_filename_option(source, what="pods instead of a cluster (YAML/JSON stream or List, as kubectl get pods -A "
+                                     "-o yaml prints)", repeatable=True, required=False, dest="snapshot")
+    add_deprecated_alias(source, "--snapshot", dest="snapshot", replacement="-f", metavar="FILE")
+    add_cluster_options(parser, what="the cluster to list", kubeconfig_group=source)
     parser.add_argument("-n", "--namespace", metavar="NS", help="only this namespace")
     parser.add_argument("--all", action="store_true", help="list namespaces without leak too")
-    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    add_output_option(parser)
     parser.set_defaults(func=run_leak)
 
 
-async def _list_pods(kubeconfig: str | None, namespace: str | None) -> list[dict[str, Any]]:
+async def _list_pods(args: argparse.Namespace, namespace: str | None) -> list[dict[str, Any]]:
     from kube.client import ApiClient, ApiError
-    from kube.config import ConfigError, load_config
 
-    try:
-        config = load_config(kubeconfig)
-    except ConfigError as exc:
-        raise CommandError(str(exc)) from None
+    config = cluster_config(args)
     path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
     pods: list[dict[str, Any]] = []
     params: dict[str, str | int] = {"limit": 500, "fieldSelector": POD_SELECTOR}
@@ -70,10 +69,11 @@ def run_leak(args: argparse.Namespace) -> int:
     from policy.namespace_leak import leak_by_namespace
 
     if args.snapshot:
-        from extender.snapshot import SnapshotError, load_snapshot
+        from extender.snapshot import SnapshotError, load_text
 
+        sources = [args.snapshot] if isinstance(args.snapshot, str) else args.snapshot
         try:
-            pods = load_snapshot(args.snapshot).pods
+            pods = [p for name, text in read_texts(sources) for p in load_text(text, name).pods]
         except SnapshotError as exc:
             raise CommandError(str(exc)) from None
         if args.namespace:
@@ -82,7 +82,7 @@ def run_leak(args: argparse.Namespace) -> int:
         import aiohttp
 
         try:
-            pods = asyncio.run(_list_pods(args.kubeconfig, args.namespace))
+            pods = asyncio.run(_list_pods(args, args.namespace))
         except aiohttp.ClientError as exc:
             raise CommandError(f"listing pods: {exc}") from None
     try:
@@ -91,10 +91,9 @@ def run_leak(args: argparse.Namespace) -> int:
         raise CommandError(f"unreadable pod resources: {exc}") from None
     if not args.all:
         rows = [r for r in rows if r.leaking]
-    if args.output == "json":
-        sys.stdout.write(orjson.dumps(
-            {"namespaces": [_as_dict(r) for r in rows], "total": _as_dict(total)}, option=orjson.OPT_INDENT_2,
-        ).decode() + "\n")
+    if args.output != "table":
+        sys.stdout.write(structured({"namespaces": [_as_dict(r) for r in rows], "total": _as_dict(total)},
+                                    args.output))
     else:
         sys.stdout.write(render_table(rows, total))
     return 0

@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """``meshfit extender simulate``: the command and its action, as a usage error names them."""
+    action = getattr(args, f"{args.command}_command", None)
+    return " ".join(["meshfit", args.command, *([action] if action else [])])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and turn a user's mistake into one line on stderr and exit 2."""
     parser = build_parser()
@@ -73,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:
-        print(f"meshfit {args.command}: {exc}", file=sys.stderr)
+        print(f"{command_name(args)}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

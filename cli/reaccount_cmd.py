@@ -28,7 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+
+from cli.cluster_options import add_cluster_options, cluster_config
 from cli.errors import CommandError
+from cli.output import add_output_option
 from cli.options import policy_from_args
 from cli.progress import Progress
 from policy.annotations import ACCOUNTING, STATUS
@@ -49,8 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "the pod's own record, and (with --apply) resize them in place through pods/resize, then "
                     "rewrite the record. Dry-run by default. Pods that cannot keep R(pod), their QoS class "
                     "and their sidecars' CPU request and limit are listed with the reason and left alone.")
-    p.add_argument("--kubeconfig", metavar="FILE", help="cluster to act on (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
-    p.add_argument("--context", metavar="NAME", help="kubeconfig context")
+    add_cluster_options(p, what="the cluster to act on")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--policy", metavar="FILE", help="the target policy (YAML or ConfigMap manifest)")
     source.add_argument("--policy-configmap", metavar="NS/NAME", default="meshfit-system/meshfit-policy",
@@ -70,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help=f"whether pod-level resources may be resized ({POD_LEVEL_GATE}); auto asks the apiserver")
     p.add_argument("--wait-resize", type=float, default=0.0, metavar="SECONDS",
                    help="after applying, wait this long for the kubelets to report each resize")
-    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    add_output_option(p)
     p.set_defaults(func=run)
 
 
@@ -119,12 +122,7 @@ class Checkpoint:
 def run(args: argparse.Namespace) -> int:
     if args.qps <= 0 or args.burst < 1 or args.concurrency < 1 or args.page_size < 1:
         raise CommandError("--qps must be > 0, and --burst, --concurrency and --page-size at least 1")
-    from kube.config import ConfigError, load_config
-
-    try:
-        config = load_config(args.kubeconfig, context=args.context)
-    except ConfigError as exc:
-        raise CommandError(f"{exc} (pass --kubeconfig FILE or set $KUBECONFIG)") from None
+    config = cluster_config(args)
     summary = asyncio.run(_main(config, args, sys.stdout))
     return 1 if summary.failed else 0
 
@@ -173,6 +171,14 @@ class _Run:
                                  for c in (plan.changes if plan else ())]}
             self.out.write(("" if self._first_json else ",\n") + "    " + json.dumps(entry, sort_keys=True))
             self._first_json = False
+            return
+        if self.args.output == "yaml":
+            self.out.write(yaml.safe_dump([{"namespace": meta.get("namespace"), "name": meta.get("name"),
+                                            "outcome": outcome, "code": plan.code if plan else "",
+                                            "reason": detail or (plan.reason if plan else ""),
+                                            "changes": [{"container": c.name, "before": c.before, "after": c.after}
+                                                        for c in (plan.changes if plan else ())]}],
+                                          sort_keys=True, default_flow_style=False))
             return
         if outcome == "unchanged":
             return
@@ -304,6 +310,8 @@ async def _main(config: Any, args: argparse.Namespace, out: TextIO) -> Summary:
             print(f"meshfit reaccount: {note}", file=sys.stderr)
         if args.output == "json":
             out.write('{\n  "pods": [\n')
+        elif args.output == "yaml":
+            out.write("pods:\n")
         else:
             out.write(f"{'POD':<48} {'OUTCOME':<14} WHY\n")
         progress = Progress("reaccount", enabled=True)
@@ -398,6 +406,12 @@ def _finish(run: _Run, out: TextIO, *, interrupted: bool) -> None:
         data = s.to_json()
         data["interrupted"] = interrupted
         out.write("\n  ],\n  \"summary\": " + json.dumps(data, sort_keys=True) + "\n}\n")
+        out.flush()
+        return
+    if run.args.output == "yaml":
+        data = s.to_json()
+        data["interrupted"] = interrupted
+        out.write(yaml.safe_dump({"summary": data}, sort_keys=True, default_flow_style=False))
         out.flush()
         return
     rows = [("pods listed", s.pods)]

@@ -112,13 +112,6 @@ def add_policy_options(parser: argparse.ArgumentParser, *, required: bool, witho
                         help="watch the global policy ConfigMap NS/NAME (e.g. meshfit-system/meshfit-policy)")
 
 
-def add_kubeconfig_option(parser: Any, *, implies: str = "") -> None:
-    """``--kubeconfig FILE``; ``parser`` may be a mutually exclusive group."""
-    parser.add_argument("--kubeconfig", metavar="FILE",
-                        help="cluster to list and watch (default: in-cluster, else ~/.kube/config)"
-                             + (f"; {implies}" if implies else ""))
-
-
 def add_leader_election_options(parser: argparse.ArgumentParser, *, lease: str, what: str) -> None:
     """``--leader-elect`` and the Lease's name and client-go's three durations; ``what`` says what leading means."""
     election = parser.add_argument_group("leader election (several replicas, one acts)")

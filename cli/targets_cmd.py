@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from cli.cluster_options import add_cluster_options
 from cli.errors import CommandError
+from cli.output import add_output_option, structured
 from cli.fleet_source import open_client, run_async, table
 from cli.progress import Progress
 from cli.server_options import positive_seconds
@@ -57,13 +57,13 @@ def register(subparsers: Any) -> None:
         parser.add_argument("pods", nargs="*", metavar="POD", help="pod names (or use -l)")
         parser.add_argument("-l", "--selector", metavar="SELECTOR", help="a label selector choosing the pods")
         parser.add_argument("-n", "--namespace", default="default", help="the pods' namespace (default: default)")
-        parser.add_argument("--kubeconfig", metavar="FILE", help="cluster (default: in-cluster, else ~/.kube/config)")
+        add_cluster_options(parser, what="the cluster the pods are in")
         parser.add_argument("--wait", action="store_true",
                             help="follow the pods until each reached the target, failed or was blocked; exit 1 "
                                  "unless all reached it")
         parser.add_argument("--timeout", type=positive_seconds, default=600.0, metavar="SECONDS",
                             help="with --wait: give up after this long (default 600)")
-        parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+        add_output_option(parser)
         parser.set_defaults(func=run, verb=verb)
 
 
@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "resize":
         _resources(args)
     results = run_async(lambda: _main(args))
-    if args.output == "json":
-        sys.stdout.write(orjson.dumps([r.to_dict() for r in results], option=orjson.OPT_INDENT_2).decode() + "\n")
+    if args.output != "table":
+        sys.stdout.write(structured([r.to_dict() for r in results], args.output))
     else:
         rows = [["POD", "GENERATION", "ASKED", "STATE", "REASON"]]
         rows += [[r.name, str(r.generation), r.asked, r.state, r.reason] for r in results]
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> list[PodResult]:
-    async with open_client(args.kubeconfig) as client:
+    async with open_client(args) as client:
         base = f"/api/v1/namespaces/{args.namespace}/pods"
         if args.selector:
             listed = await client.get_json(base, params={"labelSelector": args.selector})
@@ -257,7 +257,7 @@ async def _follow(client: Any, base: str, results: list[PodResult], args: argpar
     from policy.targets import progress_of
 
     pending = {r.name: r for r in results if r.state == "pending"}
-    progress = Progress(f"{args.verb} {args.sidecar}", total=len(pending), enabled=args.output != "json")
+    progress = Progress(f"{args.verb} {args.sidecar}", total=len(pending), enabled=args.output == "table")
     deadline = clock() + args.timeout
     while pending and clock() < deadline:
         for name, result in list(pending.items()):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import event_loop, server_options
+from cli.cluster_options import add_cluster_options, with_hint
 from cli.errors import CommandError
 from cli.server_options import byte_size, seconds
 
@@ -36,7 +37,8 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--cert-dir", required=True, metavar="DIR", help="directory holding tls.crt and tls.key")
     server_options.add_listen_options(serve, port=9443)
     server_options.add_policy_options(serve, required=True)
-    server_options.add_kubeconfig_option(serve, implies="implies namespace label and namespace policy watches")
+    add_cluster_options(serve, what="the cluster to watch namespace labels and namespace policies in "
+                                    "(given, it implies those watches)")
     serve.add_argument(
         "--cluster",
         action="store_true",
@@ -90,6 +92,7 @@ def run_serve(args: argparse.Namespace) -> int:
         policy_file=Path(args.policy) if args.policy else None,
         policy_configmap=args.policy_configmap,
         kubeconfig=args.kubeconfig,
+        context=args.context,
         cluster=bool(args.cluster),
         max_body_bytes=args.max_body_bytes,
         policy_interval=args.policy_interval or 2.0,
@@ -103,4 +106,4 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         return event_loop.run(serve(options))
     except StartError as exc:
-        raise CommandError(str(exc).replace("\n", " ")) from None
+        raise CommandError(with_hint(str(exc).replace("\n", " "))) from None

@@ -46,6 +46,8 @@ class ServeOptions:
     """What ``meshfit controller serve``'s command line sets."""
 
     kubeconfig: str | None = None
+    #: The kubeconfig context (default: its current-context).
+    context: str | None = None
     policy_file: str | None = None
     policy_configmap: tuple[str, str] | None = None
     host: str = "0.0.0.0"
@@ -107,7 +109,7 @@ def prepare(options: ServeOptions) -> Prepared:
             assert holder.rejected is not None
             raise StartError(holder.rejected.message)
     try:
-        config = load_config(options.kubeconfig)
+        config = load_config(options.kubeconfig, context=options.context)
     except ConfigError as exc:
         raise StartError(str(exc)) from None
     return Prepared(options, config, holder, policy_file)

@@ -62,7 +62,7 @@ def generate_certs(out_dir: Path) -> str:
             "certs", "generate",
             "--service", WEBHOOK_SERVICE,
             "--namespace", POLICY_NAMESPACE,
-            "--out", str(out_dir),
+            "--cert-dir", str(out_dir),
             "--ip", LOOPBACK,
         ),
         capture_output=True,

@@ -49,6 +49,8 @@ class ServeOptions:
     #: ... and naming one of these (subject CN or DNS SAN); empty: any the CA signed.
     tls_client_names: tuple[str, ...] = ()
     kubeconfig: str | None = None
+    #: The kubeconfig context (default: its current-context).
+    context: str | None = None
     #: Neither a kubeconfig nor a snapshot: in-cluster service account (else the default kubeconfig).
     snapshot: str | None = None
     policy_file: str | None = None
@@ -119,7 +121,7 @@ def prepare(options: ServeOptions) -> Prepared:
         from kube.config import ConfigError, load_config
 
         try:
-            cluster_config = load_config(options.kubeconfig)
+            cluster_config = load_config(options.kubeconfig, context=options.context)
         except ConfigError as exc:
             raise StartError(str(exc)) from None
     return Prepared(options, service, cluster_config, policy_file)
@@ -147,7 +149,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         try:
             reloader = CertReloader(options.tls_cert_dir, configure=require_client_certificate if client_ca else None)
         except CertLoadError as exc:
-            raise StartError(f"--tls-cert-dir {options.tls_cert_dir}: {exc}") from None
+            raise StartError(f"--cert-dir {options.tls_cert_dir}: {exc}") from None
         except (OSError, ssl.SSLError) as exc:
             raise StartError(f"--tls-client-ca {client_ca}: {exc}") from None
         ssl_context = reloader.context

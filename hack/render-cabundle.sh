@@ -8,9 +8,9 @@
 # (when missing, expiring within 30 days, not covering the Service's names or not issued by the
 # CA), so the caBundle stays the same and nothing fails while the kubelet refreshes the Secret.
 # A CA is rotated in three steps, rendered and applied one at a time (docs/webhook.md#certificates):
-#   meshfit certs rotate-ca begin  CERT_DIR      # bundle: old + new CA
-#   meshfit certs rotate-ca switch CERT_DIR --service meshfit-webhook --namespace meshfit-system --ip 127.0.0.1
-#   meshfit certs rotate-ca finish CERT_DIR      # bundle: new CA only
+#   meshfit certs rotate-ca begin  --cert-dir CERT_DIR      # bundle: old + new CA
+#   meshfit certs rotate-ca switch --cert-dir CERT_DIR --service meshfit-webhook --namespace meshfit-system --ip 127.0.0.1
+#   meshfit certs rotate-ca finish --cert-dir CERT_DIR      # bundle: new CA only
 # Both outputs are git-ignored: the Secret holds a private key.
 #
 # usage: hack/render-cabundle.sh [CERT_DIR]      (MESHFIT=path/to/meshfit, OUT=dir to override)
@@ -33,7 +33,7 @@ if [[ ! -f "$cert_dir/ca.key" ]]; then
   # the one time the caBundle changes outside a CA rotation.
   echo "render-cabundle: making the CA in $cert_dir (kept: later runs rotate only the serving certificate)" >&2
   rm -f "$cert_dir/ca.crt" "$cert_dir/ca-bundle.crt"
-  "$meshfit" certs ca --out "$cert_dir"
+  "$meshfit" certs ca --cert-dir "$cert_dir"
 fi
 if [[ -f "$cert_dir/next-ca.crt" ]]; then
   echo "render-cabundle: a CA rotation is under way (bundle: old + new CA); next: meshfit certs rotate-ca switch" >&2
@@ -42,10 +42,10 @@ elif [[ -f "$cert_dir/previous-ca.crt" ]]; then
 fi
 
 # One certificate serves the cluster (Service names) and `make run` (127.0.0.1).
-if ! "$meshfit" certs check "$cert_dir" --service "$service" --namespace "$namespace" \
+if ! "$meshfit" certs check --cert-dir "$cert_dir" --service "$service" --namespace "$namespace" \
       --ip 127.0.0.1 --min-days 30 >/dev/null 2>&1; then
   echo "render-cabundle: issuing a new serving certificate in $cert_dir under its CA" >&2
-  "$meshfit" certs issue --dir "$cert_dir" --service "$service" --namespace "$namespace" --ip 127.0.0.1
+  "$meshfit" certs issue --cert-dir "$cert_dir" --service "$service" --namespace "$namespace" --ip 127.0.0.1
 fi
 bundle="$cert_dir/ca-bundle.crt"
 [[ -f "$bundle" ]] || bundle="$cert_dir/ca.crt"
@@ -94,15 +94,15 @@ if [[ -n "${OUT:-}" ]]; then
 else
   extender_out="${EXTENDER_OUT:-$root/manifests/extender/generated}"
 fi
-[[ -f "$extender_dir/ca.key" ]] || "$meshfit" certs ca --out "$extender_dir" --common-name "meshfit extender CA"
-if ! "$meshfit" certs check "$extender_dir" --service meshfit-extender --namespace "$namespace" \
+[[ -f "$extender_dir/ca.key" ]] || "$meshfit" certs ca --cert-dir "$extender_dir" --common-name "meshfit extender CA"
+if ! "$meshfit" certs check --cert-dir "$extender_dir" --service meshfit-extender --namespace "$namespace" \
       --min-days 30 >/dev/null 2>&1; then
-  "$meshfit" certs issue --dir "$extender_dir" --service meshfit-extender --namespace "$namespace" --ip 127.0.0.1
+  "$meshfit" certs issue --cert-dir "$extender_dir" --service meshfit-extender --namespace "$namespace" --ip 127.0.0.1
 fi
-[[ -f "$client_dir/ca.key" ]] || "$meshfit" certs ca --out "$client_dir" --common-name "meshfit scheduler client CA"
+[[ -f "$client_dir/ca.key" ]] || "$meshfit" certs ca --cert-dir "$client_dir" --common-name "meshfit scheduler client CA"
 # 90 days valid: re-issued once it is 60 days old.
 if [[ ! -f "$client_dir/client.crt" || -n "$(find "$client_dir/client.crt" -mtime +60 2>/dev/null)" ]]; then
-  "$meshfit" certs client --dir "$client_dir" --name system:kube-scheduler
+  "$meshfit" certs client --cert-dir "$client_dir" --name system:kube-scheduler
 fi
 mkdir -p "$extender_out"
 cat > "$extender_out/secrets.yaml" <<YAML

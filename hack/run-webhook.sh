@@ -23,11 +23,11 @@ fi
 if [[ ! -f "$cert_dir/ca.key" ]]; then
   echo "run-webhook: making the dev CA in $cert_dir" >&2
   rm -f "$cert_dir/ca.crt" "$cert_dir/ca-bundle.crt"
-  "$meshfit" certs ca --out "$cert_dir"
+  "$meshfit" certs ca --cert-dir "$cert_dir"
 fi
-if ! "$meshfit" certs check "$cert_dir" --ip 127.0.0.1 --min-days 1 >/dev/null 2>&1; then
+if ! "$meshfit" certs check --cert-dir "$cert_dir" --ip 127.0.0.1 --min-days 1 >/dev/null 2>&1; then
   echo "run-webhook: issuing a dev serving certificate in $cert_dir" >&2
-  "$meshfit" certs issue --dir "$cert_dir" --service meshfit-webhook --namespace meshfit-system --ip 127.0.0.1
+  "$meshfit" certs issue --cert-dir "$cert_dir" --service meshfit-webhook --namespace meshfit-system --ip 127.0.0.1
 fi
 
 cat >&2 <<MSG

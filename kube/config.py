@@ -146,14 +146,17 @@ class ClusterConfig:
 
 
 def load_config(kubeconfig: str | None = None, *, context: str | None = None) -> ClusterConfig:
-    """The usual precedence: an explicit ``--kubeconfig``, else in-cluster, else the default kubeconfig.
+    """kubectl's precedence: ``--kubeconfig``, else ``$KUBECONFIG``, else in-cluster, else ``~/.kube/config``.
 
-    In-cluster wins over ``~/.kube/config`` when both exist because a pod
-    that happens to carry a kubeconfig file should still act as its own
-    service account unless told otherwise.
+    ``$KUBECONFIG`` and a named ``context`` are a person's explicit choice and
+    win over the service account. In-cluster wins over ``~/.kube/config`` when
+    both exist because a pod that happens to carry a kubeconfig file should
+    still act as its own service account unless told otherwise.
     """
     if kubeconfig:
         return ClusterConfig.from_kubeconfig(kubeconfig, context=context)
+    if os.environ.get("KUBECONFIG") or context:
+        return ClusterConfig.from_kubeconfig(None, context=context)
     if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(f"{SERVICE_ACCOUNT_DIR}/token"):
         return ClusterConfig.in_cluster()
     return ClusterConfig.from_kubeconfig(None, context=context)

@@ -57,6 +57,8 @@ class ServeOptions:
     #: ``(namespace, name)`` of the global policy ConfigMap.
     policy_configmap: tuple[str, str] | None = None
     kubeconfig: str | None = None
+    #: The kubeconfig context (default: its current-context).
+    context: str | None = None
     #: Watch Namespaces and namespace policies; implied by ``policy_configmap`` or ``kubeconfig``.
     cluster: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -90,7 +92,7 @@ async def _cluster_sources(
     from kube.watch import ListWatch
 
     try:
-        config = await asyncio.to_thread(load_config, options.kubeconfig)
+        config = await asyncio.to_thread(load_config, options.kubeconfig, context=options.context)
     except ConfigError as exc:
         raise StartError(f"no cluster configuration: {exc}") from exc
     client = ApiClient(config)
@@ -178,7 +180,8 @@ async def serve(
         handle_signals=install_signal_handlers,
         limits=options.limits,
     )
-    cluster = options.cluster or options.policy_configmap is not None or options.kubeconfig is not None
+    cluster = options.cluster or options.policy_configmap is not None or options.kubeconfig is not None \
+        or options.context is not None
     watches: list[Any] = []
     if cluster:
         namespace_cache = NamespaceCache()

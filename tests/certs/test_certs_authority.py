@@ -92,11 +92,11 @@ def test_make_manifests_keeps_the_ca_across_serving_rotations(tmp_path: Path) ->
     assert (certs / "tls.crt").read_bytes() != serial
 
     meshfit = env["MESHFIT"]
-    subprocess.run([meshfit, "certs", "rotate-ca", "begin", str(certs)], check=True, capture_output=True)
+    subprocess.run([meshfit, "certs", "rotate-ca", "begin", "--cert-dir", str(certs)], check=True, capture_output=True)
     during = render()
     assert during != first
-    subprocess.run([meshfit, "certs", "rotate-ca", "switch", str(certs), "--service", "meshfit-webhook",
+    subprocess.run([meshfit, "certs", "rotate-ca", "switch", "--cert-dir", str(certs), "--service", "meshfit-webhook",
                     "--namespace", "meshfit-system", "--ip", "127.0.0.1"], check=True, capture_output=True)
     assert render() == during, "switching the serving pair keeps the two-CA bundle"
-    subprocess.run([meshfit, "certs", "rotate-ca", "finish", str(certs)], check=True, capture_output=True)
+    subprocess.run([meshfit, "certs", "rotate-ca", "finish", "--cert-dir", str(certs)], check=True, capture_output=True)
     assert render() not in (first, during)

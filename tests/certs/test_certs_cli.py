@@ -16,6 +16,7 @@ import pytest
 from certs.generate import generate
 from cli import certs_cmd
 from cli.errors import CommandError
+from cli.main import command_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +30,7 @@ def run(argv: list[str]) -> int:
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:
-        print(f"meshfit {args.command}: {exc}", file=sys.stderr)
+        print(f"{command_name(args)}: {exc}", file=sys.stderr)
         return exc.exit_code
 
 
@@ -43,7 +44,7 @@ def test_generate_prints_the_ca_bundle_alone_on_stdout(tmp_path: Path, capsys) -
             "wh",
             "--namespace",
             "mesh",
-            "--out",
+            "--cert-dir",
             str(out),
             "--ip",
             "127.0.0.1",
@@ -69,6 +70,7 @@ def test_check_passes_a_good_directory(tmp_path: Path, capsys) -> None:
         [
             "certs",
             "check",
+            "--cert-dir",
             str(tmp_path),
             "--service",
             "wh",
@@ -89,30 +91,30 @@ def test_check_passes_a_good_directory(tmp_path: Path, capsys) -> None:
 
 def test_check_fails_an_expired_certificate(tmp_path: Path, capsys) -> None:
     generate(tmp_path, service="wh", namespace="mesh", days=1, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
-    assert run(["certs", "check", str(tmp_path)]) == 1
+    assert run(["certs", "check", "--cert-dir", str(tmp_path)]) == 1
     assert "expired" in capsys.readouterr().err
 
 
 def test_check_fails_when_expiring_within_min_days(tmp_path: Path, capsys) -> None:
     generate(tmp_path, service="wh", namespace="mesh", days=5)
-    assert run(["certs", "check", str(tmp_path), "--min-days", "4"]) == 0
-    assert run(["certs", "check", str(tmp_path), "--min-days", "6"]) == 1
+    assert run(["certs", "check", "--cert-dir", str(tmp_path), "--min-days", "4"]) == 0
+    assert run(["certs", "check", "--cert-dir", str(tmp_path), "--min-days", "6"]) == 1
     assert "less than 6" in capsys.readouterr().err
 
 
 def test_check_fails_on_missing_sans(tmp_path: Path, capsys) -> None:
     generate(tmp_path, service="wh", namespace="mesh")
-    assert run(["certs", "check", str(tmp_path), "--service", "wh", "--namespace", "other"]) == 1
+    assert run(["certs", "check", "--cert-dir", str(tmp_path), "--service", "wh", "--namespace", "other"]) == 1
     assert "wh.other.svc" in capsys.readouterr().err
-    assert run(["certs", "check", str(tmp_path), "--ip", "10.0.0.1"]) == 1
-    assert run(["certs", "check", str(tmp_path), "--dns", "elsewhere.example"]) == 1
+    assert run(["certs", "check", "--cert-dir", str(tmp_path), "--ip", "10.0.0.1"]) == 1
+    assert run(["certs", "check", "--cert-dir", str(tmp_path), "--dns", "elsewhere.example"]) == 1
 
 
 def test_check_fails_on_key_mismatch(tmp_path: Path, capsys) -> None:
     generate(tmp_path / "a", service="wh", namespace="mesh")
     generate(tmp_path / "b", service="wh", namespace="mesh")
     shutil.copy(tmp_path / "b" / "tls.key", tmp_path / "a" / "tls.key")
-    assert run(["certs", "check", str(tmp_path / "a")]) == 1
+    assert run(["certs", "check", "--cert-dir", str(tmp_path / "a")]) == 1
     assert "does not match" in capsys.readouterr().err
 
 
@@ -120,7 +122,7 @@ def test_check_fails_on_broken_chain(tmp_path: Path, capsys) -> None:
     generate(tmp_path / "a", service="wh", namespace="mesh")
     generate(tmp_path / "b", service="wh", namespace="mesh")
     shutil.copy(tmp_path / "b" / "ca.crt", tmp_path / "a" / "ca.crt")
-    assert run(["certs", "check", str(tmp_path / "a")]) == 1
+    assert run(["certs", "check", "--cert-dir", str(tmp_path / "a")]) == 1
     captured = capsys.readouterr()
     assert "BROKEN" in captured.out
     assert "does not chain" in captured.err
@@ -129,25 +131,25 @@ def test_check_fails_on_broken_chain(tmp_path: Path, capsys) -> None:
 def test_check_without_ca_reports_chain_unchecked(tmp_path: Path, capsys) -> None:
     generate(tmp_path, service="wh", namespace="mesh")
     (tmp_path / "ca.crt").unlink()
-    assert run(["certs", "check", str(tmp_path)]) == 0
+    assert run(["certs", "check", "--cert-dir", str(tmp_path)]) == 0
     assert "not checked" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     "argv",
     [
-        ["certs", "check", "/nonexistent/meshfit-certs"],
-        ["certs", "check", "/tmp", "--service", "wh"],
-        ["certs", "generate", "--service", "wh", "--namespace", "mesh", "--out", "x", "--days", "0"],
-        ["certs", "generate", "--service", "Not_A_Label", "--namespace", "mesh", "--out", "x"],
-        ["certs", "generate", "--service", "wh", "--namespace", "mesh", "--out", "x", "--ip", "nope"],
+        ["certs", "check", "--cert-dir", "/nonexistent/meshfit-certs"],
+        ["certs", "check", "--cert-dir", "/tmp", "--service", "wh"],
+        ["certs", "generate", "--service", "wh", "--namespace", "mesh", "--cert-dir", "x", "--days", "0"],
+        ["certs", "generate", "--service", "Not_A_Label", "--namespace", "mesh", "--cert-dir", "x"],
+        ["certs", "generate", "--service", "wh", "--namespace", "mesh", "--cert-dir", "x", "--ip", "nope"],
     ],
 )
 def test_user_mistakes_are_one_line_and_non_zero(argv, capsys, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert run(argv) != 0
     err = capsys.readouterr().err.strip()
-    assert err.startswith("meshfit certs: ") and "\n" not in err
+    assert err.startswith(f"meshfit certs {argv[1]}: ") and "\n" not in err
     assert not (tmp_path / "x").exists()
 
 
@@ -165,7 +167,7 @@ def test_console_entry_point(tmp_path: Path) -> None:
             "wh",
             "--namespace",
             "mesh",
-            "--out",
+            "--cert-dir",
             str(tmp_path / "c"),
         ],
         capture_output=True,

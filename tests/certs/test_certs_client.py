@@ -75,10 +75,10 @@ def test_the_issued_client_certificate_is_admitted_and_a_foreign_one_is_not(tmp_
 
 
 def test_certs_client_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["certs", "ca", "--out", str(tmp_path), "--common-name", "meshfit scheduler client CA"]) == 0
-    assert main(["certs", "client", "--dir", str(tmp_path)]) == 0
+    assert main(["certs", "ca", "--cert-dir", str(tmp_path), "--common-name", "meshfit scheduler client CA"]) == 0
+    assert main(["certs", "client", "--cert-dir", str(tmp_path)]) == 0
     assert "CN=system:kube-scheduler" in capsys.readouterr().err
     ca = x509.load_pem_x509_certificate((tmp_path / "ca.crt").read_bytes())
     assert ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "meshfit scheduler client CA"
     assert oct((tmp_path / "client.key").stat().st_mode & 0o777) == "0o600"
-    assert main(["certs", "client", "--dir", str(tmp_path / "missing")]) == 1
+    assert main(["certs", "client", "--cert-dir", str(tmp_path / "missing")]) == 1

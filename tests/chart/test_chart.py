@@ -261,7 +261,7 @@ def test_extender_generated_certificates_let_the_scheduler_in(helm: Path, tmp_pa
     scheduler = _secret_files(objects["Secret", NAMESPACE, "meshfit-scheduler-client"], tmp_path / "scheduler")
     assert serving["ca.crt"].read_bytes() == scheduler["ca.crt"].read_bytes()
     assert client_ca["ca.crt"].read_bytes() != serving["ca.crt"].read_bytes()  # two CAs: no cross-use
-    # The extender's side, as `meshfit extender serve --tls-cert-dir --tls-client-ca` makes it.
+    # The extender's side, as `meshfit extender serve --cert-dir --tls-client-ca` makes it.
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(serving["tls.crt"], serving["tls.key"])
     server.load_verify_locations(cafile=client_ca["ca.crt"])

@@ -38,7 +38,7 @@ def start_secure_extender(cluster: LocalCluster, workdir: Path, name: str, *extr
     directory.mkdir(exist_ok=True)
     done = subprocess.run(
         meshfit_argv("certs", "generate", "--service", EXTENDER_SERVICE, "--namespace", POLICY_NAMESPACE,
-                     "--out", str(directory / "serving"), "--ip", LOOPBACK),
+                     "--cert-dir", str(directory / "serving"), "--ip", LOOPBACK),
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr
@@ -48,7 +48,7 @@ def start_secure_extender(cluster: LocalCluster, workdir: Path, name: str, *extr
     context.load_cert_chain(str(client_cert), str(client_key))
     argv = meshfit_argv(
         "extender", "serve", "--host", LOOPBACK, "--port", str(port), "--probe-port", str(probe_port),
-        "--tls-cert-dir", str(directory / "serving"), "--tls-client-ca", str(client_ca),
+        "--cert-dir", str(directory / "serving"), "--tls-client-ca", str(client_ca),
         "--tls-client-name", "system:kube-scheduler",
         "--kubeconfig", str(cluster.kubeconfig_path), "--policy-configmap", f"{POLICY_NAMESPACE}/{POLICY_NAME}",
         *extra,

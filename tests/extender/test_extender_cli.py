@@ -47,7 +47,7 @@ def snapshot(tmp_path: Path) -> Path:
 @pytest.fixture
 def pending(tmp_path: Path) -> Path:
     pods = [meshed(app_pod(f"web-{i}", "1", "2Gi", limits={"cpu": "2", "memory": "4Gi"})) for i in range(4)]
-    pods.append(app_pod("batch-0", "500m", "512Mi", namespace="jobs"))
+    pods.append(app_pod("batch-0", "500m", "512Mi", namespace="jobs", annotations={"meshfit.io/inject": "false"}))
     path = tmp_path / "pending.yaml"
     path.write_text(yaml.safe_dump_all(pods))
     return path
@@ -79,6 +79,24 @@ def test_simulate_json_places_each_pod_before_the_next(snapshot: Path, pending: 
     assert {v["node"]: v["after"]["exposure"]["cpu"] for v in result[2]["nodes"]}["node-b"] == "17.5%"
 
 
+def test_simulate_takes_workloads_as_written_and_injects_them(capsys, monkeypatch) -> None:
+    import io
+
+    root = Path(__file__).resolve().parents[2]
+    payments = root / "manifests" / "examples" / "payments.yaml"
+    # The shipped snapshot is the default; a Deployment counts as its replicas, injected as the webhook would.
+    assert main(["extender", "simulate", "-f", str(payments), "-o", "json"]) == 0
+    result = orjson.loads(capsys.readouterr().out)
+    assert [(r["namespace"], r["name"], r["mesh"]) for r in result] == \
+        [("shop", f"payments-{i}", "meshfit") for i in range(3)]
+    assert result[0]["requests"] == {"cpu": "2100m", "memory": "4224Mi"}  # R(pod) unchanged by the injection
+    assert main(["extender", "simulate", "-f", str(payments), "--no-inject", "-o", "json"]) == 0
+    assert {r["mesh"] for r in orjson.loads(capsys.readouterr().out)} == {None}
+    monkeypatch.setattr("sys.stdin", io.StringIO(payments.read_text()))
+    assert main(["extender", "simulate", "-f", "-", "--top", "1"]) == 0
+    assert capsys.readouterr().out.startswith("pod shop/payments-0 (meshfit)")
+
+
 def test_simulate_observe_only_lets_the_ceiling_pass(snapshot: Path, pending: Path, capsys) -> None:
     assert main(["extender", "simulate", "--snapshot", str(snapshot), "-f", str(pending), "--observe-only"]) == 0
     assert "UNSCHEDULABLE" not in capsys.readouterr().out
@@ -97,7 +115,7 @@ def test_simulate_says_what_is_wrong(tmp_path: Path, pending: Path, capsys) -> N
 
 # -- leak -----------------------------------------------------------------------
 def test_leak_table_and_json(snapshot: Path, capsys) -> None:
-    assert main(["leak", "--snapshot", str(snapshot)]) == 0
+    assert main(["leak", "-f", str(snapshot)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["NAMESPACE", "PODS", "LEAKING", "PODS", "CPU", "LEAK", "MEMORY", "LEAK", "CPU", "%",
                                 "OF", "REQ", "MEM", "%", "OF", "REQ"]
@@ -241,7 +259,7 @@ async def test_serve_a_cluster_is_ready_after_the_initial_lists(tmp_path: Path) 
     (["--snapshot", "/nonexistent.yaml"], "cannot read /nonexistent.yaml"),
     (["--snapshot", "SNAP", "--policy-configmap", "ns/name"], "--policy-configmap needs a cluster"),
     (["--snapshot", "SNAP", "--policy", "BADPOLICY"], "invalid"),
-    (["--snapshot", "SNAP", "--tls-cert-dir", "/nonexistent"], "--tls-cert-dir /nonexistent"),
+    (["--snapshot", "SNAP", "--cert-dir", "/nonexistent"], "--cert-dir /nonexistent"),
 ])
 def test_serve_refuses_bad_input_in_one_line(args: list[str], needle: str, snapshot: Path, tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad-policy.yaml"
@@ -249,7 +267,7 @@ def test_serve_refuses_bad_input_in_one_line(args: list[str], needle: str, snaps
     args = [a.replace("SNAP", str(snapshot)).replace("BADPOLICY", str(bad)) for a in args]
     assert main(["extender", "serve", "--port", "0", *args]) == 1
     err = capsys.readouterr().err
-    assert needle in err and err.startswith("meshfit extender: ") and err.count("\n") == 1
+    assert needle in err and err.startswith("meshfit extender serve: ") and err.count("\n") == 1
 
 
 def test_policy_file_reload_keeps_the_last_good(tmp_path: Path) -> None:
@@ -276,7 +294,7 @@ async def test_serve_https_with_client_certificates(tmp_path: Path, snapshot: Pa
     serving = tmp_path / "tls"
     generate(serving, service="meshfit-extender", namespace="meshfit-system", ips=["127.0.0.1"])
     client_ca, client_cert, client_key = client_pair(tmp_path)
-    proc, url = await start_serve("--snapshot", str(snapshot), "--tls-cert-dir", str(serving),
+    proc, url = await start_serve("--snapshot", str(snapshot), "--cert-dir", str(serving),
                                   "--tls-client-ca", str(client_ca), "--tls-client-name", "system:kube-scheduler")
     try:
         url = url.replace("http://", "https://")
@@ -302,7 +320,7 @@ async def test_a_client_certificate_of_another_name_is_refused(tmp_path: Path, s
     serving = tmp_path / "tls"
     generate(serving, service="meshfit-extender", namespace="meshfit-system", ips=["127.0.0.1"])
     client_ca, client_cert, client_key = client_pair(tmp_path)  # CN system:kube-scheduler
-    proc, url = await start_serve("--snapshot", str(snapshot), "--tls-cert-dir", str(serving),
+    proc, url = await start_serve("--snapshot", str(snapshot), "--cert-dir", str(serving),
                                   "--tls-client-ca", str(client_ca), "--tls-client-name", "system:node:worker-1")
     try:
         url = url.replace("http://", "https://")

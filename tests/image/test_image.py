@@ -198,7 +198,7 @@ def test_the_controller_starts_from_inside_with_the_shipped_arguments(image: Ima
     proc = in_image(image, rootfs, args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
-    assert err.strip().startswith("meshfit controller: cannot load kubeconfig"), err
+    assert err.strip().startswith("meshfit controller serve: cannot load kubeconfig"), err
 
 
 def test_root_filesystem_is_read_only_inside(image: Image, rootfs: Path) -> None:

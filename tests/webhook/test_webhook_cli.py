@@ -54,7 +54,7 @@ def test_broken_policy_file_is_one_line_and_exit_1(
 def test_missing_certificate_is_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path, policy_path: Path) -> None:
     code = main(["webhook", "serve", "--cert-dir", str(tmp_path / "none"), "--policy", str(policy_path), "--port", "0"])
     assert code == 1
-    assert "meshfit webhook: no serving certificate" in capsys.readouterr().err
+    assert "meshfit webhook serve: no serving certificate" in capsys.readouterr().err
 
 
 def test_unusable_kubeconfig_is_exit_1(
