@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
 
+from cli.cluster_options import add_cluster_options
+from cli.output import add_output_option, structured
 from cli.errors import CommandError
 from cli.fleet_source import open_client, run_async, table
 from cli.progress import Progress
@@ -39,8 +40,8 @@ def register(subparsers: Any) -> None:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("-n", "--namespace", default="default", help="the rollout's namespace (default: default)")
-        p.add_argument("--kubeconfig", metavar="FILE", help="cluster (default: in-cluster, else ~/.kube/config)")
-        p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+        add_cluster_options(p, what="the cluster the rollout is in")
+        add_output_option(p)
 
     create = verbs.add_parser("create", help="create a rollout from flags or -f FILE",
                               description="Create a SidecarRollout. With -f FILE the file is the whole resource "
@@ -190,13 +191,13 @@ def run_create(args: argparse.Namespace) -> int:
     namespace = doc["metadata"]["namespace"]
 
     async def main() -> dict[str, Any]:
-        async with open_client(args.kubeconfig) as client:
+        async with open_client(args) as client:
             answer: dict[str, Any] = await client.post_json(f"{API}/namespaces/{namespace}/sidecarrollouts", doc)
             return answer
 
     created = run_async(main)
-    if args.output == "json":
-        _json(created)
+    if args.output != "table":
+        sys.stdout.write(structured(created, args.output))
     else:
         spec = created.get("spec") or {}
         sys.stdout.write(f"sidecarrollout {namespace}/{created['metadata']['name']} created: {spec.get('sidecar')} "
@@ -205,10 +206,6 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 # -- status -------------------------------------------------------------------------------------------------
-def _json(obj: Any) -> None:
-    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
 def finished(rollout: Mapping[str, Any]) -> bool:
     """Nothing more will happen: succeeded, or failed/aborted with its rollback (if any) over."""
     status = rollout.get("status") or {}
@@ -245,18 +242,18 @@ def run_status(args: argparse.Namespace) -> int:
     path = f"{API}/namespaces/{args.namespace}/sidecarrollouts/{args.name}"
 
     async def main() -> dict[str, Any]:
-        async with open_client(args.kubeconfig) as client:
+        async with open_client(args) as client:
             rollout: dict[str, Any] = await client.get_json(path)
             if not args.watch:
                 return rollout
             progress = Progress(f"{args.name}", total=int((rollout.get("status") or {}).get("total") or 0),
-                                enabled=args.output != "json")
+                                enabled=args.output == "table")
             deadline = time.monotonic() + args.timeout
             seen: tuple[Any, ...] = ()
             while not finished(rollout) and time.monotonic() < deadline:
                 status = rollout.get("status") or {}
                 now = (status.get("phase"), status.get("batch"), status.get("reason"))
-                if now != seen and args.output != "json":
+                if now != seen and args.output == "table":
                     sys.stderr.write(f"\n{status.get('phase', 'Pending')}: batch {status.get('batchText', '?')}: "
                                      f"{status.get('message', '')}\n")
                     seen = now
@@ -268,8 +265,8 @@ def run_status(args: argparse.Namespace) -> int:
             return rollout
 
     rollout = run_async(main)
-    if args.output == "json":
-        _json(rollout)
+    if args.output != "table":
+        sys.stdout.write(structured(rollout, args.output))
     else:
         sys.stdout.write(summary(rollout))
     if args.watch:
@@ -285,7 +282,7 @@ def run_control(args: argparse.Namespace) -> int:
     path = f"{API}/namespaces/{args.namespace}/sidecarrollouts/{args.name}"
 
     async def main() -> dict[str, Any]:
-        async with open_client(args.kubeconfig) as client:
+        async with open_client(args) as client:
             rollout = await client.get_json(path)
             status = rollout.get("status") or {}
             meta: dict[str, Any] = {}
@@ -306,8 +303,8 @@ def run_control(args: argparse.Namespace) -> int:
             return answer
 
     answer = run_async(main)
-    if args.output == "json":
-        _json(answer)
+    if args.output != "table":
+        sys.stdout.write(structured(answer, args.output))
     else:
         words = {"promote": "promoted", "pause": "paused", "resume": "resumed", "abort": "aborted"}
         sys.stdout.write(f"sidecarrollout {args.namespace}/{args.name} {words[args.verb]}\n")
