@@ -14,7 +14,8 @@ Pods that escaped injection (admitted while the webhook was not answering, under
 ``failurePolicy: Ignore``) get a Warning Event each, and with
 ``fleet.missedInjections: repair`` their workloads are restarted so the webhook
 meshes the new pods: at most ``fleet.repairsPerRun`` workloads a run, one write
-token each, never a bare pod, once per workload and day (the template's
+token each, never a bare pod, never inside a freeze window (``fleet.freezeWindows``:
+the next run after it repairs), once per workload and day (the template's
 ``meshfit.io/repaired`` marker).
 """
 
@@ -36,6 +37,7 @@ from kube.events import EventRecorder
 from kube.ratelimit import TokenBucket
 from policy.fleet import FleetView
 from policy.fleet_audit import POD_CHECKS, FleetAudit, MissedPod
+from policy.freeze import active_window
 from policy.model import Policy
 from serving.cluster_facts import ClusterFacts, read_cluster
 from serving.exposition import Registry, Sample
@@ -213,6 +215,14 @@ class Inspector:
 
     async def _report_missed(self, missed: list[MissedPod], policy: Policy, now: dt.datetime) -> None:
         repair = policy.fleet.missed_injections == "repair"
+        frozen = active_window(policy.fleet.freeze_windows, now)
+        if repair and frozen is not None:
+            # A workload restart is a change: none inside a freeze window; the next run after it repairs.
+            window, until = frozen
+            log.info("missed injections not repaired: freeze window %s until %s", window.describe(),
+                     until.isoformat())
+            self.repairs["frozen"] += len({(p.namespace, str((p.owner or {}).get("name"))) for p in missed if p.owner})
+            repair = False
         budget = policy.fleet.repairs_per_run
         asked: set[tuple[str, str, str]] = set()
         for pod in missed:

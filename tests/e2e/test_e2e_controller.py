@@ -460,6 +460,46 @@ def test_the_leader_inspects_the_fleet_exports_the_gauges_and_repairs_a_missed_i
         replica.stop()
 
 
+def test_a_freeze_window_holds_the_repair_of_a_missed_injection(
+        kwok_cluster: LocalCluster, e2e_namespace: str, nodes: dict[str, str], tmp_path: Path) -> None:
+    import datetime as dt
+
+    cluster, ns = kwok_cluster, e2e_namespace
+    status, _ = cluster.request("PATCH", f"/api/v1/namespaces/{ns}",
+                                {"metadata": {"labels": {"meshfit.io/inject": "enabled"}}},
+                                content_type="application/merge-patch+json")
+    assert status == 200
+    now = dt.datetime.now(dt.UTC)
+    window = {"start": (now - dt.timedelta(hours=1)).strftime("%H:%M"),
+              "end": (now + dt.timedelta(hours=1)).strftime("%H:%M"), "reason": "peak hours"}
+    frozen = tmp_path / "frozen.yaml"
+    frozen.write_text(policy_document(missedInjections="repair", freezeWindows=[window]))
+    labels = {"app.kubernetes.io/name": "legacy"}
+    deployment = create(cluster, ns, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "legacy"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "app", "image": "registry.invalid/legacy:1"}]}}}},
+        collection=f"/apis/apps/v1/namespaces/{ns}/deployments")
+    create(cluster, ns, {"apiVersion": "v1", "kind": "Pod",
+                         "metadata": {"name": "escaped-0", "labels": labels, "ownerReferences": [{
+                             "apiVersion": "apps/v1", "kind": "Deployment", "name": "legacy",
+                             "uid": deployment["metadata"]["uid"], "controller": True}]},
+                         "spec": {"nodeName": nodes["new"], "containers": [{
+                             "name": "app", "image": "registry.invalid/legacy:1",
+                             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}})
+    replica = ControllerProcess(cluster, frozen, (ns, "meshfit-controller"), "ctl-frozen", tmp_path,
+                                extra=("--inspect-interval", "1")).start()
+    try:
+        cluster.wait_for(lambda: replica.metrics().get('meshfit_fleet_repairs_total{result="frozen"}', 0) >= 2,
+                         60, interval=0.5, what="two runs holding the repair")
+        _, body = cluster.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/legacy")
+        assert "meshfit.io/repaired" not in (body["spec"]["template"]["metadata"].get("annotations") or {})
+        assert "MissedInjection" in {e["reason"] for e in events_for(cluster, ns, "escaped-0")}
+    finally:
+        replica.stop()
+
+
 def copy_pod(pod: dict[str, Any], name: str) -> dict[str, Any]:
     out = json.loads(json.dumps(pod))
     out["metadata"]["name"] = name
