@@ -62,6 +62,11 @@ from .meshfit_servers import (
 )
 
 NAMESPACE = "shop"
+#: The demo's own names for what the install (``kubectl apply -k manifests/``) also creates, so that
+#: the install can be applied to the demo's cluster (KEEP=1) without replacing the demo's
+#: webhook registration (by URL, on loopback) or its policy (the swap variant).
+DEMO_WEBHOOK = "meshfit-demo-sidecar-injector"
+DEMO_POLICY = ("meshfit-system", "meshfit-demo-policy")
 OPT_IN = {"meshfit.io/inject": "enabled"}
 #: Three sizes, so exposure ceilings (a fraction of allocatable) bite differently.
 NODES: tuple[tuple[str, str, str], ...] = (
@@ -196,23 +201,24 @@ def _binaries(say: Progress) -> Any:
 def _demo(cluster: LocalCluster, servers: list[MeshfitServer], policy_text: str, policy: Policy,
           say: Progress, out: TextIO) -> int:
     workdir = cluster.workdir
-    install_policy(cluster, policy_text)
-    say(f"policy ConfigMap meshfit-system/meshfit-policy: manifests/policy.yaml with "
+    install_policy(cluster, policy_text, DEMO_POLICY[1])
+    say(f"policy ConfigMap {'/'.join(DEMO_POLICY)}: manifests/policy.yaml with "
         f"overcommitVariant {policy.resources.variant} (revision {policy.revision})")
     ca_bundle = generate_certs(workdir / "webhook-certs")
     say("webhook certificate from `meshfit certs generate --ip 127.0.0.1`")
 
-    webhook = start_webhook(workdir, cluster.kubeconfig_path, workdir / "webhook-certs", wait=False)
+    webhook = start_webhook(workdir, cluster.kubeconfig_path, workdir / "webhook-certs", wait=False,
+                            policy_configmap=DEMO_POLICY)
     servers.append(webhook)
-    extender = start_extender(workdir, cluster.kubeconfig_path, wait=False)
+    extender = start_extender(workdir, cluster.kubeconfig_path, wait=False, policy_configmap=DEMO_POLICY)
     servers.append(extender)
     webhook.wait_ready()
     extender.wait_ready()
     say(f"webhook ready at {webhook.url}/mutate, extender ready at {extender.url}")
 
-    register_webhook(cluster, webhook_configuration("meshfit-sidecar-injector", webhook.url, ca_bundle))
+    register_webhook(cluster, webhook_configuration(DEMO_WEBHOOK, webhook.url, ca_bundle))
     cluster.restart_scheduler([shipped_extender_config(extender.url)])
-    say("registered: MutatingWebhookConfiguration meshfit-sidecar-injector; kube-scheduler restarted "
+    say(f"registered: MutatingWebhookConfiguration {DEMO_WEBHOOK}; kube-scheduler restarted "
         "with the extender (filter, prioritize, bind)")
 
     for name, cpu, memory in NODES:
@@ -273,7 +279,7 @@ def _upgrade_in_place(cluster: LocalCluster, servers: list[MeshfitServer], say: 
                               what=f"{UPGRADE_POD} running on {UPGRADE_NODE}")
     assert before is not None
     say(f"{UPGRADE_POD} running on {UPGRADE_NODE} (kubelet v1.36.3, played by KWOK) with rpc-mesh {UPGRADE_FROM}")
-    controller = start_controller(cluster.workdir, cluster.kubeconfig_path, wait=False)
+    controller = start_controller(cluster.workdir, cluster.kubeconfig_path, wait=False, policy_configmap=DEMO_POLICY)
     servers.append(controller)
     controller.wait_ready()
     say("fleet controller ready; `meshfit upgrade rpc-mesh 1.8.1 checkout-0 -n shop --wait`:")

@@ -255,9 +255,10 @@ def _start_serve(
 # ----------------------------------------------------------------- objects
 
 
-def policy_configmap(policy_text: str | None = None) -> JSON:
-    """The shipped policy ConfigMap (manifests/policy.yaml), optionally with another policy.yaml."""
+def policy_configmap(policy_text: str | None = None, name: str = POLICY_NAME) -> JSON:
+    """The shipped policy ConfigMap (manifests/policy.yaml), optionally with another policy.yaml and name."""
     cm: JSON = yaml.safe_load(POLICY_MANIFEST.read_text())
+    cm["metadata"]["name"] = name
     if policy_text is not None:
         cm["data"]["policy.yaml"] = policy_text
     return cm
@@ -277,13 +278,13 @@ def apply_object(cluster: LocalCluster, collection: str, body: JSON) -> JSON:
     return stored
 
 
-def install_policy(cluster: LocalCluster, policy_text: str | None = None) -> JSON:
-    """Put the policy ConfigMap (and its namespace) in the cluster; create or replace."""
+def install_policy(cluster: LocalCluster, policy_text: str | None = None, name: str = POLICY_NAME) -> JSON:
+    """Put the policy ConfigMap ``name`` (and its namespace) in the cluster; create or replace."""
     status, ns = cluster.request("GET", f"/api/v1/namespaces/{POLICY_NAMESPACE}")
     if status == 404:
         cluster.create_namespace(POLICY_NAMESPACE)
     return apply_object(
-        cluster, f"/api/v1/namespaces/{POLICY_NAMESPACE}/configmaps", policy_configmap(policy_text)
+        cluster, f"/api/v1/namespaces/{POLICY_NAMESPACE}/configmaps", policy_configmap(policy_text, name)
     )
 
 
