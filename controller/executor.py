@@ -160,31 +160,14 @@ class Executor:
                     await task
 
     async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            if key is None:
-                return
+        async def counted(key: str) -> None:
             self.busy += 1
             try:
                 await self.reconcile(key)
-            except ApiError as exc:
-                if exc.status == 409:
-                    self.metrics.conflicts.inc()
-                else:
-                    self.metrics.errors.inc(str(exc.status))
-                    log.warning("%s: %s", key, exc)
-                self.queue.retry(key)
-            except (OSError, TimeoutError) as exc:
-                self.metrics.errors.inc("network")
-                log.warning("%s: %s", key, exc)
-                self.queue.retry(key)
-            except Exception:  # a bug must not stop the worker; the pod is tried again later
-                self.metrics.errors.inc("internal")
-                log.exception("%s: reconcile failed", key)
-                self.queue.retry(key)
             finally:
                 self.busy -= 1
-                self.queue.done(key)
+
+        await self.queue.drain(counted, lambda key, exc: self.metrics.failed("pod", key, exc))
 
     async def reconcile(self, key: str) -> Step | None:
         """Decide and carry out the next step for one pod; the step taken (``None`` when the pod is gone)."""

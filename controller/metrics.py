@@ -6,11 +6,14 @@ depth, pods with a target, watch counters, leadership) is read at scrape time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from controller.rollout_plan import PHASES
 from serving.exposition import Registry, Sample
+
+log = logging.getLogger(__name__)
 
 PREFIX = "meshfit_controller_"
 #: Operation durations (seconds): an image change takes seconds, a recreate minutes.
@@ -77,6 +80,23 @@ class ControllerMetrics:
     def _phases(self) -> Iterable[Sample]:
         return [((name, phase), 1 if phase == current else 0)
                 for name, current in self.rollout_phases() for phase in PHASES]
+
+    def failed(self, what: str, key: str, exc: Exception) -> None:
+        """Count and log a reconcile that failed; a conflict (another writer first) is counted, not logged."""
+        from kube.client import ApiError
+
+        if isinstance(exc, ApiError):
+            if exc.status == 409:
+                self.conflicts.inc()
+                return
+            self.errors.inc(str(exc.status))
+            log.warning("%s %s: %s", what, key, exc)
+        elif isinstance(exc, (OSError, TimeoutError)):
+            self.errors.inc("network")
+            log.warning("%s %s: %s", what, key, exc)
+        else:
+            self.errors.inc("internal")
+            log.error("%s %s: reconcile failed", what, key, exc_info=exc)
 
     def _watch_events(self) -> Iterable[Sample]:
         return [((name,), w.stats.events) for name, w in self.watches.items()]

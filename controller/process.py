@@ -31,7 +31,7 @@ from kube.config import ClusterConfig, ConfigError, load_config
 from kube.watch import ListWatch
 from policy.model import Policy
 from serving.exposition import CONTENT_TYPE
-from serving.policy_source import ConfigMapHandlers, GlobalPolicy, PolicyFile, global_configmap_handlers
+from serving.policy_source import GlobalPolicy, PolicyFile, policy_file_at_start, settling_configmap_handlers
 from serving.leadership import elect, elector_for
 from serving.process import Process, StartError, http_app
 
@@ -79,7 +79,6 @@ class LivePolicy(GlobalPolicy):
 
     def __init__(self) -> None:
         super().__init__(BUILTIN_POLICY, "built-in defaults")
-        self.settled = True
 
     def absent(self, source: str, reason: str) -> None:
         log.warning("%s: %s; acting on policy %s from %s", source, reason, self.policy.revision, self.source)
@@ -102,30 +101,12 @@ def prepare(options: ServeOptions) -> Prepared:
     holder = LivePolicy()
     policy_file = None
     if options.policy_file:
-        policy_file = PolicyFile(holder, options.policy_file, interval=options.policy_interval)
-        if not policy_file.check_now():
-            if policy_file.unreadable is not None:
-                raise StartError(f"policy {options.policy_file}: {policy_file.unreadable}")
-            assert holder.rejected is not None
-            raise StartError(holder.rejected.message)
+        policy_file = policy_file_at_start(holder, options.policy_file, options.policy_interval)
     try:
         config = load_config(options.kubeconfig, context=options.context)
     except ConfigError as exc:
         raise StartError(str(exc)) from None
     return Prepared(options, config, holder, policy_file)
-
-
-def _policy_handlers(holder: LivePolicy, namespace: str, name: str) -> ConfigMapHandlers:
-    handlers = global_configmap_handlers(holder, namespace, name)
-    holder.settled = False
-
-    async def on_sync(items: list[dict[str, Any]], resource_version: str) -> None:
-        result = handlers.on_sync(items, resource_version)
-        if result is not None:
-            await result
-        holder.settled = True
-
-    return ConfigMapHandlers(on_sync, handlers.on_event)
 
 
 async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
@@ -146,7 +127,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
     }
     if options.policy_configmap is not None:
         namespace, name = options.policy_configmap
-        handlers = _policy_handlers(holder, namespace, name)
+        handlers = settling_configmap_handlers(holder, namespace, name)
         watches["policy"] = ListWatch(client, f"/api/v1/namespaces/{namespace}/configmaps",
                                       on_event=handlers.on_event, on_sync=handlers.on_sync,
                                       field_selector=f"metadata.name={name}", name="policy")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 
@@ -134,3 +134,23 @@ class WorkQueue:
         """Hand out no more keys; waiting workers get ``None``."""
         self._shut = True
         self._ready.set()
+
+    async def drain(self, reconcile: Callable[[str], Awaitable[object]],
+                    on_error: Callable[[str, Exception], None]) -> None:
+        """One worker until shut down: each key to ``reconcile``; a failure to ``on_error``, then a retry.
+
+        Whatever fails (an API error, the network, a bug) must not stop the
+        worker: the key is tried again after its backoff.
+        """
+        while True:
+            key = await self.get()
+            if key is None:
+                return
+            try:
+                await reconcile(key)
+            except Exception as exc:  # noqa: BLE001  - see the docstring
+                on_error(key, exc)
+                self.retry(key)
+            finally:
+                self.done(key)
+

@@ -146,31 +146,13 @@ class RolloutReconciler:
                     self.queue.add(key)
 
     async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            if key is None:
-                return
-            try:
-                decision = await self.reconcile(key)
-            except ApiError as exc:
-                if exc.status != 409:
-                    self.metrics.errors.inc(str(exc.status))
-                    log.warning("rollout %s: %s", key, exc)
-                self.queue.retry(key)
-            except (OSError, TimeoutError) as exc:
-                self.metrics.errors.inc("network")
-                log.warning("rollout %s: %s", key, exc)
-                self.queue.retry(key)
-            except Exception:  # a bug must not stop the worker; the rollout is tried again later
-                self.metrics.errors.inc("internal")
-                log.exception("rollout %s: reconcile failed", key)
-                self.queue.retry(key)
-            else:
-                self.queue.forget(key)
-                if decision is not None and decision.requeue_after is not None:
-                    self.queue.add_after(key, decision.requeue_after)
-            finally:
-                self.queue.done(key)
+        async def reconciled(key: str) -> None:
+            decision = await self.reconcile(key)
+            self.queue.forget(key)
+            if decision is not None and decision.requeue_after is not None:
+                self.queue.add_after(key, decision.requeue_after)
+
+        await self.queue.drain(reconciled, lambda key, exc: self.metrics.failed("rollout", key, exc))
 
     async def reconcile(self, key: str) -> Decision | None:
         """One step of rollout ``key``: read, decide, write; the decision (``None``: not leading, or gone)."""

@@ -29,7 +29,7 @@ from extender.service import ExtenderService
 from kube.client import ApiClient
 from kube.watch import ListWatch
 from policy.pod_entry import PodEntry, reduce_pod
-from serving.policy_source import ConfigMapHandlers, global_configmap_handlers
+from serving.policy_source import settling_configmap_handlers
 
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 
@@ -44,20 +44,6 @@ def reduce_watched(pod: dict[str, Any]) -> Watched:
         return entry
     identity = pending_identity(pod)
     return entry if identity is None else (entry, identity)
-
-
-def policy_handlers(holder: LivePolicy, namespace: str, name: str) -> ConfigMapHandlers:
-    """The global policy ConfigMap's callbacks; the holder is settled once the first LIST has answered."""
-    handlers = global_configmap_handlers(holder, namespace, name)
-    holder.settled = False
-
-    async def on_sync(items: list[dict[str, Any]], resource_version: str) -> None:
-        result = handlers.on_sync(items, resource_version)
-        if result is not None:
-            await result  # the policy is parsed off the event loop
-        holder.settled = True
-
-    return ConfigMapHandlers(on_sync, handlers.on_event)
 
 
 class ClusterFeed:
@@ -89,7 +75,7 @@ class ClusterFeed:
         }
         if policy_configmap is not None:
             namespace, name = policy_configmap
-            handlers = policy_handlers(service.policy, namespace, name)
+            handlers = settling_configmap_handlers(service.policy, namespace, name)
             self.watches["policy"] = ListWatch(
                 client, f"/api/v1/namespaces/{namespace}/configmaps",
                 on_event=handlers.on_event, on_sync=handlers.on_sync,

@@ -36,8 +36,6 @@ class LivePolicy(GlobalPolicy):
     def __init__(self, policy: Policy = BUILTIN_POLICY, source: str = "built-in defaults") -> None:
         super().__init__(policy, source)
         self.scorer = Scorer(policy.scheduling)
-        #: Set once a configured source has delivered its first answer (for readiness).
-        self.settled = True
 
     @property
     def observe_only(self) -> bool:

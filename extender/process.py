@@ -27,7 +27,7 @@ from extender.policy_source import LivePolicy
 from extender.service import ExtenderService
 from extender.snapshot import SnapshotError, load_snapshot
 from serving.connections import ConnectionLimits
-from serving.policy_source import PolicyFile
+from serving.policy_source import PolicyFile, policy_file_at_start
 from serving.process import Process, StartError
 
 if TYPE_CHECKING:
@@ -92,13 +92,7 @@ def prepare(options: ServeOptions) -> Prepared:
     holder = LivePolicy()
     policy_file = None
     if options.policy_file:
-        # A file must be good at start: a typo should fail the rollout, not serve the defaults.
-        policy_file = PolicyFile(holder, options.policy_file, interval=options.policy_interval)
-        if not policy_file.check_now():
-            if policy_file.unreadable is not None:
-                raise StartError(f"policy {options.policy_file}: {policy_file.unreadable}")
-            assert holder.rejected is not None
-            raise StartError(holder.rejected.message)
+        policy_file = policy_file_at_start(holder, options.policy_file, options.policy_interval)
     cache = ClusterCache(assume_ttl=options.assume_ttl)
     service = ExtenderService(
         cache, holder, inflight=InFlight(options.bind_wait, engaged=not options.snapshot),

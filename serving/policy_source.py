@@ -142,6 +142,8 @@ class GlobalPolicy:
         self.last_rejection: Rejection | None = None
         self.loads = 0
         self.rejections = 0
+        #: False from the start of a configured source until it has answered once (readiness waits on it).
+        self.settled = True
         self.loaded_at: float | None = time.time() if policy is not None else None
         self._text: str | None = None
 
@@ -367,3 +369,38 @@ def global_configmap_handlers(live: GlobalPolicy, namespace: str, name: str, *,
             live.absent(source, "deleted")
 
     return ConfigMapHandlers(on_sync, on_event)
+
+
+def settling_configmap_handlers(live: GlobalPolicy, namespace: str, name: str) -> ConfigMapHandlers:
+    """:func:`global_configmap_handlers`, with ``live.settled`` false until the first LIST has answered.
+
+    A server that is Ready before its policy is in would answer with the
+    built-in defaults for a moment after every start.
+    """
+    handlers = global_configmap_handlers(live, namespace, name)
+    live.settled = False
+
+    async def on_sync(items: list[dict[str, Any]], resource_version: str = "") -> None:
+        result = handlers.on_sync(items, resource_version)
+        if result is not None:
+            await result  # the policy is parsed off the event loop
+        live.settled = True
+
+    return ConfigMapHandlers(on_sync, handlers.on_event)
+
+
+def policy_file_at_start(live: GlobalPolicy, path: str, interval: float) -> PolicyFile:
+    """``--policy FILE``, read once now: a file must be good at start (a typo fails the rollout, not serves defaults).
+
+    Raises :class:`serving.process.StartError` saying what is wrong with it.
+    """
+    from serving.process import StartError
+
+    policy_file = PolicyFile(live, path, interval=interval)
+    if not policy_file.check_now():
+        if policy_file.unreadable is not None:
+            raise StartError(f"policy {path}: {policy_file.unreadable}")
+        assert live.rejected is not None
+        raise StartError(live.rejected.message)
+    return policy_file
+
