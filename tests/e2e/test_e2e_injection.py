@@ -157,9 +157,10 @@ def test_pods_that_are_not_for_meshfit_come_back_untouched(
     asked = _requests_answered(webhook_server) - asked_before
 
     assert is_untouched(stored, pod) == []
-    # Who decided: the webhook itself (asked once), or the shipped configuration's selectors
-    # before it (never asked: system namespaces and pods labelled out are not even sent).
-    expected_calls = {"namespace-not-opted-in": 1, "pod-annotation-false": 1, "pod-label-false": 0, "kube-system": 0}
+    # Who decided: the webhook itself (asked once), or the shipped configuration's selectors and
+    # matchConditions before it (never asked: system namespaces, pods labelled out, and pods
+    # annotated out are not even sent).
+    expected_calls = {"namespace-not-opted-in": 1, "pod-annotation-false": 0, "pod-label-false": 0, "kube-system": 0}
     assert asked == expected_calls[case]
 
 
