@@ -398,28 +398,11 @@ def test_the_leader_inspects_the_fleet_exports_the_gauges_and_repairs_a_missed_i
         kwok_cluster: LocalCluster, e2e_namespace: str, nodes: dict[str, str], tmp_path: Path) -> None:
     """Meshed pods, a pod admitted without the webhook under a Deployment and a bare one, in an opted-in namespace."""
     cluster, ns = kwok_cluster, e2e_namespace
-    status, _ = cluster.request("PATCH", f"/api/v1/namespaces/{ns}",
-                                {"metadata": {"labels": {"meshfit.io/inject": "enabled"}}},
-                                content_type="application/merge-patch+json")
-    assert status == 200
+    opt_in(cluster, ns)
     repair = tmp_path / "repair.yaml"
     repair.write_text(policy_document(missedInjections="repair", repairsPerRun=5))
     meshed(cluster, ns, repair, nodes["new"], ["m-0", "m-1", "m-2"])
-    labels = {"app.kubernetes.io/name": "legacy"}
-    deployment = create(cluster, ns, {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "legacy"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": [{"name": "app", "image": "registry.invalid/legacy:1"}]}}}},
-        collection=f"/apis/apps/v1/namespaces/{ns}/deployments")
-    escaped = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": "escaped-0", "labels": labels, "ownerReferences": [{
-                   "apiVersion": "apps/v1", "kind": "Deployment", "name": "legacy",
-                   "uid": deployment["metadata"]["uid"], "controller": True}]},
-               "spec": {"nodeName": nodes["new"],
-                        "containers": [{"name": "app", "image": "registry.invalid/legacy:1",
-                                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}
-    create(cluster, ns, escaped)
+    escaped = escaped_pod(cluster, ns, nodes["new"])
     bare = copy_pod(escaped, "escaped-bare")
     create(cluster, ns, bare)
 
@@ -465,29 +448,13 @@ def test_a_freeze_window_holds_the_repair_of_a_missed_injection(
     import datetime as dt
 
     cluster, ns = kwok_cluster, e2e_namespace
-    status, _ = cluster.request("PATCH", f"/api/v1/namespaces/{ns}",
-                                {"metadata": {"labels": {"meshfit.io/inject": "enabled"}}},
-                                content_type="application/merge-patch+json")
-    assert status == 200
+    opt_in(cluster, ns)
     now = dt.datetime.now(dt.UTC)
     window = {"start": (now - dt.timedelta(hours=1)).strftime("%H:%M"),
               "end": (now + dt.timedelta(hours=1)).strftime("%H:%M"), "reason": "peak hours"}
     frozen = tmp_path / "frozen.yaml"
     frozen.write_text(policy_document(missedInjections="repair", freezeWindows=[window]))
-    labels = {"app.kubernetes.io/name": "legacy"}
-    deployment = create(cluster, ns, {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "legacy"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": [{"name": "app", "image": "registry.invalid/legacy:1"}]}}}},
-        collection=f"/apis/apps/v1/namespaces/{ns}/deployments")
-    create(cluster, ns, {"apiVersion": "v1", "kind": "Pod",
-                         "metadata": {"name": "escaped-0", "labels": labels, "ownerReferences": [{
-                             "apiVersion": "apps/v1", "kind": "Deployment", "name": "legacy",
-                             "uid": deployment["metadata"]["uid"], "controller": True}]},
-                         "spec": {"nodeName": nodes["new"], "containers": [{
-                             "name": "app", "image": "registry.invalid/legacy:1",
-                             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}})
+    escaped_pod(cluster, ns, nodes["new"])
     replica = ControllerProcess(cluster, frozen, (ns, "meshfit-controller"), "ctl-frozen", tmp_path,
                                 extra=("--inspect-interval", "1")).start()
     try:
@@ -498,6 +465,33 @@ def test_a_freeze_window_holds_the_repair_of_a_missed_injection(
         assert "MissedInjection" in {e["reason"] for e in events_for(cluster, ns, "escaped-0")}
     finally:
         replica.stop()
+
+
+def opt_in(cluster: LocalCluster, ns: str) -> None:
+    status, _ = cluster.request("PATCH", f"/api/v1/namespaces/{ns}",
+                                {"metadata": {"labels": {"meshfit.io/inject": "enabled"}}},
+                                content_type="application/merge-patch+json")
+    assert status == 200
+
+
+def escaped_pod(cluster: LocalCluster, ns: str, node: str) -> dict[str, Any]:
+    """A Deployment ``legacy`` and its pod ``escaped-0``, admitted without the webhook (no record)."""
+    labels = {"app.kubernetes.io/name": "legacy"}
+    deployment = create(cluster, ns, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "legacy"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "app", "image": "registry.invalid/legacy:1"}]}}}},
+        collection=f"/apis/apps/v1/namespaces/{ns}/deployments")
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "escaped-0", "labels": labels, "ownerReferences": [{
+               "apiVersion": "apps/v1", "kind": "Deployment", "name": "legacy",
+               "uid": deployment["metadata"]["uid"], "controller": True}]},
+           "spec": {"nodeName": node,
+                    "containers": [{"name": "app", "image": "registry.invalid/legacy:1",
+                                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}
+    create(cluster, ns, pod)
+    return pod
 
 
 def copy_pod(pod: dict[str, Any], name: str) -> dict[str, Any]:
