@@ -15,7 +15,6 @@ from running_pods import (
     RULES,
     after,
     decide,
-    shipped_policy,
     DIGEST_A,
     EMPTY,
     MOSN,
@@ -31,15 +30,6 @@ from running_pods import (
 
 from controller.plan import Step
 from policy.model import FleetPolicy, Policy
-
-
-
-
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return shipped_policy()
-
-
 
 
 # -- nothing to do ----------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from running_pods import (
     RULES,
     after,
     decide,
-    shipped_policy,
     DIGEST_A,
     EMPTY,
     MOSN,
@@ -29,15 +28,6 @@ from running_pods import (
 
 from controller.plan import Step
 from policy.model import FleetPolicy, Policy
-
-
-
-
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return shipped_policy()
-
-
 
 
 def op_of(pod: dict) -> dict:
