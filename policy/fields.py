@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from fractions import Fraction
 from typing import Any, TypeVar
 
@@ -178,6 +179,23 @@ class Fields:
             self.error(key, f"must be a list of strings, got {_describe(value)}")
             return default
         return tuple(value)
+
+    def timestamp(self, key: str) -> datetime | None:
+        """An RFC 3339 time (YAML may already have read it as one); a time without a zone is UTC."""
+        value = self.raw(key)
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                pass
+            else:
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        self.error(key, f"must be an RFC 3339 time such as 2026-12-31T00:00:00Z, got {value!r}")
+        return None
 
     def mapping(self, key: str) -> Fields:
         """The nested mapping at ``key``, with its own path; errors go to the same list."""

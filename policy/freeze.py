@@ -41,6 +41,8 @@ class FreezeWindow:
     end: dt.time
     timezone: str = "UTC"
     reason: str = ""
+    #: Runtime parameters degraded while the window lasts (``{traceLog: "off"}``; :mod:`policy.runtime`).
+    degrade: tuple[tuple[str, str | bool | int], ...] = ()
 
     @property
     def zone(self) -> ZoneInfo:

@@ -48,6 +48,10 @@ from policy.resources import (
     pod_limits,
     q,
 )
+from policy.runtime import LABEL as RUNTIME_LABEL
+from policy.runtime import LABEL_VALUE as RUNTIME_LABEL_VALUE
+from policy.runtime import POD_ANNOTATION as RUNTIME_ANNOTATION
+from policy.runtime import VOLUME_NAME, group_annotation, group_of, pod_volume
 from policy.sidecar_status import PodStatus
 from policy.sizing import SidecarSize, app_allocation, size_sidecar
 from policy.slots import (
@@ -331,6 +335,8 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
                          "serves no port, and two slots share one network namespace)")
         for key, value in slot_versions(sidecar, versions[sidecar.name]).items():
             editor.set(("metadata", "annotations", key), value)
+    if any(policy.runtime.declares(s.name) for s in plan.sidecars):
+        warnings.extend(_mount_runtime(editor, policy, namespace.name, meta.get("labels")))
     if policy.injection.scheduler_name and spec.get("schedulerName") in (None, "", "default-scheduler"):
         editor.set(("spec", "schedulerName"), policy.injection.scheduler_name)
     editor.set(("metadata", "annotations", STATUS), status.to_json())
@@ -582,6 +588,24 @@ def _add_volumes(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:
             if volume.get("name") not in present:
                 editor.insert(("spec", "volumes"), None, json_copy(volume))
                 present.add(volume.get("name"))
+
+
+def _mount_runtime(editor: PodEditor, policy: Policy, namespace: str, labels: Any) -> list[str]:
+    """The pod's runtime volume (its group's ConfigMap, :mod:`policy.runtime`), and the label and record naming it.
+
+    The sidecars' mounts are in their fragments already (:func:`policy.load`); only the
+    ConfigMap's name depends on the pod: its namespace, app and zone labels.
+    """
+    group = group_of(labels if isinstance(labels, Mapping) else None, namespace,
+                     policy.versions.app_label, policy.versions.zone_label)
+    present = {v.get("name") for v in editor.get(("spec", "volumes"), ()) if isinstance(v, Mapping)}
+    if VOLUME_NAME in present:
+        return [f"the pod already has a volume named {VOLUME_NAME}: the sidecars mount it, not their runtime "
+                "parameters (rename the pod's volume)"]
+    editor.insert(("spec", "volumes"), None, pod_volume(group))
+    editor.set(("metadata", "labels", RUNTIME_LABEL), RUNTIME_LABEL_VALUE)
+    editor.set(("metadata", "annotations", RUNTIME_ANNOTATION), group_annotation(group))
+    return []
 
 
 def _sidecar_record(sidecar: SidecarSpec, choice: VersionChoice, size: SidecarSize) -> SidecarRecord:

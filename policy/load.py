@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from datetime import time as dt_time
 from fractions import Fraction
@@ -46,6 +47,8 @@ from policy.model import (
 )
 from policy.quantity import Quantity
 from policy.resources import RESOURCES
+from policy.runtime import FILE_ENV, MOUNT_PATH, VOLUME_NAME, RuntimePolicy, sidecar_env, sidecar_mount
+from policy.runtime_load import check_window_values, namespace_runtime, runtime_section, window_degrade
 from policy.slots import HANDOFF_MOUNT_PATH, RESERVED_ENV, handoff_volume_name, name_too_long, slot_names
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -199,12 +202,38 @@ def _parse_policy(document: Any, source: str) -> Policy:
         versions=_versions(top.mapping("versions"), sidecars),
         emergency=_emergency(top.mapping("emergency")),
         scheduling=_scheduling(top.mapping("scheduling")),
-        fleet=_fleet(top.mapping("fleet")),
+        fleet=_fleet(fleet := top.mapping("fleet")),
+        runtime=runtime_section(top.mapping("runtime"), tuple(names)),
     )
+    if policy.runtime.parameters:
+        policy = replace(policy, sidecars=tuple(_with_runtime(top, i, s, policy.runtime)
+                                                for i, s in enumerate(policy.sidecars)))
+    check_window_values(fleet, policy.fleet.freeze_windows, policy.runtime)
     top.done()
     if errors:
         raise PolicyError(errors, source)
     return policy
+
+
+def _with_runtime(top: Fields, i: int, spec: SidecarSpec, runtime: RuntimePolicy) -> SidecarSpec:
+    """A sidecar that declares runtime parameters reads them from meshfit's volume: part of its fragment.
+
+    Added here, once per policy, so that every injected copy (each slot of a hot
+    sidecar too) carries the same mount and ``$MESHFIT_RUNTIME_FILE`` and the engine
+    has nothing per pod to add but the volume that names the pod's group.
+    """
+    if not runtime.declares(spec.name):
+        return spec
+    for j, env in enumerate(spec.env):
+        if env.get("name") == FILE_ENV:
+            top.error(f"sidecars[{i}].env[{j}].name", f"{FILE_ENV} is set by meshfit (runtime parameters)")
+    for j, mount in enumerate(spec.volume_mounts):
+        if mount.get("name") == VOLUME_NAME or mount.get("mountPath") == MOUNT_PATH:
+            top.error(f"sidecars[{i}].volumeMounts[{j}]", f"{VOLUME_NAME} at {MOUNT_PATH} is meshfit's runtime volume")
+    for j, volume in enumerate(spec.volumes):
+        if volume.get("name") == VOLUME_NAME:
+            top.error(f"sidecars[{i}].volumes[{j}].name", f"{VOLUME_NAME} is meshfit's runtime volume")
+    return replace(spec, env=(*spec.env, sidecar_env(spec.name)), volume_mounts=(*spec.volume_mounts, sidecar_mount()))
 
 
 def _header(top: Fields, kind: str) -> None:
@@ -372,23 +401,6 @@ def _resources(f: Fields) -> ResourcePolicy:
     return policy
 
 
-def _timestamp(f: Fields, key: str) -> datetime | None:
-    value = f.raw(key)
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    f.error(key, f"must be an RFC 3339 time such as 2026-12-31T00:00:00Z, got {value!r}")
-    return None
-
-
 def _versions(f: Fields, sidecars: tuple[SidecarSpec, ...]) -> VersionPolicy:
     d = VersionPolicy()
     known = {s.name for s in sidecars}
@@ -445,7 +457,7 @@ def _rule(f: Fields, per_sidecar: dict[str, SidecarVersions]) -> VersionRule | N
         namespaces=f.strings("namespaces"),
         zones=f.strings("zones"),
         percent=f.ratio("percent", Fraction(0), high=Fraction(100), low_open=False),
-        expires=_timestamp(f, "expires"),
+        expires=f.timestamp("expires"),
         reason=f.string("reason"),
     )
     if kind == "experiment" and not f.has("percent"):
@@ -554,10 +566,11 @@ def _freeze_window(f: Fields) -> FreezeWindow | None:
     except FreezeWindowError as exc:
         f.error("timezone", str(exc))
     reason = f.string("reason")
+    degrade = window_degrade(f.mapping("degrade"))
     f.done()
     if len(f.errors) > errors or start is None or end is None:
         return None
-    return FreezeWindow(frozenset(days), start, end, zone, reason)
+    return FreezeWindow(frozenset(days), start, end, zone, reason, degrade)
 
 
 # -- namespace policy ----------------------------------------------------------
@@ -600,11 +613,12 @@ def _parse_namespace_policy(document: Any, policy: Policy, namespace: str, sourc
         return SidecarOverride(enabled=enabled, sizing=sizing, version=version)
 
     overrides = top.map_each("sidecars", read_override)
+    runtime = namespace_runtime(top.mapping("runtime"), policy.runtime)
     top.string("revision")
     top.done()
     if errors:
         raise PolicyError(errors, source)
-    return NamespacePolicy(namespace=namespace, revision=revision_of(document), sidecars=overrides)
+    return NamespacePolicy(namespace=namespace, revision=revision_of(document), sidecars=overrides, runtime=runtime)
 
 
 def _within_bounds(f: Fields, sizing: Sizing, bounds: Sizing) -> None:

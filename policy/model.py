@@ -17,6 +17,7 @@ from typing import Any, Literal
 from policy.annotations import DEFAULT_INJECT_KEY
 from policy.freeze import FreezeWindow
 from policy.quantity import Quantity
+from policy.runtime import RuntimePolicy, Value
 
 Mode = Literal["overcommit", "additive", "carve"]
 Variant = Literal["auto", "pod-level", "swap"]
@@ -222,6 +223,8 @@ class Policy:
     emergency: Emergency = field(default_factory=Emergency)
     scheduling: Scheduling = field(default_factory=Scheduling)
     fleet: FleetPolicy = field(default_factory=FleetPolicy)
+    #: Runtime parameters of the sidecars (:mod:`policy.runtime`); empty: none declared, nothing mounted.
+    runtime: RuntimePolicy = field(default_factory=RuntimePolicy)
 
     def sidecar(self, name: str) -> SidecarSpec | None:
         for spec in self.sidecars:
@@ -244,3 +247,5 @@ class NamespacePolicy:
     namespace: str
     revision: str
     sidecars: dict[str, SidecarOverride] = field(default_factory=dict)
+    #: The namespace's own runtime values: sidecar → parameter → value (only ``namespaceOverride`` ones).
+    runtime: dict[str, dict[str, Value]] = field(default_factory=dict)
