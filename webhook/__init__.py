@@ -8,8 +8,8 @@ Layers import one way, from the edge inward:
 * :mod:`webhook.mutate` — one admission decision from a parsed review (pure);
 * :mod:`webhook.review` — AdmissionReview v1/v1beta1 in and out (pure);
 * :mod:`webhook.answer_cache` — engine verdicts remembered for identical pods;
-* :mod:`webhook.policy_source`, :mod:`webhook.namespaces` — the live state the
-  request path reads (policy, namespace policies, namespace labels);
+* :mod:`webhook.namespaces` — namespace labels, which the request path reads with the
+  policies of :mod:`serving.namespace_policies`;
 * :mod:`webhook.metrics` — what ``/metrics`` shows (format: :mod:`serving.exposition`).
 
 See docs/webhook.md.

@@ -36,7 +36,7 @@ from webhook.mutate import (
     pod_name,
 )
 from webhook.namespaces import NamespaceLabels
-from webhook.policy_source import LivePolicy
+from serving.namespace_policies import LivePolicy
 from webhook.review import ReviewError, parse_review
 
 log = logging.getLogger(__name__)

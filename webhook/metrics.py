@@ -15,7 +15,7 @@ from typing import Protocol
 
 from serving.exposition import Labels, Registry
 from webhook.answer_cache import AnswerCache
-from webhook.policy_source import LivePolicy
+from serving.namespace_policies import LivePolicy
 
 PREFIX = "meshfit_webhook_"
 

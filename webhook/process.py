@@ -37,7 +37,7 @@ from webhook.answer_cache import AnswerCache
 from webhook.handlers import DEFAULT_MAX_BODY_BYTES, MUTATE_PATH, Webhook
 from webhook.metrics import WebhookMetrics
 from webhook.namespaces import NamespaceCache, NoCluster
-from webhook.policy_source import LivePolicy, namespace_configmap_handlers
+from serving.namespace_policies import LivePolicy, namespace_configmap_handlers
 
 log = logging.getLogger(__name__)
 

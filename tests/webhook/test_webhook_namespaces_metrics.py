@@ -5,7 +5,7 @@ from __future__ import annotations
 from serving.exposition import parse_text
 from webhook.metrics import WebhookMetrics
 from webhook.namespaces import NamespaceCache, NoCluster
-from webhook.policy_source import LivePolicy
+from serving.namespace_policies import LivePolicy
 
 
 def ns(name: str, **labels: str) -> dict:

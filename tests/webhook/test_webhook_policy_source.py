@@ -11,7 +11,7 @@ import yaml
 from webhook_samples import POLICY_FILE
 
 from serving.policy_source import PolicyFile, global_configmap_handlers
-from webhook.policy_source import LivePolicy, namespace_configmap_handlers
+from serving.namespace_policies import LivePolicy, namespace_configmap_handlers
 
 GLOBAL_CM = yaml.safe_load(POLICY_FILE.read_text())
 POLICY_TEXT = GLOBAL_CM["data"]["policy.yaml"]
@@ -197,7 +197,7 @@ async def test_a_slow_namespace_policy_is_parsed_off_the_loop_and_refused_past_t
     import asyncio
     import time
 
-    import webhook.policy_source as source
+    import serving.namespace_policies as source
 
     live = LivePolicy()
     live.offer_configmap(GLOBAL_CM)

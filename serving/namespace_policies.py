@@ -1,8 +1,9 @@
-"""The policy the webhook serves right now: the global policy and the namespaces' own.
+"""The policy in force: the global policy and the namespaces' own, for the webhook and the controller.
 
 The global policy, and how updates to it are offered and refused, is
-:mod:`serving.policy_source`, shared with the extender. The webhook adds
-per-namespace ``meshfit-policy`` ConfigMaps. Those are validated *against*
+:mod:`serving.policy_source`, shared with the extender. The webhook (for
+injection) and the controller (for the runtime parameters a namespace may set)
+add per-namespace ``meshfit-policy`` ConfigMaps. Those are validated *against*
 the global policy (a namespace may only resize within the global bounds and
 pick allowed versions), so their raw documents are kept and re-read whenever
 the global policy changes. Restarting a replica with a broken global
