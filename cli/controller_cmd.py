@@ -44,6 +44,13 @@ def register(subparsers: Any) -> None:
                        help="run meshfit check's pod inspections every SECONDS in the leader and export them as "
                             "meshfit_fleet_* gauges; missed injections get Events (and repairs, as the policy says); "
                             "0 disables (default 300)")
+    serve.add_argument("--runtime-interval", type=server_options.positive_seconds, default=10.0, metavar="SECONDS",
+                       help="bring the runtime parameters' ConfigMaps in line with the policy and the degradations "
+                            "at least every SECONDS (and at once on any change); an expired degradation reverts "
+                            "within this period (default 10)")
+    serve.add_argument("--degradations", metavar="NS/NAME", default=None,
+                       help="the ConfigMap holding the degradations (default: meshfit-degradations in the policy "
+                            "ConfigMap's namespace, or meshfit-system)")
     serve.add_argument("--rollout-poll", type=server_options.positive_seconds, default=2.0, metavar="SECONDS",
                        help="how often a SidecarRollout whose pods are changing is looked at again when nothing "
                             "else is due (default 2)")
@@ -53,6 +60,17 @@ def register(subparsers: Any) -> None:
              "Lease exits")
     server_options.add_log_level_option(serve)
     serve.set_defaults(func=run_serve, port=0)
+
+
+def _store(args: argparse.Namespace) -> tuple[str, str]:
+    from policy.degradations import STORE_NAME
+
+    if args.degradations:
+        namespace, sep, name = args.degradations.partition("/")
+        if not sep or not namespace or not name:
+            raise CommandError(f"--degradations must be NS/NAME, got {args.degradations!r}", exit_code=2)
+        return namespace, name
+    return (args.policy_configmap[0] if args.policy_configmap else "meshfit-system"), STORE_NAME
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -76,6 +94,8 @@ def run_serve(args: argparse.Namespace) -> int:
         burst=args.burst,
         inspect_interval=args.inspect_interval,
         rollout_poll=args.rollout_poll,
+        runtime_interval=args.runtime_interval,
+        degradations=_store(args),
         **server_options.leader_election(args),
     )
     try:

@@ -8,6 +8,7 @@ resources (before → after, with the accounting that quota and the extender see
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -18,9 +19,12 @@ from cli.inject_cmd import add_runtime_class_option, inject_template
 from cli.output import add_output_option, structured
 from cli.options import add_namespace_options, add_policy_source_options, namespace_for, policy_for
 from cli.runtime_classes import overheads_from
+from policy.degradations import Degradation, check
 from policy.inject import InjectionError, InjectionResult
+from policy.model import Policy
 from policy.quantity import Quantity
 from policy.resources import RESOURCES, container_requests, container_limits
+from policy.runtime import Setting, group_of, resolve, window_values
 
 _VARIANT = {
     "pod-level": "pod-level (the pod cgroup stays at the original limit; the overcommit lives inside it)",
@@ -42,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     policy = policy_for(args)
+    degradations = _degradations(args) if policy.runtime.parameters else []
     out: list[str] = [f"policy revision {policy.revision}, mode {policy.resources.mode}"]
     data: list[dict[str, Any]] = []
     documents = read_documents(args.filename)
@@ -58,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
             except InjectionError as exc:
                 failed.append(f"{doc.label}: {exc}")
                 continue
+            settings = _runtime(policy, pod, ns, degradations) if result.injected else {}
             out.append("")
             out.extend(explain(title, pod, result))
-            data.append(explain_data(title, pod, result))
+            out.extend(_runtime_lines(settings))
+            data.append({**explain_data(title, pod, result), **({"runtime": _runtime_data(settings)} if settings else {})})
     if args.output == "table":
         sys.stdout.write("\n".join(out) + "\n")
     else:
@@ -71,6 +78,63 @@ def run(args: argparse.Namespace) -> int:
             print(f"meshfit explain: {line}", file=sys.stderr)
         raise CommandError(failed[-1])
     return 0
+
+
+def _degradations(args: argparse.Namespace) -> list[Degradation]:
+    """With a policy read from a cluster, that cluster's degradations (beside the policy); offline, none."""
+    if not getattr(args, "policy_configmap", None):
+        return []
+    from cli.fleet_source import open_client, run_async
+    from kube.client import ApiError
+    from policy.degradations import STORE_NAME, read_store
+
+    namespace = args.policy_configmap.partition("/")[0]
+
+    async def read() -> dict[str, Any]:
+        async with open_client(args) as client:
+            try:
+                result: dict[str, Any] = await client.get_json(f"/api/v1/namespaces/{namespace}/configmaps/{STORE_NAME}")
+                return result
+            except ApiError as exc:
+                if exc.status == 404:
+                    return {}
+                raise
+
+    return list(read_store(run_async(read).get("data")).records)
+
+
+def _runtime(policy: Policy, pod: Mapping[str, Any], namespace: str,
+             degradations: list[Degradation]) -> dict[str, dict[str, Setting]]:
+    """The pod's runtime parameters and where each came from (the namespace's own policy is not read offline)."""
+    if not policy.runtime.parameters:
+        return {}
+    now = dt.datetime.now(dt.UTC)
+    group = group_of((pod.get("metadata") or {}).get("labels"), namespace, policy.versions.app_label,
+                     policy.versions.zone_label)
+    accepted = [d for d in (check(policy.runtime, d)[0] for d in degradations) if d is not None]
+    return resolve(policy.runtime, group, now=now, degradations=accepted,
+                   windows=window_values(policy.fleet.freeze_windows, now))
+
+
+def _runtime_lines(settings: Mapping[str, Mapping[str, Setting]]) -> list[str]:
+    if not settings:
+        return []
+    lines = ["  runtime parameters:"]
+    for sidecar, params in settings.items():
+        for name, s in params.items():
+            lines.append(f"    {sidecar}.{name} = {_word(s.value)}  ({s.describe()})")
+            lines.extend(f"      also: {other}" for other in s.shadowed)
+    return lines
+
+
+def _runtime_data(settings: Mapping[str, Mapping[str, Setting]]) -> dict[str, Any]:
+    return {sidecar: {name: {"value": s.value, "source": s.source, "origin": s.origin, "detail": s.detail,
+                             "shadowed": list(s.shadowed)} for name, s in params.items()}
+            for sidecar, params in settings.items()}
+
+
+def _word(value: object) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _res(values: Mapping[str, Quantity | None]) -> str:

@@ -22,6 +22,7 @@ from cli.errors import CommandError
 COMMANDS: tuple[str, ...] = (
     "inject",
     "explain",
+    "degrade",
     "policy",
     "certs",
     "webhook",

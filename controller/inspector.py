@@ -22,7 +22,6 @@ the next run after it repairs), once per workload and day (the template's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -41,6 +40,7 @@ from policy.freeze import active_window
 from policy.model import Policy
 from serving.cluster_facts import ClusterFacts, read_cluster
 from serving.exposition import Registry, Sample
+from serving.polling import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class Inspector:
         self.last: InspectionRun | None = None
         self.runs = 0
         self.repairs: Counter[str] = Counter()
-        self._wake = asyncio.Event()
+        self._loop = Periodic("fleet inspection", interval)
         p = "meshfit_fleet_"
         registry.callback(p + "sidecar_pods", "Meshed pods per sidecar version: desired (the policy now), recorded, "
                           "running.", lambda: self._read("pods"), ("sidecar", "version", "kind", "namespace", "zone", "app"))
@@ -164,24 +164,12 @@ class Inspector:
 
     def wake(self) -> None:
         """Run now (a test, or a leader that has just taken over)."""
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Inspect every ``interval`` while leading, until ``stop``; a failed run is logged and tried next time."""
-        while not stop.is_set():
-            if self.leading():
-                try:
-                    await self.run_once()
-                except (ApiError, OSError, TimeoutError) as exc:
-                    log.warning("fleet inspection failed: %s; next in %.0fs", exc, self.interval)
-            self._wake.clear()
-            waiter = asyncio.create_task(self._wake.wait())
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({waiter, stopper}, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
-            for task in (waiter, stopper):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        self._loop.leading = lambda: self.leading()
+        await self._loop.run(self.run_once, stop, (ApiError, OSError, TimeoutError))
 
     async def run_once(self) -> InspectionRun:
         """One inspection of the whole fleet; its gauges replace the last run's at the end."""

@@ -26,12 +26,16 @@ from controller.executor import Executor, keep_targeted
 from controller.inspector import Inspector
 from controller.metrics import ControllerMetrics
 from controller.rollouts import COLLECTION, RolloutReconciler
+from controller.runtime_sync import RuntimeSync, pod_group
 from kube.client import ApiClient
 from kube.config import ClusterConfig, ConfigError, load_config
 from kube.watch import ListWatch
-from policy.model import Policy
+from policy.degradations import STORE_NAME
+from policy.model import NAMESPACE_POLICY_CONFIGMAP, Policy
+from policy.runtime import LABEL as RUNTIME_LABEL
 from serving.exposition import CONTENT_TYPE
-from serving.policy_source import GlobalPolicy, PolicyFile, policy_file_at_start, settling_configmap_handlers
+from serving.namespace_policies import LivePolicy, namespace_configmap_handlers
+from serving.policy_source import PolicyFile, policy_file_at_start, settling_configmap_handlers
 from serving.leadership import elect, elector_for
 from serving.process import Process, StartError, http_app
 
@@ -70,10 +74,14 @@ class ServeOptions:
     leader_elect_retry_period: float = 2.0
     #: How often a SidecarRollout whose pods are changing is looked at when nothing else is due.
     rollout_poll: float = 2.0
+    #: The longest between two passes over the runtime parameters' ConfigMaps (any change runs one at once).
+    runtime_interval: float = 10.0
+    #: The degradations' store (namespace, name).
+    degradations: tuple[str, str] = ("meshfit-system", STORE_NAME)
 
 
-class LivePolicy(GlobalPolicy):
-    """The policy in force (the last good one), and whether its source has answered yet."""
+class ControllerPolicy(LivePolicy):
+    """The policy in force (the last good one), the namespaces' own, and whether its source has answered yet."""
 
     policy: Policy
 
@@ -90,7 +98,7 @@ class Prepared:
 
     options: ServeOptions
     cluster_config: ClusterConfig
-    policy: LivePolicy
+    policy: ControllerPolicy
     policy_file: PolicyFile | None = None
 
 
@@ -98,7 +106,7 @@ def prepare(options: ServeOptions) -> Prepared:
     """Read every input the command line names; :class:`StartError` on the first bad one."""
     if options.workers < 1 or options.qps <= 0 or options.burst < 1:
         raise StartError("--workers and --burst must be at least 1, --qps above 0")
-    holder = LivePolicy()
+    holder = ControllerPolicy()
     policy_file = None
     if options.policy_file:
         policy_file = policy_file_at_start(holder, options.policy_file, options.policy_interval)
@@ -145,6 +153,29 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         inspector = Inspector(client, lambda: holder.policy, metrics.registry, interval=options.inspect_interval,
                               page_size=options.page_size, events=executor.events)
     metrics.watches["sidecarrollouts"] = rollout_watch
+    runtime = RuntimeSync(client, lambda: holder.policy, holder.namespace_policy, options.degradations,
+                          metrics.registry, interval=options.runtime_interval, events=executor.events,
+                          bucket=executor.bucket)
+    store_ns, store_name = options.degradations
+    runtime_watches = {
+        "runtime-pods": ListWatch(client, "/api/v1/pods", on_event=runtime.on_pod_event, on_sync=runtime.on_pod_sync,
+                                  label_selector=RUNTIME_LABEL, transform=pod_group, page_size=options.page_size,
+                                  name="runtime-pods"),
+        "runtime-configmaps": ListWatch(client, "/api/v1/configmaps", on_event=runtime.on_configmap_event,
+                                        on_sync=runtime.on_configmap_sync, label_selector=RUNTIME_LABEL,
+                                        page_size=options.page_size, name="runtime-configmaps"),
+        "degradations": ListWatch(client, f"/api/v1/namespaces/{store_ns}/configmaps", on_event=runtime.on_store_event,
+                                  on_sync=runtime.on_store_sync, field_selector=f"metadata.name={store_name}",
+                                  name="degradations"),
+    }
+    ns_handlers = namespace_configmap_handlers(holder, skip=options.policy_configmap)
+    runtime_watches["namespace-policies"] = ListWatch(
+        client, "/api/v1/configmaps", on_event=ns_handlers.on_event, on_sync=ns_handlers.on_sync,
+        field_selector=f"metadata.name={NAMESPACE_POLICY_CONFIGMAP}", page_size=options.page_size,
+        name="namespace-policies")
+    # Not among the watches readiness waits for: the runtime parameters are not what the targets need.
+    runtime.ready = lambda: all(w.has_synced for w in runtime_watches.values())
+    metrics.watches.update(runtime_watches)
     if prepared.policy_file is not None:
         process.background("policy file", prepared.policy_file.run)
 
@@ -152,7 +183,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         return all(w.has_synced for w in watches.values()) and holder.settled
 
     async def watch_all(stopped: asyncio.Event) -> None:
-        await asyncio.gather(*(w.run(stopped) for w in (*watches.values(), rollout_watch)))
+        await asyncio.gather(*(w.run(stopped) for w in (*watches.values(), rollout_watch, *runtime_watches.values())))
 
     process.background("watches", watch_all)
     leader_name = ""
@@ -164,6 +195,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
         metrics.leading = lambda: elector.leading
         if inspector is not None:
             inspector.leading = lambda: elector.leading
+        runtime.leading = lambda: elector.leading
         elect(process, elector, warm=warm, exit_on_loss=True)
 
         async def act(stopped: asyncio.Event) -> None:
@@ -173,7 +205,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
             for task in (waiting, ended):
                 task.cancel()
             if not stopped.is_set():
-                await _act(executor, inspector, rollouts, stopped)
+                await _act(executor, inspector, rollouts, runtime, stopped)
 
         process.background("workers", act)
         leader_name = f"lease {'/'.join(options.leader_elect_lease)} as {elector.config.identity}"
@@ -182,7 +214,7 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
             while not warm() and not stopped.is_set():
                 await asyncio.sleep(0.1)
             if not stopped.is_set():
-                await _act(executor, inspector, rollouts, stopped)
+                await _act(executor, inspector, rollouts, runtime, stopped)
 
         process.background("workers", act_when_warm)
 
@@ -213,10 +245,10 @@ async def serve(prepared: Prepared, stop: asyncio.Event | None = None) -> int:
     return await process.run(stop, on_started=started)
 
 
-async def _act(executor: Executor, inspector: Inspector | None, rollouts: RolloutReconciler,
+async def _act(executor: Executor, inspector: Inspector | None, rollouts: RolloutReconciler, runtime: RuntimeSync,
                stopped: asyncio.Event) -> None:
-    """The leader's work: the workers, the rollouts, and the inspections beside them."""
-    work = [executor.run(stopped), rollouts.run(stopped)]
+    """The leader's work: the workers, the rollouts, the runtime parameters, and the inspections beside them."""
+    work = [executor.run(stopped), rollouts.run(stopped), runtime.run(stopped)]
     if inspector is not None:
         work.append(inspector.run(stopped))
     await asyncio.gather(*work)

@@ -144,6 +144,8 @@ class Store:
     records: tuple[Degradation, ...] = ()
     broken: tuple[str, ...] = ()
     audit: tuple[str, ...] = ()
+    #: The records key as a whole cannot be read (not JSON, not a list): its readers keep the last good records.
+    unreadable: bool = False
 
 
 def read_store(data: Mapping[str, Any] | None) -> Store:
@@ -156,9 +158,9 @@ def read_store(data: Mapping[str, Any] | None) -> Store:
     try:
         items = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        return Store(broken=(f"{RECORDS_KEY}: not JSON: {exc}",), audit=audit)
+        return Store(broken=(f"{RECORDS_KEY}: not JSON: {exc}",), audit=audit, unreadable=True)
     if not isinstance(items, list):
-        return Store(broken=(f"{RECORDS_KEY}: must be a list of degradations",), audit=audit)
+        return Store(broken=(f"{RECORDS_KEY}: must be a list of degradations",), audit=audit, unreadable=True)
     records: list[Degradation] = []
     broken: list[str] = []
     for i, item in enumerate(items):

@@ -47,6 +47,8 @@ from typing import Literal, Protocol
 
 import orjson
 
+from policy.freeze import FreezeWindow
+
 #: A value of a runtime parameter, as the YAML policy and the files carry it.
 Value = str | bool | int
 ParamType = Literal["enum", "bool", "int", "string"]
@@ -254,6 +256,12 @@ class WindowValue:
     window: str
     parameter: str
     value: Value
+
+
+def window_values(windows: Iterable[FreezeWindow], now: datetime) -> tuple[WindowValue, ...]:
+    """The degraded values of the freeze windows ``now`` falls in, in policy order."""
+    return tuple(WindowValue(w.describe(), key, value) for w in windows if w.until(now) is not None
+                 for key, value in w.degrade)
 
 
 class Candidate:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
@@ -35,3 +35,39 @@ async def poll(check: Callable[[], object], interval: float, stop: asyncio.Event
                 await result
         except Exception:
             log.exception("%s failed", what)
+
+
+class Periodic:
+    """A loop that runs ``step`` every ``interval`` seconds while ``leading()``, or at once when woken.
+
+    A leader's background work (inspections, the runtime parameters) is due both on
+    a clock and on news (a policy change, a flipped switch, a test): :meth:`wake`
+    runs it now instead of waiting out the interval. A step that fails on the
+    cluster is logged and tried at the next turn; the loop ends only on ``stop``.
+    """
+
+    def __init__(self, what: str, interval: float, leading: Callable[[], bool] = lambda: True) -> None:
+        self.what = what
+        self.interval = interval
+        self.leading = leading
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, step: Callable[[], Awaitable[object]], stop: asyncio.Event,
+                  errors: tuple[type[BaseException], ...] = (OSError, TimeoutError)) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            if self.leading():
+                try:
+                    await step()
+                except errors as exc:
+                    log.warning("%s failed: %s; next in %.0fs", self.what, exc, self.interval)
+            waiter = asyncio.create_task(self._wake.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+            for task in (waiter, stopper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
