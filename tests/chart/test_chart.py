@@ -398,7 +398,7 @@ def test_controller_defaults(helm: Path) -> None:
         ns = "" if kind == "ClusterRole" else NAMESPACE
         assert _rules(objects[kind, ns, name]) == _rules(shipped[kind, ns, name]), name
     assert _rules(objects["ClusterRole", "", "meshfit-controller"]) == [
-        ("", "configmaps", ("meshfit-policy",), ("list",)),
+        ("", "configmaps", (), ("create", "delete", "list", "update", "watch")),
         ("", "events", (), ("create", "patch")), ("", "namespaces", (), ("list",)), ("", "nodes", (), ("get", "list", "watch")),
         ("", "pods", (), ("get", "list", "patch", "update", "watch")), ("", "pods/eviction", (), ("create",)),
         ("", "pods/resize", (), ("patch",)), ("apps", "daemonsets", (), ("get", "patch")),

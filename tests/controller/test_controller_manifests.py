@@ -12,6 +12,7 @@ next to calls it must not be able to make.
 from __future__ import annotations
 
 import argparse
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,15 @@ CLUSTER_RULES = {
     ("", "namespaces"): {"list"},
     ("meshfit.io", "sidecarrollouts"): {"list", "watch"},
     ("meshfit.io", "sidecarrollouts/status"): {"update"},
+    # The namespaces' policies and the runtime ConfigMaps (controller.runtime_sync); no get.
+    ("", "configmaps"): {"list", "watch", "create", "update", "delete"},
 }
-#: ... and by name: the namespace policies (ConfigMaps named meshfit-policy in every namespace), listed only.
-CLUSTER_NAMED_RULES = {
-    ("", "configmaps", "meshfit-policy"): {"list"},
-}
+#: ... and by name: none.
+CLUSTER_NAMED_RULES: dict[tuple[str, str, str], set[str]] = {}
 #: The Roles in meshfit-system: (apiGroup, resource, resourceName or "") -> verbs.
 NAMESPACE_RULES = {
     ("", "configmaps", "meshfit-policy"): {"get", "list", "watch"},
+    ("", "configmaps", "meshfit-degradations"): {"get", "list", "watch"},
     ("coordination.k8s.io", "leases", ""): {"create"},
     ("coordination.k8s.io", "leases", "meshfit-controller"): {"get", "update"},
 }
@@ -103,7 +105,8 @@ def test_every_file_is_in_the_default_install() -> None:
     for path in CONTROLLER.glob("*.yaml"):
         assert f"controller/{path.name}" in listed, path
     assert {kind for kind, _ in objects()} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                                               "RoleBinding", "Deployment", "PodDisruptionBudget", "NetworkPolicy"}
+                                               "RoleBinding", "Deployment", "PodDisruptionBudget", "NetworkPolicy",
+                                               "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
 def test_deployment_is_hardened_and_highly_available() -> None:
@@ -230,6 +233,13 @@ ALLOWED = [
     # The inspections (controller.inspector through serving.cluster_facts): namespaces, and the namespace
     # policies by name across namespaces (fieldSelector=metadata.name=meshfit-policy).
     ("list", "", "namespaces", "", "", ""), ("list", "", "configmaps", "", "", "meshfit-policy"),
+    # controller.runtime_sync: the labelled ConfigMaps of every namespace (labelSelector=meshfit.io/runtime), the
+    # namespaces' policies (watched by name), created, updated under the resourceVersion read, deleted when unused;
+    # the degradations' store in the policy's namespace, read and updated when a degradation expires.
+    ("list", "", "configmaps", "", "", ""), ("watch", "", "configmaps", "", "", ""),
+    ("create", "", "configmaps", "", "shop", ""), ("update", "", "configmaps", "", "shop", "meshfit-runtime-web"),
+    ("delete", "", "configmaps", "", "shop", "meshfit-runtime-web"),
+    *[(verb, "", "configmaps", "", NAMESPACE, "meshfit-degradations") for verb in ("get", "list", "watch", "update")],
     # controller.rollouts: the watch of every SidecarRollout, and their status (PUT under the resourceVersion
     # read); Events on them; the selected namespaces' pods and labels (covered above).
     ("list", "meshfit.io", "sidecarrollouts", "", "", ""), ("watch", "meshfit.io", "sidecarrollouts", "", "", ""),
@@ -247,8 +257,9 @@ DENIED = [
     ("patch", "apps", "replicasets", "", "shop", "web-5d8f"), ("update", "apps", "deployments", "", "shop", "web"),
     ("delete", "apps", "deployments", "", "shop", "web"),
     ("get", "", "secrets", "", NAMESPACE, "meshfit-webhook-tls"), ("list", "", "secrets", "", "", ""),
-    ("list", "", "configmaps", "", NAMESPACE, ""), ("get", "", "configmaps", "", NAMESPACE, "meshfit-scheduler-config"),
-    ("get", "", "configmaps", "", "shop", "meshfit-policy"), ("update", "", "configmaps", "", NAMESPACE, "meshfit-policy"),
+    ("get", "", "configmaps", "", NAMESPACE, "meshfit-scheduler-config"),
+    ("get", "", "configmaps", "", "shop", "meshfit-policy"), ("get", "", "configmaps", "", "shop", "app-config"),
+    ("patch", "", "configmaps", "", "shop", "meshfit-runtime-web"),
     ("update", "coordination.k8s.io", "leases", "", NAMESPACE, "meshfit-extender"),
     ("create", "coordination.k8s.io", "leases", "", "shop", ""),
     ("delete", "coordination.k8s.io", "leases", "", NAMESPACE, "meshfit-controller"),
@@ -298,3 +309,92 @@ def test_the_apiserver_allows_every_call_and_no_other(stored_rbac: Any) -> None:
     assert refused == [], f"the shipped RBAC refuses calls the controller makes: {refused}"
     granted = [call for call in DENIED if allowed(stored_rbac, *call)]
     assert granted == [], f"the shipped RBAC grants more than the controller needs: {granted}"
+
+
+# -- what RBAC cannot say: the ValidatingAdmissionPolicy on the controller's ConfigMap writes --------------------
+@pytest.fixture(scope="module")
+def as_controller(stored_rbac: Any) -> Iterator[Any]:
+    """The admission policy stored, and a client that authenticates as the controller's ServiceAccount."""
+    from controlplane.client import ApiClient
+
+    cluster = stored_rbac
+    found = objects()
+    stored = []
+    for kind, plural in (("ValidatingAdmissionPolicy", "validatingadmissionpolicies"),
+                         ("ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings")):
+        path = f"/apis/admissionregistration.k8s.io/v1/{plural}/meshfit-controller-configmaps"
+        status, body = cluster.request("PATCH", f"{path}?fieldManager=meshfit-test&force=true",
+                                       found[kind, "meshfit-controller-configmaps"],
+                                       content_type="application/apply-patch+yaml")
+        assert status in (200, 201), body
+        stored.append(path)
+    sa = found["ServiceAccount", "meshfit-controller"]
+    status, body = cluster.request("PATCH", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/meshfit-controller"
+                                            "?fieldManager=meshfit-test&force=true", sa,
+                                   content_type="application/apply-patch+yaml")
+    assert status in (200, 201), body
+    status, body = cluster.request("POST", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/meshfit-controller/token",
+                                   {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                    "spec": {"expirationSeconds": 600}})
+    assert status == 201, body
+    client = ApiClient(cluster.api_url, body["status"]["token"], cluster.ca_path)
+    namespace = f"vap-{uuid.uuid4().hex[:6]}"
+    cluster.create_namespace(namespace)
+    for name, labels in (("app-config", {}), ("meshfit-runtime-old", {"meshfit.io/runtime": "v1"})):
+        status, body = cluster.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": {"a": "1"}})
+        assert status == 201, body
+    for name in ("meshfit-policy", "meshfit-degradations"):
+        cluster.request("POST", f"/api/v1/namespaces/{NAMESPACE}/configmaps",
+                        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}})
+    # The policy takes effect asynchronously: wait until it refuses what it must.
+    probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe"}}
+    cluster.wait_for(lambda: client.request("POST", f"/api/v1/namespaces/{namespace}/configmaps?dryRun=All",
+                                            probe)[0] == 403, 30, what="the admission policy in force")
+    try:
+        yield client, namespace
+    finally:
+        for path in stored:
+            cluster.request("DELETE", path)
+
+
+def _write(client: Any, method: str, path: str, body: Any = None) -> int:
+    status, _ = client.request(method, path, body)
+    return int(status)
+
+
+def _cm(name: str, labels: dict[str, str], rv: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels}
+    if rv:
+        meta["resourceVersion"] = rv
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"a": "2"}}
+
+
+@pytest.mark.e2e
+def test_the_controller_may_write_its_runtime_configmaps_and_the_store_and_no_other(
+        as_controller: Any, stored_rbac: Any) -> None:
+    client, ns = as_controller
+    runtime = {"meshfit.io/runtime": "v1"}
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    assert _write(client, "POST", base, _cm("meshfit-runtime-web", runtime)) == 201
+    status, cm = stored_rbac.request("GET", f"{base}/meshfit-runtime-web")
+    assert _write(client, "PUT", f"{base}/meshfit-runtime-web",
+                  _cm("meshfit-runtime-web", runtime, cm["metadata"]["resourceVersion"])) == 200
+    assert _write(client, "DELETE", f"{base}/meshfit-runtime-web") == 200
+    # Another application's ConfigMap: not created, not taken over by labelling it, not deleted.
+    assert _write(client, "POST", base, _cm("app-other", {})) == 403
+    status, app = stored_rbac.request("GET", f"{base}/app-config")
+    assert _write(client, "PUT", f"{base}/app-config", _cm("app-config", runtime, app["metadata"]["resourceVersion"])) == 403
+    assert _write(client, "DELETE", f"{base}/app-config") == 403
+    # A runtime ConfigMap cannot be turned into something else by dropping the label.
+    status, old = stored_rbac.request("GET", f"{base}/meshfit-runtime-old")
+    assert _write(client, "PUT", f"{base}/meshfit-runtime-old",
+                  _cm("meshfit-runtime-old", {}, old["metadata"]["resourceVersion"])) == 403
+    # In meshfit-system: the store may be updated, the global policy may not.
+    system = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+    status, store = stored_rbac.request("GET", f"{system}/meshfit-degradations")
+    assert _write(client, "PUT", f"{system}/meshfit-degradations",
+                  _cm("meshfit-degradations", {}, store["metadata"]["resourceVersion"])) == 200
+    status, policy = stored_rbac.request("GET", f"{system}/meshfit-policy")
+    assert _write(client, "PUT", f"{system}/meshfit-policy",
+                  _cm("meshfit-policy", {}, policy["metadata"]["resourceVersion"])) == 403
