@@ -63,6 +63,8 @@ class InspectionRun:
     exposure: list[Sample] = field(default_factory=list)
     over_ceiling: list[Sample] = field(default_factory=list)
     missed_pods: list[MissedPod] = field(default_factory=list)
+    unmounted: list[Sample] = field(default_factory=list)
+    unmounted_pods: list[MissedPod] = field(default_factory=list)
     pods_listed: int = 0
     seconds: float = 0.0
 
@@ -93,12 +95,8 @@ def fleet_samples(view: FleetView, audit: FleetAudit) -> InspectionRun:
         disagreeing[(cell.sidecar, *g)] += cell.disagreeing
     run.pods = sorted(pods.items())
     run.disagreeing = sorted(disagreeing.items())
-    missed = audit.missed_by_namespace
-    kept = _top(missed)
-    folded: Counter[str] = Counter()
-    for ns, n in missed.items():
-        folded[ns if ns in kept else "other"] += n
-    run.missed = [((ns,), n) for ns, n in sorted(folded.items())]
+    run.missed = _by_namespace(audit.missed_by_namespace)
+    run.unmounted = _by_namespace(audit.unmounted_by_namespace)
     results = audit.results
     run.failures = [((check,), results.failures(check)) for check in results.checks]
     over: Counter[str] = Counter({"cpu": 0, "memory": 0})
@@ -118,7 +116,17 @@ def fleet_samples(view: FleetView, audit: FleetAudit) -> InspectionRun:
         mine = sorted((r for r in ratios if r[2] == resource), key=lambda r: (-r[0], r[1]))[:TOP_NODES]
         run.exposure.extend(((name, res), round(ratio, 6)) for ratio, name, res in mine)
     run.missed_pods = list(audit.missed)
+    run.unmounted_pods = list(audit.unmounted)
     return run
+
+
+def _by_namespace(counts: Counter[str]) -> list[Sample]:
+    """Per namespace, the :data:`TOP` largest kept and the rest folded into ``other``."""
+    kept = _top(counts)
+    folded: Counter[str] = Counter()
+    for ns, n in counts.items():
+        folded[ns if ns in kept else "other"] += n
+    return [((ns,), n) for ns, n in sorted(folded.items())]
 
 
 class Inspector:
@@ -147,6 +155,9 @@ class Inspector:
                           lambda: self._read("disagreeing"), ("sidecar", "namespace", "zone", "app"))
         registry.callback(p + "missed_injections", "Pods the webhook would inject that carry no record.",
                           lambda: self._read("missed"), ("namespace",))
+        registry.callback(p + "runtime_unmounted_pods", "Meshed pods whose sidecars have runtime parameters but "
+                          "which mount none (created before the policy declared them).",
+                          lambda: self._read("unmounted"), ("namespace",))
         registry.callback(p + "inspection_failures", "Failures of the last run of each inspection.",
                           lambda: self._read("failures"), ("check",))
         registry.callback(p + "inspection_last_run_timestamp_seconds", "When the inspections last completed.",
@@ -196,32 +207,44 @@ class Inspector:
         run.finished = time.time()
         self.last = run
         self.runs += 1
-        await self._report_missed(run.missed_pods, policy, now)
-        log.info("fleet inspected: %d pods in %.1fs, %d findings, %d missed injections", facts.pods_listed,
-                 run.seconds, sum(audit.results.counts.values()), len(run.missed_pods))
+        await self._report(policy, now, run)
+        log.info("fleet inspected: %d pods in %.1fs, %d findings, %d missed injections, %d without runtime parameters",
+                 facts.pods_listed, run.seconds, sum(audit.results.counts.values()), len(run.missed_pods),
+                 len(run.unmounted_pods))
         return run
 
-    async def _report_missed(self, missed: list[MissedPod], policy: Policy, now: dt.datetime) -> None:
-        repair = policy.fleet.missed_injections == "repair"
+    async def _report(self, policy: Policy, now: dt.datetime, run: InspectionRun) -> None:
+        """An Event on each pod found wanting; its workload restarted where the policy says repair.
+
+        Missed injections and pods without the runtime volume share one budget and one
+        restart per workload a day: one restart gives the new pods both.
+        """
         frozen = active_window(policy.fleet.freeze_windows, now)
-        if repair and frozen is not None:
-            # A workload restart is a change: none inside a freeze window; the next run after it repairs.
-            window, until = frozen
-            log.info("missed injections not repaired: freeze window %s until %s", window.describe(),
-                     until.isoformat())
-            self.repairs["frozen"] += len({(p.namespace, str((p.owner or {}).get("name"))) for p in missed if p.owner})
-            repair = False
-        budget = policy.fleet.repairs_per_run
         asked: set[tuple[str, str, str]] = set()
-        for pod in missed:
+        for pods, repair, reason, message, how in (
+                (run.missed_pods, policy.fleet.missed_injections == "repair", "MissedInjection",
+                 "the webhook would inject this pod, but it carries no meshfit.io/status "
+                 "(admitted while the webhook was not answering?)", "fleet.missedInjections: repair"),
+                (run.unmounted_pods, policy.fleet.runtime_volumes == "repair", "RuntimeUnmounted",
+                 "this pod's sidecars have runtime parameters, but it was created before the policy declared them "
+                 "and mounts none", "fleet.runtimeVolumes: repair")):
+            if repair and frozen is not None and pods:
+                # A workload restart is a change: none inside a freeze window; the next run after it repairs.
+                window, until = frozen
+                log.info("%s not repaired: freeze window %s until %s", reason, window.describe(), until.isoformat())
+                self.repairs["frozen"] += len({(p.namespace, str((p.owner or {}).get("name"))) for p in pods if p.owner})
+                repair = False
+            await self._repair(pods, repair, reason, message, how, policy.fleet.repairs_per_run, asked, now)
+
+    async def _repair(self, pods: list[MissedPod], repair: bool, reason: str, message: str, how: str, budget: int,
+                      asked: set[tuple[str, str, str]], now: dt.datetime) -> None:
+        for pod in pods:
             subject = {"apiVersion": "v1", "kind": "Pod",
                        "metadata": {"namespace": pod.namespace, "name": pod.name, "uid": pod.uid}}
-            what = "restarting its workload to mesh it" if repair and pod.owner else (
-                "a bare pod: delete and create it again to mesh it" if pod.owner is None else
-                "roll its workload (kubectl rollout restart) to mesh it, or set fleet.missedInjections: repair")
-            await self.events.record(subject, reason="MissedInjection",
-                                     message=f"the webhook would inject this pod, but it carries no meshfit.io/status "
-                                             f"(admitted while the webhook was not answering?): {what}")
+            what = "restarting its workload" if repair and pod.owner else (
+                "a bare pod: delete and create it again" if pod.owner is None else
+                f"roll its workload (kubectl rollout restart), or set {how}")
+            await self.events.record(subject, reason=reason, message=f"{message}: {what}")
             if not repair or pod.owner is None:
                 continue
             key = (pod.namespace, str(pod.owner.get("kind")), str(pod.owner.get("name")))
@@ -241,7 +264,7 @@ class Inspector:
                 continue
             self.repairs[done.outcome] += 1
             if done.outcome == "restarted":
-                log.info("restarted %s in %s: its pods escaped injection", done.workload, pod.namespace)
+                log.info("restarted %s in %s (%s)", done.workload, pod.namespace, reason)
 
 
 def missed_names(run: InspectionRun) -> Mapping[str, list[str]]:

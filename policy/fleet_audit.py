@@ -23,13 +23,14 @@ from policy.inspections import (
     count_exposure,
     exposure_findings,
     missed_injection,
+    runtime_unmounted,
     node_allocatable,
     version_findings,
 )
 from policy.model import NamespacePolicy, Policy
 from policy.pod_entry import reduce_pod
 
-POD_CHECKS = ("versions", "accounting", "exposure", "missed-injections")
+POD_CHECKS = ("versions", "accounting", "exposure", "missed-injections", "runtime")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,11 @@ class Results:
         return sum(n for (c, _), n in self.counts.items() if c == check)
 
 
+def _missed_pod(namespace: str, meta: Mapping[str, Any]) -> MissedPod:
+    owners = [o for o in meta.get("ownerReferences") or () if isinstance(o, Mapping) and o.get("controller") is True]
+    return MissedPod(namespace, str(meta.get("name")), str(meta.get("uid") or ""), owners[0] if owners else None)
+
+
 class FleetAudit:
     """The pod inspections of ``checks`` over the pods handed to :meth:`add`.
 
@@ -80,6 +86,9 @@ class FleetAudit:
         self.missed: list[MissedPod] = []
         #: Missed injections per namespace, all counted.
         self.missed_by_namespace: Counter[str] = Counter()
+        #: Pods that mount no runtime parameters though their sidecars have some (listed to ``missed_cap``).
+        self.unmounted: list[MissedPod] = []
+        self.unmounted_by_namespace: Counter[str] = Counter()
         self._nodes: dict[str, NodeExposure] = {}
         self._selected_nodes: set[str] = set()
         self._desired: DesiredVersions | None = None
@@ -134,10 +143,15 @@ class FleetAudit:
                 results.add(missed)
                 self.missed_by_namespace[ns] += 1
                 if len(self.missed) < self.missed_cap:
-                    owners = [o for o in meta.get("ownerReferences") or () if isinstance(o, Mapping)
-                              and o.get("controller") is True]
-                    self.missed.append(MissedPod(ns, str(meta.get("name")), str(meta.get("uid") or ""),
-                                                 owners[0] if owners else None))
+                    self.missed.append(_missed_pod(ns, meta))
+        if "runtime" in checks and self.policy.runtime.parameters:
+            results.checked["runtime"] += 1
+            unmounted = runtime_unmounted(pod, self.policy)
+            if unmounted is not None:
+                results.add(unmounted)
+                self.unmounted_by_namespace[ns] += 1
+                if len(self.unmounted) < self.missed_cap:
+                    self.unmounted.append(_missed_pod(ns, meta))
 
     def finish(self) -> Results:
         """The node checks, once every pod is in; the results."""

@@ -31,11 +31,14 @@ from policy.pod_accounting import TERMINAL_PHASES, cached_record
 from policy.pod_entry import PodEntry
 from policy.quantity import Quantity, QuantityError
 from policy.record import AccountingRecord
+from policy.runtime import LABEL as RUNTIME_LABEL
+from policy.sidecar_status import StatusError, parse_status
 from policy.resources import RESOURCES, container_limits, container_requests, pod_limits, pod_requests
 
 Pod = Mapping[str, Any]
 
-CHECKS: tuple[str, ...] = ("versions", "accounting", "exposure", "missed-injections", "certificates", "configuration")
+CHECKS: tuple[str, ...] = ("versions", "accounting", "exposure", "missed-injections", "runtime", "certificates",
+                           "configuration")
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,3 +254,30 @@ def missed_injection(pod: Pod, labels: Mapping[str, str] | None, policy: Policy,
                    f"no {STATUS}: the webhook would inject {names} now ({decision.reason})",
                    "the pod was admitted while the webhook was not answering (failurePolicy: Ignore): "
                    "roll its workload (kubectl rollout restart) to mesh it")
+
+
+# -- runtime parameters -----------------------------------------------------------------
+def runtime_unmounted(pod: Pod, policy: Policy) -> Finding | None:
+    """A meshed pod whose sidecars have runtime parameters now, but which mounts none (created before).
+
+    Its volumes were fixed at creation: only a new pod (its workload restarted) mounts them.
+    """
+    if not policy.runtime.parameters:
+        return None
+    meta = pod.get("metadata") or {}
+    text = (meta.get("annotations") or {}).get(STATUS)
+    if not isinstance(text, str) or RUNTIME_LABEL in (meta.get("labels") or {}):
+        return None
+    if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        return None
+    try:
+        status = parse_status(text)
+    except StatusError:
+        return None  # the versions check reports an unreadable record
+    names = [s.name for s in status.sidecars if policy.runtime.declares(s.name)]
+    if not names:
+        return None
+    return Finding("runtime", "runtime_unmounted", pod_ref(pod),
+                   f"{', '.join(names)} read no runtime parameters: the pod was created before the policy declared them",
+                   "restart its workload (kubectl rollout restart, or fleet.runtimeVolumes: repair) so that the "
+                   "webhook mounts them; nothing in place can add a volume")

@@ -515,6 +515,7 @@ def _fleet(f: Fields) -> FleetPolicy:
         crash_restarts=f.integer("crashRestarts", d.crash_restarts, low=0, high=100),
         sidecar_image_change_kubelet=kubelet,
         missed_injections=f.choice("missedInjections", d.missed_injections, ("report", "repair")),  # type: ignore[arg-type]
+        runtime_volumes=f.choice("runtimeVolumes", d.runtime_volumes, ("report", "repair")),  # type: ignore[arg-type]
         repairs_per_run=f.integer("repairsPerRun", d.repairs_per_run, low=0, high=1000),
         freeze_windows=freeze_windows(f),
     )

@@ -202,6 +202,9 @@ class FleetPolicy:
     #: ``report`` them (an Event on the pod, a metric), or also ``repair`` them by restarting
     #: their workload, as ``kubectl rollout restart`` does (never a bare pod).
     missed_injections: MissedInjections = "report"
+    #: Pods injected before the policy declared their sidecars' runtime parameters mount none: ``report``
+    #: them, or also ``repair`` them by restarting their workload (the same bounds as missed injections).
+    runtime_volumes: MissedInjections = "report"
     #: The most workloads one inspection run restarts to repair missed injections (0..1000).
     repairs_per_run: int = 10
     #: Spans of wall-clock time in which no ``SidecarRollout`` starts a change (:mod:`policy.freeze`).

@@ -48,7 +48,7 @@ MESHFIT_CLUSTER = {
     "leak": "needs a cluster", "fleet": "needs a cluster", "check": "needs a cluster", "reaccount": "needs a cluster",
     "upgrade": "needs a cluster", "rollback": "needs a cluster", "restart": "needs a cluster",
     "activate": "needs a cluster", "deactivate": "needs a cluster", "resize": "needs a cluster",
-    "rollout": "needs a cluster",
+    "rollout": "needs a cluster", "degrade": "needs a cluster",
     "demo": "builds and starts a control plane",
 }
 #: Cluster options make an offline command read a cluster: parse only.

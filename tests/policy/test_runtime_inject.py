@@ -69,3 +69,20 @@ def test_a_pod_that_has_a_volume_of_that_name_is_told_and_keeps_its_own() -> Non
     assert [v for v in new["spec"]["volumes"] if v["name"] == "meshfit-runtime"] == [{"name": "meshfit-runtime", "emptyDir": {}}]
     assert any("already has a volume named meshfit-runtime" in w for w in result.warnings)
     assert "meshfit.io/runtime" not in new["metadata"].get("labels", {})
+
+
+def test_a_pod_meshed_before_the_runtime_section_is_reported_and_one_meshed_after_is_not() -> None:
+    from policy.inspections import runtime_unmounted
+
+    original = _labelled(**{"app.kubernetes.io/name": "web"})
+    before = jsonpatch.apply_patch(original, inject(copy.deepcopy(original), NS, default_policy()).patch)
+    after = jsonpatch.apply_patch(original, inject(copy.deepcopy(original), NS, runtime_policy()).patch)
+    finding = runtime_unmounted(before, runtime_policy())
+    assert finding is not None
+    assert (finding.check, finding.code) == ("runtime", "runtime_unmounted")
+    assert finding.message.startswith("rpc-mesh, msg-mesh read no runtime parameters")
+    assert runtime_unmounted(after, runtime_policy()) is None
+    assert runtime_unmounted(before, default_policy()) is None
+    assert runtime_unmounted(original, runtime_policy()) is None  # never meshed: the missed-injection check's
+    finished = {**before, "status": {"phase": "Succeeded"}}
+    assert runtime_unmounted(finished, runtime_policy()) is None
