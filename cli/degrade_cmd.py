@@ -291,6 +291,7 @@ def _print(args: argparse.Namespace, records: list[Any], now: dt.datetime) -> No
     lines = [["ID", "PARAMETER", "SCOPE", "STATE", "UNTIL", "LEFT", "BY", "REASON"]]
     for d, row in zip(records, rows, strict=True):
         left = row["remainingSeconds"]
-        lines.append([d.id, f"{d.parameter}={_word(d.value)}", d.scope(), row["state"], row["until"],
-                      f"{left // 3600}h{left % 3600 // 60:02d}m", d.by, d.reason])
+        span = f"{left // 3600}h{left % 3600 // 60:02d}m" if left >= 3600 else f"{left // 60}m{left % 60:02d}s"
+        lines.append([d.id, f"{d.parameter}={_word(d.value)}", d.scope(), row["state"], row["until"], span, d.by,
+                      d.reason])
     sys.stdout.write(table(lines))

@@ -130,13 +130,27 @@ def _pod(name: str, metadata: Mapping[str, Any], spec: Mapping[str, Any]) -> Dem
     return DemoPod(name, body)
 
 
+#: Two runtime parameters of rpc-mesh, and an app rule: what the demo flips without a restart.
+DEMO_RUNTIME = """
+runtime:
+  sidecars:
+    rpc-mesh:
+      logLevel: {type: enum, values: [debug, info, warn, error], default: info}
+      traceLog: {type: enum, values: ["on", "off"], default: "on"}
+  rules:
+    - {name: checkout-debug, apps: [checkout], set: {logLevel: debug}, reason: the demo's app rule}
+"""
+
+
 def demo_policy(variant: str) -> str:
-    """The shipped policy text, with ``resources.overcommitVariant`` set (comments kept)."""
+    """The shipped policy text, with ``resources.overcommitVariant`` set (comments kept) and :data:`DEMO_RUNTIME`."""
     text: str = policy_configmap()["data"]["policy.yaml"]
     new, count = re.subn(r"(overcommitVariant:\s*)[\w-]+", rf"\g<1>{variant}", text, count=1)
     if count != 1:
         raise RuntimeError("manifests/policy.yaml has no resources.overcommitVariant line to set")
-    return new
+    if re.search(r"^runtime:", new, flags=re.M):
+        raise RuntimeError("manifests/policy.yaml has a runtime section already: the demo's would repeat it")
+    return new.rstrip("\n") + "\n" + DEMO_RUNTIME
 
 
 # ------------------------------------------------------------------ the run
@@ -203,7 +217,8 @@ def _demo(cluster: LocalCluster, servers: list[MeshfitServer], policy_text: str,
     workdir = cluster.workdir
     install_policy(cluster, policy_text, DEMO_POLICY[1])
     say(f"policy ConfigMap {'/'.join(DEMO_POLICY)}: manifests/policy.yaml with "
-        f"overcommitVariant {policy.resources.variant} (revision {policy.revision})")
+        f"overcommitVariant {policy.resources.variant} and rpc-mesh's runtime parameters logLevel, traceLog "
+        f"(revision {policy.revision})")
     ca_bundle = generate_certs(workdir / "webhook-certs")
     say("webhook certificate from `meshfit certs generate --ip 127.0.0.1`")
 
@@ -295,7 +310,56 @@ def _upgrade_in_place(cluster: LocalCluster, servers: list[MeshfitServer], say: 
     print(upgrade_table(before, after), file=out)
     print(file=out)
     same_pod = (after.get("metadata") or {}).get("uid") == before["metadata"]["uid"]
-    return done.returncode == 0 and same_pod
+    degraded = _degrade(cluster, say, out, after or before)
+    return done.returncode == 0 and same_pod and degraded
+
+
+def _runtime_values(cluster: LocalCluster, name: str) -> JSON:
+    """The values a runtime ConfigMap holds for rpc-mesh; ``{}`` until it exists."""
+    status, cm = cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}/configmaps/{name}")
+    if status != 200:
+        return {}
+    return dict(json.loads((cm.get("data") or {}).get("rpc-mesh.json") or "{}"))
+
+
+def _degrade(cluster: LocalCluster, say: Progress, out: TextIO, pod: JSON) -> bool:
+    """An emergency switch: trace logs off for the namespace for ten minutes, delivered to the running pod's file."""
+    import subprocess
+
+    volume = next((v for v in pod["spec"].get("volumes") or () if v.get("name") == "meshfit-runtime"), None)
+    if volume is None:
+        say(f"{UPGRADE_POD} mounts no runtime parameters")
+        return False
+    name = volume["projected"]["sources"][0]["configMap"]["name"]
+    before: JSON = cluster.wait_for(lambda: _runtime_values(cluster, name), 30, what=f"ConfigMap {NAMESPACE}/{name}")
+    say(f"{UPGRADE_POD}'s rpc-mesh reads /etc/meshfit/runtime/rpc-mesh.json from ConfigMap {NAMESPACE}/{name}; "
+        "`meshfit degrade set traceLog=off -n shop --for 10m --reason ...`:")
+    done = subprocess.run(
+        meshfit_argv("degrade", "set", "traceLog=off", "-n", NAMESPACE, "--for", "10m",
+                     "--reason", "trace collector overloaded (demo)",
+                     "--policy-configmap", "/".join(DEMO_POLICY), "--kubeconfig", str(cluster.kubeconfig_path)),
+        capture_output=True, text=True, timeout=60)
+    out.write(done.stdout + done.stderr)
+    def delivered() -> JSON:
+        values = _runtime_values(cluster, name)
+        return values if values.get("traceLog") == "off" else {}
+
+    after: JSON = cluster.wait_for(delivered, 30, what="the degradation delivered")
+    now = _ready_pod(cluster, UPGRADE_POD) or {}
+    print(file=out)
+    print(table(f"runtime parameters of {NAMESPACE}/{UPGRADE_POD} (rpc-mesh.json)", ["", "before", "after"], [
+        ["logLevel (app rule checkout-debug)", str(before.get("logLevel")), str(after.get("logLevel"))],
+        ["traceLog (degradation, 10 minutes)", str(before.get("traceLog")), str(after.get("traceLog"))],
+        ["pod UID", pod["metadata"]["uid"][:8], (now.get("metadata") or {}).get("uid", "?")[:8]],
+        ["restarts (app / rpc-mesh)", _restarts(pod), _restarts(now)],
+    ]), file=out)
+    print(file=out)
+    return done.returncode == 0 and (now.get("metadata") or {}).get("uid") == pod["metadata"]["uid"]
+
+
+def _restarts(pod: JSON) -> str:
+    return f"{_container_status(pod, 'app').get('restartCount', 0)} / " \
+           f"{_container_status(pod, 'rpc-mesh').get('restartCount', 0)}"
 
 
 def _ready_pod(cluster: LocalCluster, name: str) -> JSON | None:

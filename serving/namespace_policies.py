@@ -50,18 +50,16 @@ class LivePolicy(GlobalPolicy):
 
     def replace_namespace_configmaps(self, configmaps: Iterable[Mapping[str, Any]]) -> None:
         """A fresh list of every namespace's ``meshfit-policy`` ConfigMap (after a LIST)."""
-        fresh: dict[str, Mapping[str, Any]] = {}
-        for configmap in configmaps:
-            namespace = _namespace_of(configmap)
-            if namespace:
-                fresh[namespace] = configmap
-        for gone in set(self._namespace_configmaps) - set(fresh):
-            self.delete_namespace_configmap(gone)
-        for namespace, configmap in fresh.items():
+        for configmap in self._forget_missing(configmaps):
             self.put_namespace_configmap(configmap)
 
     async def replace_namespace_configmaps_off_loop(self, configmaps: Iterable[Mapping[str, Any]]) -> None:
         """:meth:`replace_namespace_configmaps`, each policy parsed off the loop (a relist holds them all)."""
+        for configmap in self._forget_missing(configmaps):
+            await self.put_namespace_configmap_off_loop(configmap)
+
+    def _forget_missing(self, configmaps: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """Drop the namespaces a fresh LIST no longer has; the ConfigMaps it has, one per namespace."""
         fresh: dict[str, Mapping[str, Any]] = {}
         for configmap in configmaps:
             namespace = _namespace_of(configmap)
@@ -69,8 +67,7 @@ class LivePolicy(GlobalPolicy):
                 fresh[namespace] = configmap
         for gone in set(self._namespace_configmaps) - set(fresh):
             self.delete_namespace_configmap(gone)
-        for configmap in fresh.values():
-            await self.put_namespace_configmap_off_loop(configmap)
+        return list(fresh.values())
 
     def put_namespace_configmap(self, configmap: Mapping[str, Any]) -> bool:
         """A namespace's ``meshfit-policy`` ConfigMap, added or changed; True when its policy changed."""
