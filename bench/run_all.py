@@ -3,7 +3,8 @@
     python -m bench.run_all [--quick] [--only NAME ...]     (``make bench``)
 
 Order: the webhook against its floor first (no control plane running, so the
-machine is at its quietest), then the extender at fleet scale, ``meshfit
+machine is at its quietest), its memory over many reviews and the engine's
+cost against pod size, then the extender at fleet scale, ``meshfit
 fleet`` on the same fleet and a SidecarRollout's controller cost, then the three
 that start a control plane. Pod creation runs before watch throughput, which
 compares itself with pod creation's rate. A benchmark that fails is reported
@@ -18,13 +19,25 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from bench import extender_scale, fleet, pod_create, reaccount, rollout, scheduling, watch_throughput, webhook_floor
+from bench import (
+    admit_size,
+    extender_scale,
+    fleet,
+    pod_create,
+    reaccount,
+    rollout,
+    scheduling,
+    watch_throughput,
+    webhook_floor,
+    webhook_rss,
+)
 from bench.report import Report, Target, results_dir, targets_table
 
 #: In run order (see the module docstring).
 BENCHMARKS: dict[str, ModuleType] = {
     m.__name__.rpartition(".")[2]: m
-    for m in (webhook_floor, extender_scale, fleet, rollout, pod_create, scheduling, watch_throughput, reaccount)
+    for m in (webhook_floor, webhook_rss, admit_size, extender_scale, fleet, rollout, pod_create, scheduling,
+              watch_throughput, reaccount)
 }
 
 

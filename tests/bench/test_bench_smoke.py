@@ -19,7 +19,18 @@ from typing import Any
 
 import pytest
 
-from bench import extender_scale, fleet, pod_create, reaccount, rollout, scheduling, watch_throughput, webhook_floor
+from bench import (
+    admit_size,
+    extender_scale,
+    fleet,
+    pod_create,
+    reaccount,
+    rollout,
+    scheduling,
+    watch_throughput,
+    webhook_floor,
+    webhook_rss,
+)
 from bench.loadgen import binary
 from controlplane.cluster import LocalCluster
 
@@ -65,6 +76,29 @@ def test_webhook_floor(tmp_path: Path, loadgen: Path) -> None:
     assert [t["name"] for t in data["targets"]][0] == "typical pod throughput, distinct pods"
 
 
+def test_admit_size(tmp_path: Path) -> None:
+    admit_size.run(envs="1,100", containers="1,5", rounds=1, seconds=0.005, out_dir=tmp_path, log=lambda line: None)
+    data = load(tmp_path, "admit_size")
+    shapes = [(r["env/container"], r["containers"]) for r in data["rows"]]
+    assert sorted(shapes) == [(1, 1), (1, 5), (100, 1), (100, 5)]
+    sizes = [r["body KB"] for r in data["rows"]]
+    assert sizes == sorted(sizes) and sizes[-1] > 4 * sizes[0]  # rows by body size; some shapes 4x apart
+    for row in data["rows"]:
+        assert row["reviews"] >= 3 and 0 < row["floor us"] and 0 < row["parse us"] + row["admit us"]
+        assert row["x floor"] > 0
+    (target,) = data["targets"]
+    assert target["measured"] > 0 and "worst" in target["note"]
+
+
+def test_webhook_rss(tmp_path: Path) -> None:
+    webhook_rss.run(reviews=60, samples=3, concurrency=2, out_dir=tmp_path, log=lambda line: None)
+    data = load(tmp_path, "webhook_rss")
+    assert [r["reviews"] for r in data["rows"]] == [0, 20, 40, 60]
+    assert all(10 < r["rss_mib"] <= r["peak_mib"] for r in data["rows"])
+    assert [t["unit"] for t in data["targets"]] == ["MiB", "%"]
+    assert data["details"]["answer_cache"]["hits"] == 0
+
+
 def test_extender_scale(tmp_path: Path) -> None:
     extender_scale.run(nodes=30, pods=300, rounds=3, out_dir=tmp_path)
     data = load(tmp_path, "extender_scale")
@@ -92,7 +126,11 @@ def test_pod_create(tmp_path: Path, local_cluster: LocalCluster) -> None:
     assert [r["configuration"] for r in data["rows"]] == list(pod_create.CONFIGS)
     assert all(r["pods"] == 6 and r["pods/s"] > 0 for r in data["rows"])
     assert data["rows"][0]["x no webhook"] == 1
-    assert len(data["targets"]) == 2
+    assert [t["name"] for t in data["targets"]][2] == "pod creation, webhook injecting"
+    injecting = data["rows"][-1]
+    assert injecting["configuration"] == pod_create.INJECT and 0 < injecting["x injecting floor"] < 10
+    # The floor answers with meshfit's own answer for the shape: a patch, and the bytes of one.
+    assert data["parameters"]["answer_bytes"] > 1000
 
 
 @pytest.mark.e2e
