@@ -44,9 +44,10 @@ def runtime_section(f: Fields, sidecar_names: tuple[str, ...]) -> RuntimePolicy:
     sf.done()
     runtime = RuntimePolicy(parameters=parameters)
     limit = runtime.max_degradation_seconds
-    if f.has("maxDegradation"):
+    raw_limit = f.raw("maxDegradation")
+    if raw_limit is not None:
         try:
-            limit = int(parse_duration(str(f.raw("maxDegradation"))).total_seconds())
+            limit = int(parse_duration(str(raw_limit)).total_seconds())
         except DegradationError as exc:
             f.error("maxDegradation", str(exc).replace("--for: ", ""))
     rules: list[RuntimeRule] = []
