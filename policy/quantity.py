@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
 from fractions import Fraction
+from functools import lru_cache
 from typing import Literal
 
 Format = Literal["DecimalSI", "BinarySI", "DecimalExponent"]
@@ -161,37 +162,43 @@ class Quantity:
 
     # -- printing -------------------------------------------------------
     def format(self) -> str:
-        """The canonical string Kubernetes would store for this value and family.
-
-        Mirrors ``resource.Quantity.CanonicalizeBytes``: binary SI only for whole
-        byte counts of at least 1024 (``1536Mi``), otherwise the largest decimal
-        suffix that keeps the mantissa an integer (``1500m``, ``2``, ``128k``).
-        """
-        nanos = self.nanos
-        if nanos == 0:
-            return "0"
-        fmt = self.fmt
-        if fmt == "BinarySI" and (abs(nanos) < 1024 * NANO or nanos % NANO):
-            fmt = "DecimalSI"
-        if fmt == "BinarySI":
-            value, exp = nanos // NANO, 0
-            while exp < 6 and value % 1024 == 0:
-                value //= 1024
-                exp += 1
-            return f"{value}{_BINARY_SUFFIXES[exp]}"
-        mantissa, exp = nanos, -9
-        while exp < 18 and mantissa % 1000 == 0:
-            mantissa //= 1000
-            exp += 3
-        if fmt == "DecimalExponent":
-            return f"{mantissa}e{exp}" if exp else str(mantissa)
-        return f"{mantissa}{_DECIMAL_SUFFIX[exp]}"
+        """The canonical string Kubernetes would store for this value and family (:func:`canonical`)."""
+        return canonical(self.nanos, self.fmt)
 
     def __str__(self) -> str:
         return self.format()
 
     def __repr__(self) -> str:
         return f"Quantity({self.format()!r})"
+
+
+@lru_cache(maxsize=4096)
+def canonical(nanos: int, fmt: Format) -> str:
+    """The canonical string Kubernetes would store for ``nanos`` nano-units in family ``fmt``.
+
+    Mirrors ``resource.Quantity.CanonicalizeBytes``: binary SI only for whole
+    byte counts of at least 1024 (``1536Mi``), otherwise the largest decimal
+    suffix that keeps the mantissa an integer (``1500m``, ``2``, ``128k``).
+    Cached: an injection prints some forty quantities (patch, record), nearly
+    all of them the same few sizes pod after pod.
+    """
+    if nanos == 0:
+        return "0"
+    if fmt == "BinarySI" and (abs(nanos) < 1024 * NANO or nanos % NANO):
+        fmt = "DecimalSI"
+    if fmt == "BinarySI":
+        value, exp = nanos // NANO, 0
+        while exp < 6 and value % 1024 == 0:
+            value //= 1024
+            exp += 1
+        return f"{value}{_BINARY_SUFFIXES[exp]}"
+    mantissa, exp = nanos, -9
+    while exp < 18 and mantissa % 1000 == 0:
+        mantissa //= 1000
+        exp += 3
+    if fmt == "DecimalExponent":
+        return f"{mantissa}e{exp}" if exp else str(mantissa)
+    return f"{mantissa}{_DECIMAL_SUFFIX[exp]}"
 
 
 ZERO = Quantity(0)
