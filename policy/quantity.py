@@ -53,7 +53,7 @@ class Quantity:
 
     # -- construction -------------------------------------------------
     @classmethod
-    def parse(cls, text: str | int) -> Quantity:
+    def parse(cls, text: object) -> Quantity:
         """Parse a Kubernetes quantity (``500m``, ``1.5Gi``, ``12e6``, ``2``).
 
         Integers are accepted because YAML turns ``cpu: 2`` into one.

@@ -37,7 +37,7 @@ Limits = dict[str, Quantity | None]
 
 
 @lru_cache(maxsize=4096)
-def q(text: str | int) -> Quantity:
+def q(text: object) -> Quantity:
     """Parse a quantity, cached: a fleet repeats the same few hundred strings."""
     return Quantity.parse(text)
 
