@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all venv lint test unit e2e golden run demo controlplane tools image prometheus bench certs manifests mutation clean
+.PHONY: all venv lint test unit e2e golden run demo controlplane tools image prometheus bench certs manifests mutation speed pure clean
 
 all: test
 
@@ -74,9 +74,18 @@ manifests: venv
 bench: venv controlplane
 	$(PY) -m bench.run_all
 
+## make speed: the injection engine's hot modules compiled with mypyc beside their sources (optional:
+## about 1.6x faster, the same output; the tests run against whichever is there and say which).
+speed: venv
+	$(PY) hack/speed/build.py
+
+## make pure: remove what make speed compiled; the Python modules are imported again.
+pure:
+	$(PYTHON) hack/speed/build.py --remove
+
 ## make mutation: mutmut over policy/ and the servers' input comparisons; the score and every survivor.
 mutation: venv
 	bash hack/mutation.sh
 
-clean:
+clean: pure
 	rm -rf $(VENV) .pytest_cache

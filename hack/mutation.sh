@@ -14,7 +14,7 @@ venv="$here/.venv"
 scratch="${MUTATION_DIR:-$HOME/.cache/meshfit/mutation}"
 mkdir -p "$scratch"
 rsync -a --delete --exclude .git --exclude .venv --exclude mutants --exclude '.hypothesis' --exclude build \
-      --exclude '__pycache__' "$here/" "$scratch/tree/"
+      --exclude '__pycache__' --exclude '*.so' "$here/" "$scratch/tree/"
 cd "$scratch/tree"
 start=$(date +%s)
 # shellcheck disable=SC2086  # MUTATION_ONLY is a list of globs

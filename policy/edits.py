@@ -70,26 +70,25 @@ class PodEditor:
         return node
 
     # -- copy-on-write descent ------------------------------------------------
-    def _owned(self, parent: Any, key: str | int) -> Any:
-        child = parent[key]
-        if id(child) not in self._copied:
-            child = list(child) if isinstance(child, list) else dict(child)
-            parent[key] = child
-            self._copied[id(child)] = child
-        return child
-
     def _parent(self, path: Path) -> tuple[Any, Path]:
         """The deepest existing container on ``path`` (owned), and the part of path left."""
         node: Any = self.pod
-        for i, key in enumerate(path[:-1]):
+        copied = self._copied
+        last = len(path) - 1
+        for i in range(last):
+            key = path[i]
             try:
-                exists = node[key] is not None
+                child = node[key]
             except (KeyError, IndexError, TypeError):
-                exists = False
-            if not exists:
+                child = None
+            if child is None:
                 return node, path[i:]
-            node = self._owned(node, key)
-        return node, path[-1:]
+            if id(child) not in copied:  # copy on the first write below it, and own the copy
+                child = list(child) if isinstance(child, list) else dict(child)
+                node[key] = child
+                copied[id(child)] = child
+            node = child
+        return node, path[last:]
 
     # -- edits --------------------------------------------------------------
     def set(self, path: Path, value: Any) -> None:

@@ -29,7 +29,7 @@ from policy.budget import Fit, fit_requests
 from policy.decision import Decision, Namespace, decide
 from policy.donation import Donation
 from policy.donation import plan as donation_plan
-from policy.edits import PodEditor, json_copy
+from policy.edits import PodEditor
 from policy.model import Policy, ResourcePolicy, SidecarSpec
 from policy.qos import exclusive_cpu_candidate, pod_qos
 from policy.quantity import ZERO, Quantity, QuantityError
@@ -52,19 +52,10 @@ from policy.runtime import LABEL as RUNTIME_LABEL
 from policy.runtime import LABEL_VALUE as RUNTIME_LABEL_VALUE
 from policy.runtime import POD_ANNOTATION as RUNTIME_ANNOTATION
 from policy.runtime import VOLUME_NAME, group_annotation, group_of, pod_volume
+from policy.sidecar_build import add_app_env, add_volumes, place_sidecars
 from policy.sidecar_status import PodStatus
 from policy.sizing import SidecarSize, app_allocation, size_sidecar
-from policy.slots import (
-    SLOT_MINIMUM,
-    Slot,
-    handoff_mount,
-    layout,
-    pod_volumes,
-    slot_env,
-    slot_names,
-    slot_versions,
-    status_of,
-)
+from policy.slots import SLOT_MINIMUM, layout, slot_names, slot_versions, status_of
 from policy.versions import VersionChoice, resolve_version
 
 __all__ = ["InjectionError", "InjectionResult", "Namespace", "Plan", "Variant", "choose_variants", "inject"]
@@ -424,9 +415,9 @@ def _attempt(pod: dict[str, Any], policy: Policy, sidecars: tuple[SidecarSpec, .
 def _build(pod: dict[str, Any], plan: Plan) -> _Built | None:
     """All container edits for one plan; ``None`` where Kubernetes would refuse the pod-level fields."""
     editor = PodEditor(pod)
-    _add_app_env(editor, plan.sidecars)
-    injected_names = _place_sidecars(editor, plan.sidecars, plan.versions, plan.sizes)
-    _add_volumes(editor, plan.sidecars)
+    add_app_env(editor, plan.sidecars)
+    injected_names = place_sidecars(editor, plan.sidecars, plan.versions, plan.sizes)
+    add_volumes(editor, plan.sidecars)
     drift: dict[str, Quantity] = {}
     if plan.mode in ("overcommit", "carve") and plan.variant is not Variant.BEST_EFFORT:
         donations = donation_plan(editor.pod["spec"], plan.target, injected_names,
@@ -444,13 +435,13 @@ def _build(pod: dict[str, Any], plan: Plan) -> _Built | None:
         aggregate = after.aggregate
         requests = after.pod_level
         limits = pod_level_limits(new_spec)
+        each = [container_limits(c) for kind in ("containers", "initContainers") for c in new_spec.get(kind) or ()]
         for r in RESOURCES:
             if r in requests and aggregate[r] > requests[r]:
                 return None
             if r in limits and (aggregate[r] > limits[r] or (r in requests and requests[r] > limits[r])):
                 return None
-            if r in limits and any((container_limits(c)[r] or ZERO) > limits[r]
-                                   for kind in ("containers", "initContainers") for c in new_spec.get(kind) or ()):
+            if r in limits and any((c[r] or ZERO) > limits[r] for c in each):
                 return None
     return _Built(editor, after, pod_limits(editor.pod), drift)
 
@@ -503,91 +494,6 @@ def _own_requests(spec: Mapping[str, Any]) -> dict[str, dict[str, Quantity]]:
 
 def _minus(limit: Quantity | None, overhead: Quantity) -> Quantity | None:
     return None if limit is None else limit - overhead
-
-
-def _add_app_env(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:
-    """Tell app containers where the mesh is; a variable the app already sets wins."""
-    wanted = [e for s in sidecars for e in s.app_env]
-    if not wanted:
-        return
-    for i, container in enumerate(editor.pod["spec"]["containers"]):
-        present = {e.get("name") for e in container.get("env") or () if isinstance(e, Mapping)}
-        for env in wanted:
-            if env["name"] not in present:
-                editor.insert(("spec", "containers", i, "env"), None, json_copy(env))
-                present.add(env["name"])
-
-
-def _container(sidecar: SidecarSpec, slot: Slot) -> dict[str, Any]:
-    """One slot's container. An ordinary sidecar's is the policy's fragment as given.
-
-    A slotted sidecar's (hot or dormant) also learns its slot (:func:`policy.slots.slot_env`),
-    and carries no probes: an idle or dormant slot runs the empty image, which serves no
-    port; two slots share one network namespace, so a probe port cannot tell them apart;
-    and a native sidecar whose startupProbe never passes blocks the app forever. Only the
-    first slot declares the ports (whichever slot is live serves them). The sidecar's own
-    handoff (a postStart hook) decides when a new slot has taken over.
-    """
-    c: dict[str, Any] = {"name": slot.container, "image": slot.image, "imagePullPolicy": sidecar.image_pull_policy}
-    if sidecar.placement == "native":
-        c["restartPolicy"] = "Always"
-    if sidecar.command:
-        c["command"] = list(sidecar.command)
-    if sidecar.args:
-        c["args"] = list(sidecar.args)
-    if sidecar.ports and slot.container == sidecar.name:
-        c["ports"] = json_copy(sidecar.ports)
-    env = json_copy(sidecar.env) if sidecar.env else []
-    mounts = json_copy(sidecar.volume_mounts) if sidecar.volume_mounts else []
-    if slot.slotted:
-        env.extend(slot_env(slot, sidecar.upgrade.hot))
-        if sidecar.upgrade.hot:
-            mounts.append(handoff_mount(sidecar))
-    if env:
-        c["env"] = env
-    if mounts:
-        c["volumeMounts"] = mounts
-    resources: dict[str, Any] = {}
-    if slot.requests:
-        resources["requests"] = {r: v.format() for r, v in slot.requests.items()}
-    if slot.limits:
-        resources["limits"] = {r: v.format() for r, v in slot.limits.items()}
-    c["resources"] = resources
-    probes = () if slot.slotted else (("startupProbe", sidecar.startup_probe), ("readinessProbe", sidecar.readiness_probe),
-                                      ("livenessProbe", sidecar.liveness_probe))
-    for key, fragment in (*probes, ("securityContext", sidecar.security_context), ("lifecycle", sidecar.lifecycle)):
-        if fragment is not None:
-            c[key] = json_copy(fragment)
-    return c
-
-
-def _place_sidecars(editor: PodEditor, sidecars: tuple[SidecarSpec, ...], versions: Mapping[str, VersionChoice],
-                    sizes: Mapping[str, SidecarSize]) -> set[str]:
-    """Native sidecars go to initContainers (before the app's init containers when ``first``).
-
-    A sidecar's slots go side by side, in the order of :func:`policy.slots.layout`.
-    Returns the names of every container placed (none of them donates).
-    """
-    placed = {"initContainers": 0, "containers": 0}
-    names: set[str] = set()
-    for sidecar in sidecars:
-        kind = "initContainers" if sidecar.placement == "native" else "containers"
-        for slot in layout(sidecar, versions[sidecar.name], sizes[sidecar.name]):
-            index = placed[kind] if sidecar.position == "first" else None
-            editor.insert(("spec", kind), index, _container(sidecar, slot))
-            if sidecar.position == "first":
-                placed[kind] += 1
-            names.add(slot.container)
-    return names
-
-
-def _add_volumes(editor: PodEditor, sidecars: tuple[SidecarSpec, ...]) -> None:
-    present = {v.get("name") for v in editor.get(("spec", "volumes"), ()) if isinstance(v, Mapping)}
-    for sidecar in sidecars:
-        for volume in pod_volumes(sidecar):
-            if volume.get("name") not in present:
-                editor.insert(("spec", "volumes"), None, json_copy(volume))
-                present.add(volume.get("name"))
 
 
 def _mount_runtime(editor: PodEditor, policy: Policy, namespace: str, labels: Any) -> list[str]:

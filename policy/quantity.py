@@ -16,10 +16,10 @@ comes back from the API.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
 from fractions import Fraction
-from typing import Literal
+from functools import lru_cache
+from typing import Final, Literal, final
 
 Format = Literal["DecimalSI", "BinarySI", "DecimalExponent"]
 
@@ -43,16 +43,38 @@ class QuantityError(ValueError):
     """A string that is not a Kubernetes quantity; the message quotes it."""
 
 
-@dataclass(frozen=True, slots=True, order=False)
+@final
 class Quantity:
-    """An exact quantity: ``nanos`` nano-units, printed in the family ``fmt``."""
+    """An exact quantity: ``nanos`` nano-units, printed in the family ``fmt``.
 
-    nanos: int
-    fmt: Format = "DecimalSI"
+    Immutable (``Final`` attributes: mypy refuses an assignment, compiled code
+    raises on one): parsed quantities are cached and shared. A plain class
+    rather than a frozen dataclass because an injection makes some seventy of
+    them, and a frozen dataclass's ``__init__`` (two ``object.__setattr__``
+    calls) was the largest single cost of the compiled engine.
+    """
+
+    __slots__ = ("nanos", "fmt")
+    nanos: Final[int]
+    fmt: Final[Format]
+
+    def __init__(self, nanos: int, fmt: Format = "DecimalSI") -> None:
+        self.nanos = nanos
+        self.fmt = fmt
+
+    # Immutable: a copy is the object itself; pickling rebuilds it from its two fields.
+    def __copy__(self) -> Quantity:
+        return self
+
+    def __deepcopy__(self, memo: object) -> Quantity:
+        return self
+
+    def __reduce__(self) -> tuple[type[Quantity], tuple[int, Format]]:
+        return Quantity, (self.nanos, self.fmt)
 
     # -- construction -------------------------------------------------
     @classmethod
-    def parse(cls, text: str | int) -> Quantity:
+    def parse(cls, text: object) -> Quantity:
         """Parse a Kubernetes quantity (``500m``, ``1.5Gi``, ``12e6``, ``2``).
 
         Integers are accepted because YAML turns ``cpu: 2`` into one.
@@ -161,37 +183,43 @@ class Quantity:
 
     # -- printing -------------------------------------------------------
     def format(self) -> str:
-        """The canonical string Kubernetes would store for this value and family.
-
-        Mirrors ``resource.Quantity.CanonicalizeBytes``: binary SI only for whole
-        byte counts of at least 1024 (``1536Mi``), otherwise the largest decimal
-        suffix that keeps the mantissa an integer (``1500m``, ``2``, ``128k``).
-        """
-        nanos = self.nanos
-        if nanos == 0:
-            return "0"
-        fmt = self.fmt
-        if fmt == "BinarySI" and (abs(nanos) < 1024 * NANO or nanos % NANO):
-            fmt = "DecimalSI"
-        if fmt == "BinarySI":
-            value, exp = nanos // NANO, 0
-            while exp < 6 and value % 1024 == 0:
-                value //= 1024
-                exp += 1
-            return f"{value}{_BINARY_SUFFIXES[exp]}"
-        mantissa, exp = nanos, -9
-        while exp < 18 and mantissa % 1000 == 0:
-            mantissa //= 1000
-            exp += 3
-        if fmt == "DecimalExponent":
-            return f"{mantissa}e{exp}" if exp else str(mantissa)
-        return f"{mantissa}{_DECIMAL_SUFFIX[exp]}"
+        """The canonical string Kubernetes would store for this value and family (:func:`canonical`)."""
+        return canonical(self.nanos, self.fmt)
 
     def __str__(self) -> str:
         return self.format()
 
     def __repr__(self) -> str:
         return f"Quantity({self.format()!r})"
+
+
+@lru_cache(maxsize=4096)
+def canonical(nanos: int, fmt: Format) -> str:
+    """The canonical string Kubernetes would store for ``nanos`` nano-units in family ``fmt``.
+
+    Mirrors ``resource.Quantity.CanonicalizeBytes``: binary SI only for whole
+    byte counts of at least 1024 (``1536Mi``), otherwise the largest decimal
+    suffix that keeps the mantissa an integer (``1500m``, ``2``, ``128k``).
+    Cached: an injection prints some forty quantities (patch, record), nearly
+    all of them the same few sizes pod after pod.
+    """
+    if nanos == 0:
+        return "0"
+    if fmt == "BinarySI" and (abs(nanos) < 1024 * NANO or nanos % NANO):
+        fmt = "DecimalSI"
+    if fmt == "BinarySI":
+        value, exp = nanos // NANO, 0
+        while exp < 6 and value % 1024 == 0:
+            value //= 1024
+            exp += 1
+        return f"{value}{_BINARY_SUFFIXES[exp]}"
+    mantissa, exp = nanos, -9
+    while exp < 18 and mantissa % 1000 == 0:
+        mantissa //= 1000
+        exp += 3
+    if fmt == "DecimalExponent":
+        return f"{mantissa}e{exp}" if exp else str(mantissa)
+    return f"{mantissa}{_DECIMAL_SUFFIX[exp]}"
 
 
 ZERO = Quantity(0)

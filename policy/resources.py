@@ -37,7 +37,7 @@ Limits = dict[str, Quantity | None]
 
 
 @lru_cache(maxsize=4096)
-def q(text: str | int) -> Quantity:
+def q(text: object) -> Quantity:
     """Parse a quantity, cached: a fleet repeats the same few hundred strings."""
     return Quantity.parse(text)
 
@@ -91,19 +91,40 @@ def _zero() -> Resources:
 
 
 def aggregate_container_requests(spec: Mapping[str, Any]) -> tuple[Resources, Resources]:
-    """``(sum_main, max_i init_use(i))`` for a pod spec."""
-    sum_main = _zero()
-    for c in spec.get("containers") or ():
-        sum_main = _add(sum_main, container_requests(c))
-    sidecars_so_far = _zero()
-    max_init = _zero()
-    for c in spec.get("initContainers") or ():
-        req = container_requests(c)
-        if is_native_sidecar(c):
-            sidecars_so_far = _add(sidecars_so_far, req)
-            sum_main = _add(sum_main, req)
-        else:
-            max_init = _max(max_init, _add(req, sidecars_so_far))
+    """``(sum_main, max_i init_use(i))`` for a pod spec.
+
+    Summed in plain integers, each container's quantities parsed once; a sum
+    keeps the family (``fmt``) that :meth:`Quantity.__add__` would give it
+    (the running sum's, unless that is zero), so it prints as before.
+    """
+    main = [container_requests(c) for c in spec.get("containers") or ()]
+    inits = [(container_requests(c), is_native_sidecar(c)) for c in spec.get("initContainers") or ()]
+    sum_main: Resources = {}
+    max_init: Resources = {}
+    for name in RESOURCES:
+        total, total_fmt = 0, ZERO.fmt
+        for req in main:
+            value = req[name]
+            if not total:
+                total_fmt = value.fmt
+            total += value.nanos
+        side, side_fmt = 0, ZERO.fmt
+        most = ZERO
+        for req, sidecar in inits:
+            value = req[name]
+            if sidecar:
+                if not side:
+                    side_fmt = value.fmt
+                side += value.nanos
+                if not total:
+                    total_fmt = value.fmt
+                total += value.nanos
+            else:
+                use = value.nanos + side
+                if use > most.nanos:  # ``_max`` keeps the left one on a tie
+                    most = Quantity(use, value.fmt if value.nanos else side_fmt)
+        sum_main[name] = Quantity(total, total_fmt)
+        max_init[name] = most
     return sum_main, max_init
 
 
@@ -181,28 +202,32 @@ def _max_limit(a: Quantity | None, b: Quantity | None) -> Quantity | None:
 
 
 def pod_limits(pod: Pod) -> Limits:
-    """``L(pod)``: the pod's effective limit; ``None`` where it is unbounded."""
+    """``L(pod)``: the pod's effective limit; ``None`` where it is unbounded.
+
+    Each container's limits are read once, not once per resource.
+    """
     spec = pod.get("spec") or {}
     pod_level = pod_level_limits(spec)
     overhead = _resource_map(spec.get("overhead"))
-    containers: Iterable[Mapping[str, Any]] = spec.get("containers") or ()
+    main = [container_limits(c) for c in spec.get("containers") or ()]
+    inits = [(container_limits(c), is_native_sidecar(c)) for c in spec.get("initContainers") or ()]
     out: Limits = {}
     for name in RESOURCES:
         if name in pod_level:
             total: Quantity | None = pod_level[name]
         else:
             sum_main: Quantity | None = ZERO
-            for c in containers:
-                sum_main = _add_limit(sum_main, container_limits(c)[name])
+            for lim in main:
+                sum_main = _add_limit(sum_main, lim[name])
             sidecars: Quantity | None = ZERO
             max_init: Quantity | None = ZERO
-            for c in spec.get("initContainers") or ():
-                lim = container_limits(c)[name]
-                if is_native_sidecar(c):
-                    sidecars = _add_limit(sidecars, lim)
-                    sum_main = _add_limit(sum_main, lim)
+            for lim, sidecar in inits:
+                value = lim[name]
+                if sidecar:
+                    sidecars = _add_limit(sidecars, value)
+                    sum_main = _add_limit(sum_main, value)
                 else:
-                    max_init = _max_limit(max_init, _add_limit(lim, sidecars))
+                    max_init = _max_limit(max_init, _add_limit(value, sidecars))
             total = _max_limit(sum_main, max_init)
         out[name] = None if total is None else total + overhead.get(name, ZERO)
     return out

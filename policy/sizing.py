@@ -74,19 +74,16 @@ def size_sidecar(
         granule = SIZE_GRANULE[name]
         if name in override:
             size = override[name].round_up(granule)
-            how = f"pod annotation asks {override[name]}"
         elif sizing.mode == "fixed":
             size = sizing.fixed[name]
-            how = f"fixed {size}"
         else:
             size = base[name].scale(sizing.ratio[name], granule)
-            how = f"{sizing.ratio[name]} of {base[name]}"
         low, high = sizing.min.get(name), sizing.max.get(name)
         if low is not None and size < low:
-            notes.append(f"{name}: {how} = {size}, raised to the minimum {low}")
+            notes.append(f"{name}: {_how(name, override, sizing, base)} = {size}, raised to the minimum {low}")
             size = low
         if high is not None and size > high:
-            notes.append(f"{name}: {how} = {size}, lowered to the maximum {high}")
+            notes.append(f"{name}: {_how(name, override, sizing, base)} = {size}, lowered to the maximum {high}")
             size = high
         if name == "cpu" and size < spec.cpu_request_floor:
             notes.append(f"cpu: {size} raised to the request floor {spec.cpu_request_floor}")
@@ -104,6 +101,15 @@ def size_sidecar(
         limits[name] = size.with_format(_family(name))
         requests[name] = request.with_format(_family(name))
     return SidecarSize(limits=limits, requests=requests, notes=tuple(notes))
+
+
+def _how(name: str, override: Mapping[str, Quantity], sizing: Sizing, base: Mapping[str, Quantity]) -> str:
+    """Where the unclamped size came from, for a note (written only when a clamp makes one)."""
+    if name in override:
+        return f"pod annotation asks {override[name]}"
+    if sizing.mode == "fixed":
+        return f"fixed {sizing.fixed[name]}"
+    return f"{sizing.ratio[name]} of {base[name]}"
 
 
 def _family(name: str) -> Format:

@@ -6,8 +6,12 @@ fixture modules import by their plain names.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 from e2e_fixtures import *  # noqa: F401,F403
@@ -25,3 +29,36 @@ if os.environ.get("MUTANT_UNDER_TEST"):
     settings.load_profile("mutation")
 else:
     settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "default")
+
+
+# -- which engine the suite runs: `make speed` compiles policy/ modules with mypyc ---------------------
+_REPO = Path(__file__).resolve().parents[1]
+_SPEED_STAMP = _REPO / "build" / "mypyc" / "sources.json"
+
+
+def _compiled_engine() -> list[str]:
+    """The policy/ modules imported from a compiled extension (``make speed``), by source path."""
+    return sorted(f"policy/{p.name.split('.')[0]}.py" for p in (_REPO / "policy").glob("*.so"))
+
+
+def _stale_engine(compiled: list[str]) -> list[str]:
+    """Compiled modules whose source changed since they were built: the test would run old code."""
+    try:
+        built = json.loads(_SPEED_STAMP.read_text())
+    except (OSError, ValueError):
+        return compiled
+    return [m for m in compiled if built.get(m) != hashlib.sha256((_REPO / m).read_bytes()).hexdigest()]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    stale = _stale_engine(_compiled_engine())
+    if stale:
+        raise pytest.UsageError(f"{', '.join(stale)} changed since `make speed` compiled them: "
+                                "run `make speed` again, or `make pure` to test the Python modules")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    compiled = _compiled_engine()
+    if compiled:
+        return f"engine: {len(compiled)} policy/ modules compiled with mypyc (make speed; make pure undoes it)"
+    return "engine: pure Python (make speed compiles it with mypyc)"

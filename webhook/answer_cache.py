@@ -135,5 +135,24 @@ class AnswerCache:
         self._policy = policy
 
 
+def _base64_forms(needle: bytes) -> tuple[str, ...]:
+    """What ``needle`` looks like inside any base64 text, at each of its three byte alignments.
+
+    Base64 character ``i`` carries bits ``6i .. 6i+6`` of the bytes; those that
+    carry only the needle's bits are the same wherever it stands at that
+    alignment, so a text that decodes to bytes containing the needle contains
+    one of these. (A match elsewhere only makes the check refuse to keep a verdict.)
+    """
+    forms = []
+    for shift in range(3):
+        text = base64.b64encode(b"\0" * shift + needle).decode("ascii")
+        forms.append(text[-(-8 * shift // 6):8 * (shift + len(needle)) // 6])
+    return tuple(forms)
+
+
+_TOKEN_VOLUME_FORMS = _base64_forms(_TOKEN_VOLUME_PREFIX)
+
+
 def _mentions_token_volume(encoded_patch: str) -> bool:
-    return _TOKEN_VOLUME_PREFIX in base64.b64decode(encoded_patch)
+    """Whether the patch names a token volume, read in its base64 form (decoding it cost more than the rest)."""
+    return any(form in encoded_patch for form in _TOKEN_VOLUME_FORMS)
