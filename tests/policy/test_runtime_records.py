@@ -314,3 +314,134 @@ def test_max_degradation_read_and_refused_with_its_path() -> None:
         runtime_policy({**RUNTIME, "maxDegradation": "forever"})
     assert [str(e) for e in info.value.errors] == [
         "runtime.maxDegradation: 'forever' is not a duration such as 30m, 2h or 1d"]
+
+
+# -- every branch of the loaders, and the order of the levels ---------------------------------
+def _errors(runtime: dict[str, object], **top: object) -> list[str]:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(document(runtime, **top))
+    return [str(e) for e in info.value.errors]
+
+
+def test_a_rule_needs_a_name_and_names_what_is_declared() -> None:
+    assert _errors({**RUNTIME, "rules": [{"apps": ["a"], "set": {"logLevel": "debug"}}]}) == [
+        "runtime.rules[0].name: is required"]
+    assert _errors({"rules": [{"name": "r", "sidecar": "rpc-mesh", "apps": ["a"], "set": {"x": 1}}]}) == [
+        "runtime.rules[0].sidecar: declares no runtime parameters (declared: none)",
+        "runtime.rules[0].set.x: is not a runtime parameter of sidecar rpc-mesh"]
+
+
+def test_every_key_of_a_set_is_judged_after_a_bad_one() -> None:
+    runtime = {**RUNTIME, "rules": [{"name": "r", "apps": ["a"], "set": {"colour": "red", "logLevel": "loud",
+                                                                          "traceLog": "off"}}]}
+    assert _errors(runtime) == ["runtime.rules[0].set.colour: is not a runtime parameter of any sidecar",
+                                "runtime.rules[0].set.logLevel: must be one of debug, info, warn, error, got 'loud'"]
+    ok = {**RUNTIME, "rules": [{"name": "r", "apps": ["a"], "set": {"traceLog": "off", "maxConnections": "7"}}]}
+    assert runtime_policy(ok).runtime.rules[0].values == (("traceLog", "off"), ("maxConnections", 7))
+
+
+def test_the_global_policy_sets_what_a_namespace_may_not() -> None:
+    runtime = {**RUNTIME, "rules": [{"name": "r", "namespaces": ["pay"], "set": {"controlPlane": "degraded"}}]}
+    assert runtime_policy(runtime).runtime.rules[0].values == (("controlPlane", "degraded"),)
+
+
+def test_a_window_degrade_value_of_no_scalar_kind() -> None:
+    broken = {"start": "09:00", "end": "18:00", "degrade": {"x": [1], "y": {}}}
+    judged = {"start": "20:00", "end": "21:00", "degrade": {"traceLog": "of"}}
+    assert _errors(RUNTIME, fleet={"freezeWindows": [broken, judged]}) == [
+        "fleet.freezeWindows[0].degrade.x: must be a string, boolean or integer, got [1]",
+        "fleet.freezeWindows[0].degrade.y: must be a string, boolean or integer, got {}",
+        "fleet.freezeWindows[1].degrade.traceLog: must be one of on, off, got 'of' (runtime.sidecars.rpc-mesh.traceLog)"]
+
+
+def test_a_namespace_policy_is_read_per_sidecar_after_a_bad_one() -> None:
+    from policy.load import parse_namespace_policy
+
+    doc = {"apiVersion": "meshfit.io/v1alpha1", "kind": "NamespacePolicy",
+           "runtime": {"other": {"x": 1}, "rpc-mesh": {"traceLog": "off"}, "msg-mesh": {"logLevel": "debug"}}}
+    with pytest.raises(PolicyError) as info:
+        parse_namespace_policy(doc, runtime_policy(), "pay")
+    assert [str(e) for e in info.value.errors] == [
+        "runtime.other: declares no runtime parameters in the global policy (declared: rpc-mesh, msg-mesh)",
+        "runtime.msg-mesh.logLevel: is not a runtime parameter of sidecar msg-mesh"]
+    plain = parse_policy(document({}))
+    with pytest.raises(PolicyError) as info:
+        parse_namespace_policy({**doc, "runtime": {"rpc-mesh": {}}}, plain, "pay")
+    assert [str(e) for e in info.value.errors] == [
+        "runtime.rpc-mesh: declares no runtime parameters in the global policy (declared: none)"]
+
+
+def test_check_with_nothing_declared_and_an_empty_span() -> None:
+    from policy.degradations import check
+
+    assert check(parse_policy(document({})).runtime, _d())[1] == \
+        "runtime: no sidecar declares parameter 'traceLog' (declared: none)"
+    assert check(runtime_policy().runtime, _d(until=AT))[1] == "until: must be after at"
+
+
+def test_an_unreadable_store_keeps_its_audit() -> None:
+    for text in ("{", "{}"):
+        assert read_store({"degradations.json": text, "audit.jsonl": "a\n"}).audit == ("a",)
+
+
+def test_a_parameter_without_a_type_is_an_enum() -> None:
+    runtime = {"sidecars": {"rpc-mesh": {"x": {"values": ["a"], "default": "a"}}}}
+    assert parse_policy(document(runtime)).runtime.parameters["rpc-mesh"]["x"].type == "enum"
+    assert _errors({"sidecars": {"rpc-mesh": {"x": {"values": [], "default": "a"}}}}) == [
+        "runtime.sidecars.rpc-mesh.x.values: is required for an enum: the list of allowed values"]
+    assert _errors({"sidecars": {"rpc-mesh": {"x": {"values": "a", "default": "a"}}}}) == [
+        "runtime.sidecars.rpc-mesh.x.values: is required for an enum: the list of allowed values"]
+
+
+@pytest.mark.parametrize(("bounds", "value", "ok"), [({"minimum": 5, "maximum": 5}, 5, True),
+                                                     ({"minimum": 5}, 10**9, True), ({"maximum": 5}, -10**9, True),
+                                                     ({"maximum": 5}, 6, False)])
+def test_int_bounds_read(bounds: dict[str, int], value: int, ok: bool) -> None:
+    runtime = {"sidecars": {"rpc-mesh": {"x": {"type": "int", "default": 5, **bounds}}}}
+    param = parse_policy(document(runtime)).runtime.parameters["rpc-mesh"]["x"]
+    assert (param.minimum, param.maximum) == (bounds.get("minimum"), bounds.get("maximum"))
+    assert (param.check(value)[1] is None) is ok
+
+
+def test_a_zone_rule_written_first_still_loses_to_an_app_rule() -> None:
+    runtime = {**RUNTIME, "rules": [{"name": "z", "zones": ["eu"], "set": {"logLevel": "warn"}},
+                                    {"name": "a", "apps": ["web"], "set": {"logLevel": "debug"}},
+                                    {"name": "n", "namespaces": ["pay"], "set": {"logLevel": "error"}}]}
+    policy = runtime_policy(runtime)
+    assert resolve(policy.runtime, Group("pay", "web", "eu"), now=AT)["rpc-mesh"]["logLevel"].origin == "a"
+    assert resolve(policy.runtime, Group("pay", "shop", "eu"), now=AT)["rpc-mesh"]["logLevel"].origin == "z"
+
+
+def test_a_rule_for_one_sidecar_leaves_the_other() -> None:
+    runtime = {**RUNTIME, "rules": [{"name": "m", "sidecar": "msg-mesh", "namespaces": ["pay"], "set": {"traceLog": "on"}}]}
+    settings = resolve(runtime_policy(runtime).runtime, Group("pay"), now=AT)
+    assert (settings["msg-mesh"]["traceLog"].value, settings["rpc-mesh"]["traceLog"].value) == ("on", "on")
+    assert (settings["msg-mesh"]["traceLog"].source, settings["rpc-mesh"]["traceLog"].source) == ("rule", "default")
+
+
+def test_a_degradation_winner_says_its_scope_until_and_reason() -> None:
+    d = _d(namespace="pay")
+    s = resolve(runtime_policy().runtime, Group("pay"), now=AT, degradations=[d])["rpc-mesh"]["traceLog"]
+    assert s.describe() == "degradation d-1 (namespace pay, until 2026-12-01T14:00:00+00:00: INC-7)"
+
+
+def test_a_later_window_loses_to_an_app_rule_only_by_level() -> None:
+    windows = [WindowValue("w0", "traceLog", "on"), WindowValue("w1", "logLevel", "warn")]
+    s = resolve(runtime_policy().runtime, Group("pay", "checkout"), now=AT, windows=windows)["rpc-mesh"]["logLevel"]
+    assert (s.source, s.origin) == ("freeze-window", "w1")
+
+
+@pytest.mark.parametrize(("app", "expected"), [
+    ("a" * 237, "meshfit-runtime-" + "a" * 237),
+    ("-a-", "meshfit-runtime-a-" + hashlib.sha256(b"-a-\x00").hexdigest()[:8]),
+    ("A--B", "meshfit-runtime-a-b-" + hashlib.sha256(b"A--B\x00").hexdigest()[:8]),
+])
+def test_names_at_their_edges(app: str, expected: str) -> None:
+    assert configmap_name(app, "") == expected
+
+
+def test_a_long_name_is_cut_without_a_dangling_dash() -> None:
+    app = "a" * 227 + "-b" + "c" * 30  # the cut at 244 characters falls right after the dash
+    name = configmap_name(app, "Z")
+    assert "--" not in name and len(name) <= 253
+    assert name == "meshfit-runtime-" + "a" * 227 + "-" + hashlib.sha256(f"{app}\0Z".encode()).hexdigest()[:8]
