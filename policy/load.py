@@ -208,7 +208,7 @@ def _parse_policy(document: Any, source: str) -> Policy:
     if policy.runtime.parameters:
         policy = replace(policy, sidecars=tuple(_with_runtime(top, i, s, policy.runtime)
                                                 for i, s in enumerate(policy.sidecars)))
-    check_window_values(fleet, policy.fleet.freeze_windows, policy.runtime)
+    check_window_values(fleet, policy.runtime)
     top.done()
     if errors:
         raise PolicyError(errors, source)

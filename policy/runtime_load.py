@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import re
+from collections.abc import Mapping
 
 from policy.degradations import DegradationError, parse_duration
 from policy.fields import Fields
-from policy.freeze import FreezeWindow
 from policy.runtime import PARAM_TYPES, Parameter, RuntimePolicy, RuntimeRule, Value
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
@@ -185,16 +185,24 @@ def namespace_runtime(f: Fields, runtime: RuntimePolicy) -> dict[str, dict[str, 
     return out
 
 
-def check_window_values(f: Fields, windows: tuple[FreezeWindow, ...], runtime: RuntimePolicy) -> None:
-    """``fleet.freezeWindows[i].degrade`` must name declared parameters and allowed values."""
-    for i, window in enumerate(windows):
-        for key, value in window.degrade:
-            owners = runtime.sidecars_with(key)
+def check_window_values(f: Fields, runtime: RuntimePolicy) -> None:
+    """``fleet.freezeWindows[i].degrade`` must name declared parameters and allowed values.
+
+    Read from the document (``f`` is ``fleet``), so each path names the window as written
+    even when an earlier window was refused.
+    """
+    raw = f.data.get("freezeWindows")
+    for i, item in enumerate(raw if isinstance(raw, list) else ()):
+        degrade = item.get("degrade") if isinstance(item, Mapping) else None
+        for key, value in (degrade.items() if isinstance(degrade, Mapping) else ()):
+            if not isinstance(value, _SCALARS):
+                continue  # reported by window_degrade
+            owners = runtime.sidecars_with(str(key))
             if not owners:
                 f.error(f"freezeWindows[{i}].degrade.{key}", "is not a runtime parameter of any sidecar")
                 continue
             for owner in owners:
-                why = runtime.parameters[owner][key].check(value)[1]
+                why = runtime.parameters[owner][str(key)].check(value)[1]
                 if why is not None:
                     f.error(f"freezeWindows[{i}].degrade.{key}", f"{why} (runtime.sidecars.{owner}.{key})")
                     break
