@@ -12,7 +12,8 @@ stored): the stock scheduler; the **floor**, :mod:`bench.noop_extender` in the
 same ``extenders:`` entry as meshfit's (nodeCacheCapable, filter, prioritize,
 bind: every node passes, every score 0, bind POSTs the Binding), which is what
 calling any HTTP extender costs; meshfit's extender as shipped; and meshfit's
-with fewer verbs (filter only; filter and prioritize), which prices each verb.
+with fewer verbs (filter only; filter and prioritize; filter and bind, burst-safe
+without scores), which prices each verb.
 The target is meshfit over the no-op floor.
 
 **A mixed fleet** (30 % of the pods meshed, the rest plain): all through the
@@ -92,7 +93,9 @@ NOOP = Config("no-op extender (floor)", "noop")
 MESHFIT = Config("meshfit extender", "meshfit")
 FILTER_ONLY = Config("meshfit, filter only", "meshfit", ("filter",))
 FILTER_PRIORITIZE = Config("meshfit, filter+prioritize", "meshfit", ("filter", "prioritize"))
-MESHED_CONFIGS = (STOCK, NOOP, MESHFIT, FILTER_ONLY, FILTER_PRIORITIZE)
+#: Burst-safe without scores: prioritize is the one verb burst safety does not need (docs/scheduling.md).
+FILTER_BIND = Config("meshfit, filter+bind", "meshfit", ("filter", "bind"))
+MESHED_CONFIGS = (STOCK, NOOP, MESHFIT, FILTER_ONLY, FILTER_PRIORITIZE, FILTER_BIND)
 
 MIX_STOCK = Config("mixed: stock scheduler")
 MIX_ONE = Config("mixed: one scheduler + extender", "meshfit")
@@ -280,10 +283,19 @@ def _order(configs: Sequence[Config], r: int) -> list[Config]:
     return list(configs) if r % 2 == 0 else list(reversed(configs))
 
 
-def run(nodes: int = 5000, pods: int = 4000, rounds: int = 2, mixed_pods_total: int = 5000,
+def _chosen(configs: Sequence[Config], only: str) -> list[Config]:
+    """``configs``, or those of them named in ``only`` (comma-separated names of this module's constants)."""
+    if not only:
+        return list(configs)
+    wanted = {globals()[name.strip()] for name in only.split(",") if name.strip()}
+    return [c for c in configs if c in wanted]
+
+
+def run(nodes: int = 5000, pods: int = 4000, rounds: int = 2, mixed_pods_total: int = 5000, only: str = "",
         cluster: LocalCluster | None = None, out_dir: Path | None = None, timeout: float = 600.0,
         log: Callable[[str], None] = print) -> Report:
     started = time.monotonic()
+    meshed_configs, mixed_configs = _chosen(MESHED_CONFIGS, only), _chosen(MIXED_CONFIGS, only)
     report = Report("scheduling", "Benchmark 3: kube-scheduler throughput: stock, a no-op extender, meshfit's")
     per_round = max(1, pods // rounds)
     mixed_per_round = max(10, mixed_pods_total // rounds)
@@ -295,7 +307,7 @@ def run(nodes: int = 5000, pods: int = 4000, rounds: int = 2, mixed_pods_total: 
         "extender": "meshfit extender serve --kubeconfig (list+watch), started per round; "
                     "the extenders: entry of manifests/extender/scheduler-config.yaml",
         "floor": "bench/noop_extender.py in the same entry",
-        "managed_resource": MANAGED_RESOURCE,
+        "managed_resource": MANAGED_RESOURCE, "only": only,
     }
     with bench_cluster(cluster, scheduler_qps=SCHEDULER_QPS, scheduler_burst=SCHEDULER_BURST) as c:
         previous = c.extenders
@@ -320,10 +332,10 @@ def run(nodes: int = 5000, pods: int = 4000, rounds: int = 2, mixed_pods_total: 
                 log(f"scheduling: {nodes} nodes created in {time.perf_counter() - t:.0f} s")
                 install_policy(c)
                 for r in range(rounds):
-                    for config in _order(MESHED_CONFIGS, r):
+                    for config in _order(meshed_configs, r):
                         await one(api, config, r, per_round, meshed_pods)
                 for r in range(rounds):
-                    for config in _order(MIXED_CONFIGS, r):
+                    for config in _order(mixed_configs, r):
                         await one(api, config, r, mixed_per_round, mixed_pods)
 
         try:
@@ -374,7 +386,8 @@ def _summarise(report: Report, results: list[dict[str, Any]]) -> None:
         report.rows.append(row)
     # What each verb costs the scheduler, for meshed pods: the step from one verb set to the next.
     steps = [(STOCK, FILTER_ONLY, "filter"), (FILTER_ONLY, FILTER_PRIORITIZE, "prioritize"),
-             (FILTER_PRIORITIZE, MESHFIT, "bind")]
+             (FILTER_PRIORITIZE, MESHFIT, "bind"), (FILTER_ONLY, FILTER_BIND, "bind, without prioritize"),
+             (FILTER_BIND, MESHFIT, "prioritize, with bind")]
     verb_costs = {}
     for before, after, verb in steps:
         if before.name in rows and after.name in rows:
@@ -389,8 +402,9 @@ def _summarise(report: Report, results: list[dict[str, Any]]) -> None:
         ratio = rates[MESHFIT.name] / rates[NOOP.name] if rates[NOOP.name] else 0.0
         report.target("meshfit extender vs the no-op extender", f">= {TARGET_FLOOR}x no-op", ratio, "x",
                       ratio >= TARGET_FLOOR and all_bound,
-                      f"{rates[MESHFIT.name]:.0f} vs {rates[NOOP.name]:.0f} pods/s; the no-op floor is "
-                      f"{rates[NOOP.name] / rates[STOCK.name]:.2f}x stock ({rates[STOCK.name]:.0f} pods/s)" + note)
+                      f"{rates[MESHFIT.name]:.0f} vs {rates[NOOP.name]:.0f} pods/s" + (
+                          f"; the no-op floor is {rates[NOOP.name] / rates[STOCK.name]:.2f}x stock "
+                          f"({rates[STOCK.name]:.0f} pods/s)" if rates.get(STOCK.name) else "") + note)
     stock = rates.get(MIX_STOCK.name, 0.0)
     for config in (MIX_SECOND, MIX_MANAGED):
         if config.name in rates and stock:
@@ -407,7 +421,8 @@ QUICK: dict[str, Any] = dict(nodes=20, pods=20, rounds=1, mixed_pods_total=20, t
 
 def main() -> None:
     command.main(run, QUICK, __doc__, {"nodes": "", "pods": "meshed pods per configuration", "rounds": "",
-                                       "mixed_pods_total": "mixed-fleet pods per configuration"})
+                                       "mixed_pods_total": "mixed-fleet pods per configuration",
+                                       "only": "only these configurations, e.g. STOCK,NOOP,MESHFIT"})
 
 
 if __name__ == "__main__":

@@ -115,7 +115,8 @@ def test_scheduling(tmp_path: Path, local_cluster: LocalCluster) -> None:
     assert all(rows[c.name]["bound"] == rows[c.name]["pods"] == 10 for c in scheduling.MIXED_CONFIGS)
     # Three of every ten pods of the mixed fleet are meshed.
     assert all(r["meshed"] == 3 for r in data["details"]["rounds"] if r["configuration"].startswith("mixed"))
-    assert set(data["details"]["verb_costs"]) == {"filter", "prioritize", "bind"}
+    assert set(data["details"]["verb_costs"]) == {"filter", "prioritize", "bind", "bind, without prioritize",
+                                                  "prioritize, with bind"}
     assert [t["name"] for t in data["targets"]] == [
         "meshfit extender vs the no-op extender", "mixed fleet (30% meshed), second scheduler",
         "mixed fleet (30% meshed), managedResources"]

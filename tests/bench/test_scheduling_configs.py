@@ -19,6 +19,8 @@ def test_fewer_verbs_drop_exactly_those_verbs() -> None:
     assert {k: v for k, v in full.items() if k not in ("prioritizeVerb", "bindVerb")} == only
     both = scheduling.extender_entry(scheduling.FILTER_PRIORITIZE, URL)
     assert both["filterVerb"] == "filter" and both["prioritizeVerb"] == "prioritize" and "bindVerb" not in both
+    bind = scheduling.extender_entry(scheduling.FILTER_BIND, URL)
+    assert {k: v for k, v in full.items() if k != "prioritizeVerb"} == bind
 
 
 def test_the_second_scheduler_entry_is_not_ignorable_and_managed_names_the_resource() -> None:
