@@ -8,6 +8,9 @@ Three measurements, each in its own process so none pollutes another:
    a loopback server that answers LIST and WATCH for a generated fleet
    (paginated by 500, as the apiserver does); the time from start to
    ``/readyz`` = 200, and the extender's resident and peak memory after it.
+   Its floor, just before and just after it: :mod:`bench.list_floor`, a
+   fresh process paging through the same node and pod LISTs and decoding
+   them, timed from its start to its exit.
 2. **latency**: the bench then plays kube-scheduler against that same
    process over HTTP on loopback: ``filter`` and ``prioritize`` with 500
    and 5,000 candidate node names (``nodeCacheCapable``), for a typical
@@ -384,6 +387,21 @@ async def drive_http(url: str, bodies: dict[str, bytes], rounds: int) -> dict[st
     return out
 
 
+def list_floor(kubeconfig: Path) -> dict[str, Any]:
+    """:mod:`bench.list_floor` over the nodes and the pods, in a fresh process, timed from its start as the build is.
+
+    The collector is off while it lists, as it is during the extender's own initial LIST.
+    """
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "bench.list_floor", "--kubeconfig", str(kubeconfig),
+                           "--path", "/api/v1/nodes", "--path", "/api/v1/pods", "--no-gc"],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["wall_seconds"] = time.perf_counter() - started
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, default=10_000)
@@ -424,6 +442,8 @@ def main() -> None:
             }))
             from controlplane.ports import free_port
 
+            # The build's floor, measured around it: a bare client paging the same LISTs, from its process's start.
+            floors = [list_floor(kubeconfig)]
             port = free_port()
             log = open(Path(tmp) / "extender.log", "w")
             started = time.perf_counter()
@@ -447,9 +467,16 @@ def main() -> None:
             build = time.perf_counter() - started
             time.sleep(1)
             rss, hwm = rss_kib(extender.pid)
+            floors.append(list_floor(kubeconfig))  # the extender idles meanwhile: its watches have nothing to say
+            floor = statistics.mean(f["wall_seconds"] for f in floors)
             results["build"] = {"seconds_to_ready": round(build, 2), "rss_mib_after": round(rss / 1024, 1),
-                                "peak_rss_mib_during_list": round(hwm / 1024, 1)}
+                                "peak_rss_mib_during_list": round(hwm / 1024, 1),
+                                "floor_seconds": [round(f["wall_seconds"], 2) for f in floors],
+                                "floor_items": floors[0]["items"], "x_floor": round(build / floor, 3)}
             print(f"build: ready after {build:.1f}s; extender RSS {rss / 1024:.0f} MiB (peak {hwm / 1024:.0f} MiB during the LIST)", flush=True)
+            floor_text = ", ".join(f"{f['wall_seconds']:.1f}" for f in floors)
+            print(f"build floor (bare paged LIST of nodes and pods, decoded): {floor_text} s;"
+                  f" build = {build / floor:.2f}x the floor", flush=True)
 
             fleet = Fleet(args.nodes, args.pods)
             results["http_round_trip_ms"] = asyncio.run(drive_http(url, request_bodies(fleet), args.rounds))

@@ -10,10 +10,14 @@ stays in ``bench/results/extender.json``. This module runs it and reads the
 targets off its figures:
 
 * filter and prioritize p99 (HTTP round trip, the worst of its two pods):
-  <= 5 ms at 500 candidate nodes, <= 25 ms at 5,000;
+  <= 3 ms at 500 candidate nodes, <= 15 ms at 5,000 (margin under the 5 and
+  25 ms that held on one machine and failed on others);
 * resident memory of the serving process after the build: <= 256 MB
   (the peak during the LIST is reported beside it);
-* initial build, start to ``/readyz``: <= 15 s.
+* initial build, start to ``/readyz``: <= 1.5x its floor measured in the
+  same run (:mod:`bench.list_floor`, a bare client paging through the same
+  node and pod LISTs and decoding them, from its process's start, just before
+  and just after the build): an absolute time says little across machines.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ from bench import command
 from bench import extender_bench
 from bench.report import RESULTS_DIR, Report, write
 
-P99_MS = {500: 5.0, 5000: 25.0}
+P99_MS = {500: 3.0, 5000: 15.0}
 RSS_MIB = 256 * 1000**2 / 2**20  # 256 MB, in the MiB the extender bench reports
-BUILD_SECONDS = 15.0
+BUILD_X_FLOOR = 1.5
 
 
 @contextlib.contextmanager
@@ -96,8 +100,10 @@ def _summarise(report: Report, raw: dict[str, Any]) -> None:
     report.target("extender resident memory after the build", "<= 256 MB", build["rss_mib_after"] * 2**20 / 1e6,
                   "MB", build["rss_mib_after"] <= RSS_MIB,
                   f"peak during the LIST {build['peak_rss_mib_during_list'] * 2**20 / 1e6:.0f} MB")
-    report.target("initial cache build from a LIST", f"<= {BUILD_SECONDS:g} s", build["seconds_to_ready"], "s",
-                  build["seconds_to_ready"] <= BUILD_SECONDS, "start of `meshfit extender serve` to /readyz")
+    report.target("initial cache build from a LIST, x a bare paged LIST", f"<= {BUILD_X_FLOOR:g}x floor",
+                  build["x_floor"], "x", build["x_floor"] <= BUILD_X_FLOOR,
+                  f"{build['seconds_to_ready']:.1f} s to /readyz vs "
+                  f"{' / '.join(f'{s:.1f}' for s in build['floor_seconds'])} s for the floor (before / after)")
     report.details["extender_bench"] = raw
 
 

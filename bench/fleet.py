@@ -8,7 +8,8 @@ status) behind the same loopback LIST server, paginated by 500. Each round runs,
 interleaved, each in a fresh process:
 
 * the **floor**: a bare :class:`kube.client.ApiClient` paging through the pod
-  LIST with :func:`kube.pages.list_pages` and decoding every page, nothing else;
+  LIST with :func:`kube.pages.list_pages` and decoding every page, nothing else
+  (:mod:`bench.list_floor`);
 * **meshfit fleet --by zone,app -o json**: the command's own code
   (:func:`cli.fleet_cmd.collect` and its JSON), LISTs of nodes, namespaces and
   namespace policies included.
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import command
+from bench.list_floor import paged_list, peak_mib
 from bench.report import Report, write
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,24 +46,9 @@ RATIO = 2.0
 PEAK_MB = 256.0
 
 
-def _peak_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def _floor(kubeconfig: str) -> dict[str, Any]:
-    from kube.client import ApiClient
-    from kube.config import load_config
-    from kube.pages import list_pages
-
-    started = time.perf_counter()
-    pods = 0
-    async with ApiClient(load_config(kubeconfig), timeout=120.0) as client:
-        async for page in list_pages(client, "/api/v1/pods"):
-            pods += len(page)
-    return {"seconds": time.perf_counter() - started, "pods": pods}
+    result = await paged_list(kubeconfig, ["/api/v1/pods"])
+    return {"seconds": result["seconds"], "pods": result["items"]}
 
 
 async def _fleet(kubeconfig: str) -> dict[str, Any]:
@@ -84,7 +71,7 @@ def _role(role: str, kubeconfig: str) -> None:
     from cli.event_loop import run as run_loop
 
     result = run_loop(_floor(kubeconfig) if role == "floor" else _fleet(kubeconfig))
-    result["peak_rss_mib"] = round(_peak_mib(), 1)
+    result["peak_rss_mib"] = round(peak_mib(), 1)
     print(json.dumps(result))
 
 

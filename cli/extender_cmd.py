@@ -9,12 +9,11 @@ score, placing each pod on its best node before judging the next.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
 import meshfit_data
-from cli import server_options
+from cli import event_loop, server_options
 from cli.cluster_options import add_cluster_options, with_hint
 from cli.errors import CommandError
 from cli.inputs import add_deprecated_alias, add_filename_option
@@ -151,7 +150,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     try:
         prepared = prepare(options)
-        return asyncio.run(serve(prepared))
+        return event_loop.run(serve(prepared))
     except StartError as exc:
         raise CommandError(with_hint(str(exc).replace("\n", " "))) from None
 

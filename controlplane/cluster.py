@@ -281,6 +281,40 @@ class LocalCluster:
         finally:
             self.restart_scheduler(previous)
 
+    def second_scheduler(self, scheduler_name: str,
+                         extenders: Sequence[Mapping[str, Any]] | None = None) -> SecondScheduler:
+        """Another kube-scheduler process whose one profile is ``scheduler_name``, not started yet.
+
+        A second process, not a second profile of this one: a
+        KubeSchedulerConfiguration's ``extenders`` apply to every profile it
+        has, so a scheduler that calls an extender only for some pods must be
+        a process of its own (``manifests/extender/second-scheduler.yaml``).
+        """
+        name = f"{SCHEDULER}-{scheduler_name}"
+        config_path = self.workdir / f"scheduler-config-{scheduler_name}.json"
+        config.write_scheduler_config(
+            config_path,
+            kubeconfig=self.workdir / "scheduler.kubeconfig",
+            extenders=[dict(e) for e in extenders or ()],
+            client_qps=self.scheduler_qps,
+            client_burst=self.scheduler_burst,
+            scheduler_name=scheduler_name,
+        )
+        port = free_port()
+        pki_dir = self.workdir / "pki"
+        argv = [
+            str(self._binary(SCHEDULER)),
+            f"--config={config_path}",
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={port}",
+            f"--tls-cert-file={pki_dir / 'kube-scheduler.crt'}",
+            f"--tls-private-key-file={pki_dir / 'kube-scheduler.key'}",
+            *self._extra_args.get(SCHEDULER, ()),
+        ]
+        return SecondScheduler(Component(name, self.workdir / f"{name}.log"), argv,
+                               f"https://{LOOPBACK}:{port}/readyz", ssl.create_default_context(cafile=str(self.ca_path)),
+                               self.start_timeout)
+
     # ------------------------------------------------------------------- kwok
 
     @property
@@ -732,6 +766,38 @@ def _http_body(url: str, ctx: ssl.SSLContext | None = None) -> bytes:
     with urllib.request.build_opener(*handlers).open(url, timeout=5) as resp:
         body: bytes = resp.read()
         return body
+
+
+class SecondScheduler:
+    """A kube-scheduler beside the cluster's own (:meth:`LocalCluster.second_scheduler`)."""
+
+    def __init__(self, component: Component, argv: list[str], ready_url: str, ctx: ssl.SSLContext,
+                 start_timeout: float) -> None:
+        self.component = component
+        self.argv = argv
+        self.ready_url = ready_url
+        self._ctx = ctx
+        self._start_timeout = start_timeout
+
+    @property
+    def pid(self) -> int | None:
+        return self.component.pid
+
+    def launch(self) -> None:
+        """Start the process without waiting (to start it with another; then :meth:`wait_ready`)."""
+        self.component.start(self.argv)
+
+    def wait_ready(self) -> None:
+        """Until ``/readyz`` is ok: its informers have synced and it is scheduling."""
+        def ready() -> bool:
+            self.component.check_alive()
+            return _http_ok(self.ready_url, self._ctx)
+
+        wait_for(ready, self._start_timeout, interval=0.1, what=f"{self.component.name} {self.ready_url}",
+                 fatal=(ComponentExited,))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.component.stop(timeout)
 
 
 def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:

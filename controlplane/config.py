@@ -65,8 +65,13 @@ def write_scheduler_config(
     extenders: list[dict[str, Any]] | None = None,
     client_qps: float | None = None,
     client_burst: int | None = None,
+    scheduler_name: str | None = None,
 ) -> Path:
     """A ``KubeSchedulerConfiguration`` (v1): no leader election, optional extenders.
+
+    ``scheduler_name``: its one profile's ``schedulerName`` (a second
+    scheduler beside the default one, which only takes pods naming it); the
+    default profile (``default-scheduler``) when ``None``.
 
     Leader election is off because there is exactly one scheduler and waiting
     for a lease would only slow startup and restarts. ``client_qps`` and
@@ -85,6 +90,8 @@ def write_scheduler_config(
         "clientConnection": connection,
         "leaderElection": {"leaderElect": False},
     }
+    if scheduler_name is not None:
+        config["profiles"] = [{"schedulerName": scheduler_name}]
     if extenders:
         config["extenders"] = [dict(e) for e in extenders]
     path.write_text(json.dumps(config, indent=2) + "\n")

@@ -29,13 +29,20 @@ assert RESOURCES == ("cpu", "memory")
 
 #: What a scorer derived from a node's figures, kept on the node until they change
 #: (:meth:`extender.scoring.Scorer.memo` says what each value means):
-#: ``(scorer, base_cpu, base_memory, a, b, den, cap_cpu, cap_memory)``. A plain tuple of
-#: that exact shape, not a NamedTuple: the scorer unpacks it for thousands of nodes a
-#: cycle, and a tuple subclass unpacks three times slower.
-NodeMemo = tuple[object, int, int, int, int, int, int, int]
+#: ``(scorer, base_cpu, base_memory, a, b, den, cap_cpu, cap_memory, room_cpu, room_memory,
+#: free_cpu, free_memory)``. A plain tuple of that exact shape, not a NamedTuple: the
+#: scorer unpacks it for thousands of nodes a cycle, and a tuple subclass unpacks three
+#: times slower.
+NodeMemo = tuple[object, int, int, int, int, int, int, int, int, int, int, int]
 #: Positions in a :data:`NodeMemo` read on their own.
 MEMO_CAP_CPU: Final = 6
 MEMO_CAP_MEMORY: Final = 7
+#: ``cap − exposure(node)``: the exposure a pod may still add under the ceiling.
+MEMO_ROOM_CPU: Final = 8
+MEMO_ROOM_MEMORY: Final = 9
+#: ``allocatable − Σ R(node)``: the requests a pod may still add.
+MEMO_FREE_CPU: Final = 10
+MEMO_FREE_MEMORY: Final = 11
 
 
 class NodeState:

@@ -105,13 +105,15 @@ class ExtenderService:
             cache.forget(uid)
             cache.remember(uid, entry, judged)
 
-        passed, failures, unknown = scorer.filter(entry, cache.accounting.nodes, args.names, judged)
+        passed, failures, unknown = scorer.filter_groups(entry, cache.accounting.nodes, args.names, judged)
         out = FilterOutcome(passed=passed)
         ins = self.metrics
         if unknown:
             ins.unknown_nodes.inc("filter", by=unknown)
         if failures:
-            reasons = Counter(failure.reason for _name, failure in failures)
+            reasons: Counter[str] = Counter()
+            for failure, names in failures:
+                reasons[failure.reason] += len(names)
             if self.policy.observe_only:
                 for reason, count in reasons.items():
                     ins.would_fail.inc(reason, by=count)
@@ -120,18 +122,17 @@ class ExtenderService:
             else:
                 for reason, count in reasons.items():
                     ins.nodes_failed.inc(reason, by=count)
-                for name, failure in failures:
-                    if failure.unresolvable:
-                        out.unresolvable[name] = failure.message
-                    else:
-                        out.failed[name] = failure.message
+                for failure, names in failures:
+                    # One message object per group: encoding it for the scheduler is once per group too.
+                    (out.unresolvable if failure.unresolvable else out.failed).update(
+                        dict.fromkeys(names, failure.message))
                 if not out.passed:
-                    first = failures[0][0]
+                    first = failures[0][1][0]
                     detail = scorer.check(entry, cache.accounting.nodes[first])
                     log.info(
                         "pod %s/%s fits no candidate node (%d asked); first: %s: %s",
                         entry.namespace, _name(args.pod), len(args.names), first,
-                        detail.message if detail else failures[0][1].message,
+                        detail.message if detail else failures[0][0].message,
                     )
         if out.passed and identity is not None:
             self.inflight.register(uid)

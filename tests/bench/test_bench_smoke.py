@@ -106,6 +106,12 @@ def test_extender_scale(tmp_path: Path) -> None:
     assert len(data["targets"]) == 4
     assert {r["verb"] for r in data["rows"]} == {"filter", "prioritize"}
     assert all(r["p50 ms"] > 0 for r in data["rows"])
+    build = data["details"]["extender_bench"]["build"]
+    # The floor ran before and after the build, over every node and pod of the fleet.
+    assert len(build["floor_seconds"]) == 2 and all(s > 0 for s in build["floor_seconds"])
+    assert build["floor_items"] == 30 + 300
+    (target,) = [t for t in data["targets"] if t["name"].startswith("initial cache build")]
+    assert target["unit"] == "x" and target["measured"] == pytest.approx(build["x_floor"], abs=1e-3)
 
 
 def test_fleet(tmp_path: Path) -> None:
@@ -136,12 +142,22 @@ def test_pod_create(tmp_path: Path, local_cluster: LocalCluster) -> None:
 @pytest.mark.e2e
 def test_scheduling(tmp_path: Path, local_cluster: LocalCluster) -> None:
     before = local_cluster.extenders
-    scheduling.run(nodes=3, pods=4, rounds=1, cluster=local_cluster, out_dir=tmp_path, timeout=120,
-                   log=lambda line: None)
+    scheduling.run(nodes=3, pods=4, rounds=1, mixed_pods_total=10, cluster=local_cluster, out_dir=tmp_path,
+                   timeout=120, log=lambda line: None)
     assert local_cluster.extenders == before
     data = load(tmp_path, "scheduling")
-    assert [r["configuration"] for r in data["rows"]] == [scheduling.STOCK, scheduling.EXTENDER]
-    assert all(r["bound"] == r["pods"] == 4 for r in data["rows"])
+    configs = [*scheduling.MESHED_CONFIGS, *scheduling.MIXED_CONFIGS]
+    assert [r["configuration"] for r in data["rows"]] == [c.name for c in configs]
+    rows = {r["configuration"]: r for r in data["rows"]}
+    assert all(rows[c.name]["bound"] == rows[c.name]["pods"] == 4 for c in scheduling.MESHED_CONFIGS)
+    assert all(rows[c.name]["bound"] == rows[c.name]["pods"] == 10 for c in scheduling.MIXED_CONFIGS)
+    # Three of every ten pods of the mixed fleet are meshed.
+    assert all(r["meshed"] == 3 for r in data["details"]["rounds"] if r["configuration"].startswith("mixed"))
+    assert set(data["details"]["verb_costs"]) == {"filter", "prioritize", "bind", "bind, without prioritize",
+                                                  "prioritize, with bind"}
+    assert [t["name"] for t in data["targets"]] == [
+        "meshfit extender vs the no-op extender", "mixed fleet (30% meshed), second scheduler",
+        "mixed fleet (30% meshed), managedResources"]
 
 
 @pytest.mark.e2e
