@@ -153,3 +153,11 @@ def test_a_sidecar_the_policy_dropped() -> None:
     states = sidecar_states(pod, DesiredVersions(fewer, {}, NOW)) or []
     assert {s.sidecar: s.problems for s in states}["msg-mesh"] == ("not_in_policy",)
     assert isinstance(POLICY.versions.sidecars["rpc-mesh"], SidecarVersions)
+
+
+def test_a_finding_is_written_out_under_the_names_meshfit_check_prints() -> None:
+    from policy.inspections import Finding
+
+    found = Finding("versions", "drift", "pod shop/a", "rpc-mesh runs 1.8.0, 1.8.1 is desired", "roll it")
+    assert found.to_dict() == {"check": "versions", "code": "drift", "subject": "pod shop/a",
+                               "message": "rpc-mesh runs 1.8.0, 1.8.1 is desired", "hint": "roll it"}
