@@ -161,3 +161,12 @@ def test_a_finding_is_written_out_under_the_names_meshfit_check_prints() -> None
     found = Finding("versions", "drift", "pod shop/a", "rpc-mesh runs 1.8.0, 1.8.1 is desired", "roll it")
     assert found.to_dict() == {"check": "versions", "code": "drift", "subject": "pod shop/a",
                                "message": "rpc-mesh runs 1.8.0, 1.8.1 is desired", "hint": "roll it"}
+
+
+def test_an_exposure_finding_gives_the_share_of_allocatable_and_the_figures() -> None:
+    gi = 1024**3 * 10**9  # nanos
+    node = NodeExposure("n1", alloc_cpu=4 * 10**9, alloc_memory=0, known=True, exp_cpu=15 * 10**8,
+                        exp_memory=gi, pods=2)
+    (finding,) = exposure_findings([node], POLICY)
+    assert finding.message == ("cpu exposure 37.5% of allocatable (ceiling 25%): 1500m of 4; "
+                               "memory exposure - of allocatable (ceiling 10%): 1Gi of 0 (2 pods)")
