@@ -644,3 +644,94 @@ def test_a_judged_resize_of_a_container_the_pod_lost_fails(policy: Policy) -> No
                         duration=40.0, operation=step.operation)
     assert (step.operation.phase, step.operation.reason, step.operation.settled) == (
         "Failed", reason, {"rpc-mesh": "Failed"})
+
+
+WANTED = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "300m", "memory": "64Mi"}}
+BEFORE = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}}
+
+
+def resize_in_flight(policy: Policy, seconds_ago: float = 40, **condition: str) -> tuple[dict[str, Any], Operation]:
+    """A resize recorded ``seconds_ago`` and written to the spec; the kubelet shows ``condition`` if given."""
+    pod = resize_target(meshed_pod(), limits={"cpu": "300m"})
+    started = after(pod, decide(pod, policy, now=NOW - dt.timedelta(seconds=seconds_ago)))
+    started["spec"]["initContainers"][0]["resources"] = WANTED
+    if condition:
+        started["status"]["conditions"] = [{"status": "True", **condition}]
+    op = Operation(1, "rpc-mesh", "resize", "InProgress", from_="1.8.0", to="1.8.0", started=stamp(seconds_ago),
+                   container="rpc-mesh", resources_before=BEFORE, resources=WANTED)
+    return started, op
+
+
+def test_an_infeasible_resize_rolled_back_is_the_whole_step(policy: Policy) -> None:
+    started, op = resize_in_flight(policy, type="PodResizePending", reason="Infeasible", message="no room")
+    reason = "the kubelet refuses the resize as infeasible: no room; resized back"
+    done = op.finish("Failed", reason, stamp(), rolled_back=True)
+    message = f"rpc-mesh: resize 1.8.0 -> 1.8.0: {reason}"
+    assert decide(started, policy) == Step(
+        "resize", message, patch=body(done, rv="42"),
+        resize={"spec": {"initContainers": [{"name": "rpc-mesh", "resources": BEFORE}]}},
+        event=("Warning", "SidecarRolledBack", message), outcome=("resize", "rolled_back"), duration=40.0,
+        operation=done)
+
+
+def test_an_infeasible_resize_without_rollback_is_the_whole_step(policy: Policy) -> None:
+    started, op = resize_in_flight(policy, type="PodResizePending", reason="Infeasible")
+    reason = "the kubelet refuses the resize as infeasible: no reason given"
+    done = op.finish("Failed", reason, stamp())
+    message = f"rpc-mesh: resize 1.8.0 -> 1.8.0: {reason}"
+    assert decide(started, policy, rules=dataclasses.replace(RULES, rollback=False)) == Step(
+        "patch", message, patch=body(done, rv="42"), event=("Warning", "SidecarOperationFailed", message),
+        outcome=("resize", "failed"), duration=40.0, operation=done)
+
+
+def test_a_deferred_resize_is_noted_once_then_waited_for(policy: Policy) -> None:
+    started, op = resize_in_flight(policy, type="PodResizePending", reason="Deferred", message="cpu is short")
+    why = "deferred by the kubelet: cpu is short"
+    noted = dataclasses.replace(op, reason=why)
+    step = decide(started, policy)
+    assert step == Step("patch", f"rpc-mesh: resize {why}", patch=body(noted, rv="42"), operation=noted,
+                        event=("Warning", "SidecarResizeDeferred", f"rpc-mesh: resize {why}"), requeue_after=260.0)
+    assert decide(after(started, step), policy) == Step("none", f"rpc-mesh: resize {why}", requeue_after=260.0)
+    # Deferred without a message: the reason the kubelet gave.
+    bare, _ = resize_in_flight(policy, type="PodResizePending", reason="Deferred")
+    assert decide(bare, policy).reason == "rpc-mesh: resize deferred by the kubelet: Deferred"
+
+
+def test_a_resize_not_yet_actuated_waits_out_the_time_left(policy: Policy) -> None:
+    started, _ = resize_in_flight(policy)
+    assert decide(started, policy) == Step("none", "rpc-mesh: resize waiting for the kubelet to actuate it",
+                                           requeue_after=260.0)
+    assert decide(started, policy, now=NOW + dt.timedelta(seconds=259.5)).requeue_after == 1.0
+
+
+def test_an_actuated_resize_succeeds_with_the_whole_step(policy: Policy) -> None:
+    started, op = resize_in_flight(policy)
+    set_status(started, "rpc-mesh", resources=WANTED)
+    reason = f"rpc-mesh runs with {WANTED}"
+    done = op.finish("Succeeded", reason, stamp())
+    message = f"rpc-mesh: resize 1.8.0 -> 1.8.0: {reason}"
+    assert decide(started, policy) == Step(
+        "patch", message, patch=body(done, rv="42"), event=("Normal", "SidecarOperationSucceeded", message),
+        outcome=("resize", "succeeded"), duration=40.0, operation=done)
+
+
+def test_a_resize_timed_out_while_deferred_says_so_and_goes_back(policy: Policy) -> None:
+    started, op = resize_in_flight(policy, seconds_ago=300, type="PodResizePending", reason="Deferred")
+    reason = "the resize was not actuated within 300s (deferred by the kubelet); resized back"
+    done = op.finish("Failed", reason, stamp(), rolled_back=True)
+    step = decide(started, policy)
+    assert (step.kind, step.operation, step.duration) == ("resize", done, 300.0)
+    plain, op = resize_in_flight(policy, seconds_ago=300)
+    assert decide(plain, policy).operation == op.finish(
+        "Failed", "the resize was not actuated within 300s; resized back", stamp(), rolled_back=True)
+
+
+def test_a_resize_sent_again_is_the_whole_step(policy: Policy) -> None:
+    pod = resize_target(meshed_pod(), limits={"cpu": "300m"})
+    started = after(pod, decide(pod, policy, now=NOW - dt.timedelta(seconds=40)))
+    op = Operation(1, "rpc-mesh", "resize", "InProgress", from_="1.8.0", to="1.8.0", started=stamp(40),
+                   container="rpc-mesh", resources_before=BEFORE, resources=WANTED)
+    assert decide(started, policy) == Step(
+        "resize", "rpc-mesh: resize rpc-mesh again",
+        resize={"spec": {"initContainers": [{"name": "rpc-mesh", "resources": WANTED}]}}, operation=op,
+        requeue_after=260.0)
