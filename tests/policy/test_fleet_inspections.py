@@ -170,3 +170,9 @@ def test_an_exposure_finding_gives_the_share_of_allocatable_and_the_figures() ->
     (finding,) = exposure_findings([node], POLICY)
     assert finding.message == ("cpu exposure 37.5% of allocatable (ceiling 25%): 1500m of 4; "
                                "memory exposure - of allocatable (ceiling 10%): 1Gi of 0 (2 pods)")
+
+
+def test_an_image_without_a_tag_or_registry_has_no_tag() -> None:
+    assert image_tag("mosn") is None
+    assert image_tag("mosn@sha256:abc") is None
+    assert image_tag("mosn:1.8.0") == "1.8.0"

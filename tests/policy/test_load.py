@@ -182,3 +182,35 @@ def test_a_global_bound_on_one_side_only_is_shown_open_on_the_other() -> None:
         namespace_policy_from_configmap(_ns_cm(body), _bounded({}, {"cpu": Quantity.parse("2")}))
     assert str(info.value).splitlines()[1:] == [
         "  sidecars.rpc-mesh.sizing.max.cpu: must be within the global bounds 0..2, got 3"]
+
+
+def test_a_namespace_override_inherits_what_it_does_not_say_from_the_global_sidecar() -> None:
+    from policy.load import parse_namespace_policy
+    from policy.quantity import Quantity
+
+    doc = yaml.safe_load(NS_HEADER + "revision: r9\nsidecars:\n  rpc-mesh: {version: \"1.8.1\"}\n"
+                         "  msg-mesh:\n    sizing: {max: {cpu: 500m}}\n")
+    ns = parse_namespace_policy(doc, default_policy(), "shop")
+    assert ns.sidecars["rpc-mesh"] == SidecarOverride(enabled=True, sizing=None, version="1.8.1")
+    msg = ns.sidecars["msg-mesh"]
+    assert (msg.enabled, msg.version) == (True, None)
+    assert msg.sizing is not None
+    assert (msg.sizing.mode, msg.sizing.fixed, msg.sizing.min, msg.sizing.max) == (
+        "fixed", {"cpu": Quantity.parse("200m"), "memory": Quantity.parse("128Mi")},
+        {"cpu": Quantity.parse("100m"), "memory": Quantity.parse("64Mi")},
+        {"cpu": Quantity.parse("500m"), "memory": Quantity.parse("512Mi")})
+    # The revision is a content hash of the document: another document, another revision.
+    other = parse_namespace_policy({**doc, "sidecars": {"rpc-mesh": {"version": "1.8.0"}}}, default_policy(), "shop")
+    assert len(ns.revision) == 12 and ns.revision != other.revision
+
+
+def test_a_namespace_policy_names_what_it_refuses_exactly() -> None:
+    from policy.load import parse_namespace_policy
+
+    doc = yaml.safe_load(NS_HEADER + "sidecars:\n  rpc-mesh: {version: \"2.0.0\"}\n  nope: {enabled: false}\n")
+    with pytest.raises(PolicyError) as info:
+        parse_namespace_policy(doc, default_policy(), "shop")
+    assert str(info.value) == (
+        "invalid namespace policy (2 errors):\n"
+        "  sidecars.rpc-mesh.version: '2.0.0' is not allowed (allowed: 1.8.0, 1.8.1, 1.9.0-rc.1)\n"
+        "  sidecars.nope: names no sidecar of the global policy (known: rpc-mesh, msg-mesh)")
