@@ -735,3 +735,60 @@ def test_a_resize_sent_again_is_the_whole_step(policy: Policy) -> None:
         "resize", "rpc-mesh: resize rpc-mesh again",
         resize={"spec": {"initContainers": [{"name": "rpc-mesh", "resources": WANTED}]}}, operation=op,
         requeue_after=260.0)
+
+
+def test_a_resize_sent_again_near_the_timeout_looks_again_within_a_second(policy: Policy) -> None:
+    pod = resize_target(meshed_pod(), limits={"cpu": "300m"})
+    started = after(pod, decide(pod, policy, now=NOW - dt.timedelta(seconds=40)))
+    assert decide(started, policy, now=NOW + dt.timedelta(seconds=259.5)).requeue_after == 1.0
+
+
+def test_a_resize_deferred_without_reason_or_message_says_none_was_given(policy: Policy) -> None:
+    started, _ = resize_in_flight(policy, type="PodResizePending")
+    assert decide(started, policy).reason == "rpc-mesh: resize deferred by the kubelet: no reason given"
+
+
+def test_a_hand_over_with_the_old_slot_not_reported_starts_its_baseline_from_zero(policy: Policy) -> None:
+    pod = with_target(hot_pod(), version="1.8.1")
+    started = after(pod, decide(pod, policy))
+    up = kubelet_reports(started, "rpc-mesh-alt", f"{MOSN}:1.8.1")
+    drop_status(up, "rpc-mesh")
+    step = decide(up, policy)
+    assert step.operation is not None
+    assert (step.operation.step, step.operation.restarts_before, step.operation.image_id_before) == ("retire", 0, "")
+
+
+def test_a_retired_slot_ends_the_hot_upgrade_succeeded(policy: Policy) -> None:
+    pod = with_target(hot_pod(), version="1.8.1")
+    started = after(pod, decide(pod, policy))
+    up = kubelet_reports(started, "rpc-mesh-alt", f"{MOSN}:1.8.1")
+    handed = after(up, decide(up, policy))
+    idle = kubelet_reports(handed, "rpc-mesh", EMPTY)
+    done = decide(idle, policy)
+    assert done.operation is not None
+    assert (done.operation.phase, done.operation.reason) == ("Succeeded", "1.8.1 live in rpc-mesh-alt; rpc-mesh idle")
+
+
+def test_an_activation_at_the_recorded_version_leaves_previous_alone(policy: Policy) -> None:
+    pod = with_target(meshed_pod(active=False, empty_image=EMPTY), active=True)
+    started = after(pod, decide(pod, policy))
+    on = kubelet_reports(started, "rpc-mesh", f"{MOSN}:1.8.0")
+    done = after(on, decide(on, policy))
+    assert annotation(done, STATUS)["sidecars"][0] == record(emptyImage=EMPTY)
+
+
+def test_an_activation_recorded_without_a_version_keeps_the_records(policy: Policy) -> None:
+    pod = with_target(meshed_pod(active=False, empty_image=EMPTY, previous="1.7.0"), active=True)
+    started = after(pod, decide(pod, policy))
+    garbled = with_annotation(started, OP, {**annotation(started, OP), "to": None})
+    on = kubelet_reports(garbled, "rpc-mesh", f"{MOSN}:1.8.0")
+    done = after(on, decide(on, policy))
+    assert annotation(done, STATUS)["sidecars"][0] == record(emptyImage=EMPTY, previous="1.7.0")
+
+
+def test_deactivating_a_sidecar_the_policy_dropped_without_an_empty_image_on_record_is_blocked(
+        policy: Policy) -> None:
+    reason = ("rpc-mesh has no emptyImage (sidecars[].upgrade.emptyImage): a sidecar is switched on and off in "
+              "place through its empty image")
+    pod = with_target(meshed_pod(), active=False)
+    assert decide(pod, policy_without(policy)) == blocked(1, "rpc-mesh", "deactivate", reason, "recreate")

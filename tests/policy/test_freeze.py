@@ -158,3 +158,40 @@ def test_an_unknown_day_is_refused_with_the_days_there_are() -> None:
     with pytest.raises(FreezeWindowError) as caught:
         parse_day("Funday")
     assert str(caught.value) == "must be one of Mon, Tue, Wed, Thu, Fri, Sat, Sun, got 'Funday'"
+
+
+@pytest.mark.parametrize(("text", "expected"), [("00:00", dt.time(0, 0)), ("23:00", dt.time(23, 0)),
+                                                ("23:59", dt.time(23, 59)), ("00:59", dt.time(0, 59))])
+def test_a_clock_at_the_ends_of_the_day(text: str, expected: dt.time) -> None:
+    from policy.freeze import parse_clock
+
+    assert parse_clock(text) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (5, "must be HH:MM (24-hour), got 5"),
+    ("12-30", "must be HH:MM (24-hour), got '12-30'"),
+    ("12:345", "must be HH:MM (24-hour), got '12:345'"),
+    ("12:a5", "must be HH:MM (24-hour), got '12:a5'"),
+    ("24:00", "must be a time of day 00:00..23:59, got '24:00'"),
+    ("23:60", "must be a time of day 00:00..23:59, got '23:60'"),
+])
+def test_a_clock_that_is_not_one_says_why(text: object, message: str) -> None:
+    from policy.freeze import FreezeWindowError, parse_clock
+
+    with pytest.raises(FreezeWindowError) as caught:
+        parse_clock(text)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "must be UTC or an IANA zone name (Europe/Berlin), got ''"),
+    (3, "must be UTC or an IANA zone name (Europe/Berlin), got 3"),
+    ("Mars/Olympus", "unknown time zone 'Mars/Olympus' (an IANA name such as Europe/Berlin)"),
+])
+def test_a_zone_that_is_not_one_says_why(text: object, message: str) -> None:
+    from policy.freeze import FreezeWindowError, parse_zone
+
+    with pytest.raises(FreezeWindowError) as caught:
+        parse_zone(text)
+    assert str(caught.value) == message

@@ -41,3 +41,9 @@ def test_pod_level_requests_given_for_both_resources_are_left_as_written() -> No
     given = {"limits": {"cpu": "2", "memory": "2Gi"}, "requests": {"cpu": "1800m", "memory": "1536Mi"}}
     result = inject(pod(given, {}), NS, with_resources(mode="additive"))
     assert result.injected and result.pod["spec"]["resources"] == given
+
+
+def test_pod_level_requests_given_in_another_form_are_not_rewritten() -> None:
+    given = {"limits": {"cpu": "2", "memory": "2Gi"}, "requests": {"cpu": "1.8", "memory": "1610612736"}}
+    result = inject(pod(given, {}), NS, with_resources(mode="additive"))
+    assert result.injected and result.pod["spec"]["resources"] == given

@@ -214,3 +214,20 @@ def test_a_namespace_policy_names_what_it_refuses_exactly() -> None:
         "invalid namespace policy (2 errors):\n"
         "  sidecars.rpc-mesh.version: '2.0.0' is not allowed (allowed: 1.8.0, 1.8.1, 1.9.0-rc.1)\n"
         "  sidecars.nope: names no sidecar of the global policy (known: rpc-mesh, msg-mesh)")
+
+
+def test_a_namespace_sizing_with_only_a_maximum_is_still_bounded() -> None:
+    from policy.quantity import Quantity
+
+    body = NS_HEADER + "sidecars:\n  rpc-mesh:\n    sizing: {max: {cpu: 3}}\n"
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap(_ns_cm(body), _bounded({"cpu": Quantity.parse("100m")},
+                                                               {"cpu": Quantity.parse("2")}))
+    assert str(info.value).splitlines()[1:] == [
+        "  sidecars.rpc-mesh.sizing.max.cpu: must be within the global bounds 100m..2, got 3"]
+
+
+def test_a_namespace_configmap_that_is_not_yaml_names_the_configmap() -> None:
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap(_ns_cm("a: b\n  c: : d\n"), default_policy())
+    assert str(info.value).startswith("invalid ConfigMap shop/meshfit-policy (1 error):")
