@@ -231,3 +231,13 @@ def test_a_namespace_configmap_that_is_not_yaml_names_the_configmap() -> None:
     with pytest.raises(PolicyError) as info:
         namespace_policy_from_configmap(_ns_cm("a: b\n  c: : d\n"), default_policy())
     assert str(info.value).startswith("invalid ConfigMap shop/meshfit-policy (1 error):")
+
+
+def test_a_namespace_maximum_is_checked_where_the_global_sidecar_has_no_minimum() -> None:
+    from policy.quantity import Quantity
+
+    body = NS_HEADER + "sidecars:\n  rpc-mesh:\n    sizing: {max: {cpu: 3}}\n"
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap(_ns_cm(body), _bounded({}, {"cpu": Quantity.parse("2")}))
+    assert str(info.value).splitlines()[1:] == [
+        "  sidecars.rpc-mesh.sizing.max.cpu: must be within the global bounds 0..2, got 3"]
