@@ -120,10 +120,6 @@ class _Patch:
         return out
 
 
-def _slot_annotation(status: SidecarStatus, container: str) -> str:
-    return SLOT_VERSION_PREFIX + container
-
-
 @dataclass(slots=True)
 class _Context:
     pod: Pod
@@ -300,21 +296,21 @@ def _native_gate(ctx: _Context, container: str) -> str | None:
 
 
 def _image_change(ctx: _Context, record: SidecarStatus, action: str, container: str, image: str,
-                  from_: str | None, to: str | None, step: str = "",
-                  status: SidecarStatus | None = None, slot_version: str = "") -> Step:
-    """One container's image changed, its baseline noted, the operation recorded, in one write."""
+                  from_: str | None, to: str | None, *, slot_version: str, step: str = "") -> Step:
+    """One container's image changed, its baseline noted, the operation recorded, in one write.
+
+    The callers have waited for the kubelet to report ``container`` (:func:`state_missing`): the
+    baseline a change is judged against is its restart count and imageID now.
+    """
     state = container_state(ctx.pod, container)
     place = spec_container(ctx.pod, container)
-    assert place is not None
+    assert place is not None and state is not None
     patch = _Patch(ctx.pod)
     patch.image(ctx.pod, container, image)
-    patch.annotations[_slot_annotation(record, container)] = slot_version
-    if status is not None:
-        patch.annotations[STATUS] = ctx.status.with_sidecar(status).to_json()
+    patch.annotations[SLOT_VERSION_PREFIX + container] = slot_version
     op = Operation(ctx.target.generation, record.name, action, "InProgress", from_=from_, to=to, step=step,
                    container=container, image=image, image_before=place.image,
-                   restarts_before=state.restarts if state is not None else 0,
-                   image_id_before=state.image_id if state is not None else "")
+                   restarts_before=state.restarts, image_id_before=state.image_id)
     what = f"{record.name}: {action} {from_ or '-'} -> {to or '-'}" + (f" ({step})" if step else "")
     return _begin(ctx, op, patch, f"{what}: {container} to {image}")
 
@@ -325,10 +321,14 @@ def _activation(ctx: _Context, record: SidecarStatus, version: str | None, activ
     if empty is None:
         return _blocked(ctx, record.name, action, f"{record.name} has no emptyImage (sidecars[].upgrade.emptyImage): "
                         "a sidecar is switched on and off in place through its empty image", "recreate")
-    if not active and record.hot:
-        # Both slots idle: the live one goes to the empty image, the idle one already runs it.
-        pass
-    image = ctx.image(record.name, version) if active and version else empty
+    image: str | None = empty
+    slot_version = ""
+    if active:
+        if not version:
+            # Activating onto the empty image would record the sidecar active while nothing of it runs.
+            return _blocked(ctx, record.name, action, f"{record.name} has no version to run: neither the record nor "
+                            "the target names one", None)
+        image, slot_version = ctx.image(record.name, version), version
     if image is None:
         return _blocked(ctx, record.name, action, f"the policy has no sidecar {record.name} to take an image from",
                         "recreate")
@@ -339,7 +339,7 @@ def _activation(ctx: _Context, record: SidecarStatus, version: str | None, activ
         return Step("none", f"waiting for the kubelet to report {record.live}")
     return _image_change(ctx, record, action, record.live, image,
                          record.version if not active else None, version if active else None,
-                         slot_version=version or "" if active else "")
+                         slot_version=slot_version)
 
 
 def state_missing(ctx: _Context, container: str) -> bool:
@@ -349,7 +349,8 @@ def state_missing(ctx: _Context, container: str) -> bool:
 
 def _record_dormant_version(ctx: _Context, record: SidecarStatus, version: str | None) -> Step:
     """A dormant sidecar's version is only a record: it runs when activated, so nothing restarts now."""
-    image = ctx.image(record.name, version) if version else None
+    assert version is not None  # it differs from the record's, so the target names it
+    image = ctx.image(record.name, version)
     updated = replace(record, version=version, image=image, previous=record.version)
     stamp = ctx.stamp
     op = Operation(ctx.target.generation, record.name, "in-place", "Succeeded",
@@ -608,7 +609,10 @@ def _succeeded(ctx: _Context, op: Operation, elapsed: float) -> Step:
     if op.action == "in-place":
         updated = replace(record, version=op.to, image=op.image, previous=op.from_)
     elif op.action == "activate":
-        updated = replace(record, active=True, version=op.to or record.version)
+        # Activated at another version than the dormant record held: that version and its image now run.
+        moved = op.to is not None and op.to != record.version
+        updated = replace(record, active=True, version=op.to or record.version, image=op.image,
+                          previous=record.version if moved else record.previous)
     elif op.action == "deactivate":
         updated = replace(record, active=False)
     else:  # restart: the record already holds the token
@@ -630,9 +634,7 @@ def _failed(ctx: _Context, op: Operation, failure: str, elapsed: float) -> Step:
         if record is not None:
             live_version = record.version if record.active and op.container == record.live else ""
             patch.annotations[SLOT_VERSION_PREFIX + op.container] = live_version or ""
-            if op.action == "restart":
-                # The restart was asked and tried: keep its token so it is not tried again for it.
-                pass
+            # A restart keeps its token in the record: it was asked and tried, and is not tried again for it.
         return _finish_step(ctx, op, "Failed", f"{failure}; rolled back to {op.image_before}", elapsed, patch,
                             "Warning", "SidecarRolledBack", "rolled_back", rolled_back=True)
     return _finish_step(ctx, op, "Failed", failure, elapsed, patch, "Warning", "SidecarOperationFailed", "failed")

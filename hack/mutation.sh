@@ -8,6 +8,8 @@
 # only the unit tests that cover the code it changed (mutmut's own selection), with the
 # hypothesis profile "mutation" (tests/conftest.py). It takes long on 2 cores: it is not part
 # of `make test`. Set MUTATION_ONLY="policy.budget.* policy.qos.*" (mutant name globs) to run a part.
+# Survivors that are equivalent (no test can tell them from the code) are listed, each with its
+# reason, in hack/mutation_equivalent.txt; the report leaves them out of the score and prints them.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$here/.venv"

@@ -103,17 +103,6 @@ class PodEditor:
         done = path[: len(path) - len(rest) + 1]
         self.ops.append({"op": "replace" if existed else "add", "path": pointer(done), "value": value})
 
-    def remove(self, path: Path) -> None:
-        """Remove what ``path`` names, if it is there, and record the patch operation."""
-        parent, rest = self._parent(path)
-        if len(rest) != 1:
-            return
-        key = rest[0]
-        if isinstance(parent, dict) and key not in parent:
-            return
-        del parent[key]
-        self.ops.append({"op": "remove", "path": pointer(path)})
-
     def insert(self, path: Path, index: int | None, value: Any) -> None:
         """Insert into the list at ``path`` (``None`` appends), creating the list if missing."""
         current = self.get(path)

@@ -122,3 +122,9 @@ def test_digest_of(image_id: str, digest: str | None) -> None:
 ])
 def test_alternate_reference(image: str, image_id: str, other: str | None) -> None:
     assert alternate_reference(image, image_id) == other
+
+
+def test_an_image_pinned_by_digest_alone_without_a_registry_has_no_other_form() -> None:
+    # ``mosn@sha256:...`` has neither a tag nor a registry: there is nothing to go back to.
+    assert alternate_reference("mosn@" + DIGEST, "mosn@" + DIGEST) is None
+    assert alternate_reference("mosn:1@" + DIGEST, "mosn@" + DIGEST) == "mosn:1"

@@ -130,3 +130,29 @@ def test_incremental_sums_equal_a_recount(sequence: list[tuple[str, PodEntry | N
     assert acc.totals.placed == len(placed)
     assert acc.totals.exp_memory == sum(e.exp_memory for e in placed)
     assert acc.totals.leak_cpu == sum(e.leak_cpu for e in placed)
+
+
+def test_to_dict_is_the_whole_node_with_its_leak_per_namespace() -> None:
+    acc = Accounting()
+    acc.set_node("n", 8 * CORE, 16 * GI)
+    acc.put("a", entry("n", cpu=CORE, memory=GI, leak=(CORE // 10, GI // 16), namespace="shop"))
+    acc.put("b", entry("n", cpu=CORE, memory=GI, leak=(CORE // 20, 0), namespace="ads"))
+    assert acc.nodes["n"].to_dict() == {
+        "name": "n", "known": True, "pods": 2,
+        "allocatable": {"cpu": "8", "memory": "16Gi"},
+        "requested": {"cpu": "2", "memory": "2Gi"},
+        "exposure": {"cpu": "0", "memory": "0"},
+        "leak": {"ads": {"cpu": "50m", "memory": "0"}, "shop": {"cpu": "100m", "memory": "64Mi"}},
+    }
+
+
+def test_a_dropped_node_keeps_its_pods_and_forgets_its_allocatable_and_what_was_derived() -> None:
+    acc = Accounting()
+    acc.set_node("n", 8 * CORE, 16 * GI)
+    acc.put("a", entry("n"))
+    acc.nodes["n"].memo = ("derived",)  # type: ignore[assignment]
+    acc.drop_node("n")
+    state = acc.nodes["n"]
+    assert state.known is False and state.memo is None
+    assert (state.alloc_cpu, state.alloc_memory) == (0, 0)
+    assert state.to_dict()["allocatable"] == {"cpu": "0", "memory": "0"}

@@ -153,3 +153,26 @@ def test_a_sidecar_the_policy_dropped() -> None:
     states = sidecar_states(pod, DesiredVersions(fewer, {}, NOW)) or []
     assert {s.sidecar: s.problems for s in states}["msg-mesh"] == ("not_in_policy",)
     assert isinstance(POLICY.versions.sidecars["rpc-mesh"], SidecarVersions)
+
+
+def test_a_finding_is_written_out_under_the_names_meshfit_check_prints() -> None:
+    from policy.inspections import Finding
+
+    found = Finding("versions", "drift", "pod shop/a", "rpc-mesh runs 1.8.0, 1.8.1 is desired", "roll it")
+    assert found.to_dict() == {"check": "versions", "code": "drift", "subject": "pod shop/a",
+                               "message": "rpc-mesh runs 1.8.0, 1.8.1 is desired", "hint": "roll it"}
+
+
+def test_an_exposure_finding_gives_the_share_of_allocatable_and_the_figures() -> None:
+    gi = 1024**3 * 10**9  # nanos
+    node = NodeExposure("n1", alloc_cpu=4 * 10**9, alloc_memory=0, known=True, exp_cpu=15 * 10**8,
+                        exp_memory=gi, pods=2)
+    (finding,) = exposure_findings([node], POLICY)
+    assert finding.message == ("cpu exposure 37.5% of allocatable (ceiling 25%): 1500m of 4; "
+                               "memory exposure - of allocatable (ceiling 10%): 1Gi of 0 (2 pods)")
+
+
+def test_an_image_without_a_tag_or_registry_has_no_tag() -> None:
+    assert image_tag("mosn") is None
+    assert image_tag("mosn@sha256:abc") is None
+    assert image_tag("mosn:1.8.0") == "1.8.0"

@@ -104,3 +104,94 @@ def test_a_bad_window_is_refused_with_its_path(window_doc: dict, path: str) -> N
     with pytest.raises(PolicyError) as caught:
         parse_policy(_policy({"freezeWindows": [window_doc]}))
     assert [e.path for e in caught.value.errors] == [path]
+
+
+def test_a_window_describes_itself_with_its_reason_days_hours_and_zone() -> None:
+    from policy.freeze import FreezeWindow as W
+
+    peak = W(frozenset({4, 0}), dt.time(9), dt.time(18, 30), "Europe/Berlin", "peak")
+    assert peak.describe() == "peak (Mon,Fri 09:00-18:30 Europe/Berlin)"
+    assert dataclasses_replace(peak, reason="").describe() == "Mon,Fri 09:00-18:30 Europe/Berlin"
+
+
+def dataclasses_replace(w: FreezeWindow, **changes: object) -> FreezeWindow:
+    import dataclasses
+
+    return dataclasses.replace(w, **changes)  # type: ignore[arg-type]
+
+
+def test_the_day_of_a_window_is_the_day_in_its_zone() -> None:
+    # 23:45 UTC on Monday 7 December is 00:45 on Tuesday in Berlin: inside Tuesday's 00:30-02:00.
+    tuesdays = FreezeWindow(frozenset({1}), dt.time(0, 30), dt.time(2), "Europe/Berlin")
+    assert tuesdays.until(at("2026-12-07T23:45:00+00:00")) == at("2026-12-08T01:00:00+00:00")
+    assert tuesdays.until(at("2026-12-08T23:45:00+00:00")) is None
+
+
+def test_a_window_ending_when_it_starts_lasts_a_whole_day() -> None:
+    allday = window("09:00", "09:00", days=frozenset({0}))
+    assert allday.until(at("2026-12-07T09:00:00+00:00")) == at("2026-12-08T09:00:00+00:00")
+    assert allday.until(at("2026-12-08T08:59:00+00:00")) == at("2026-12-08T09:00:00+00:00")
+    assert allday.until(at("2026-12-08T09:00:00+00:00")) is None
+
+
+def test_the_end_of_a_window_is_given_in_utc_whatever_the_local_zone() -> None:
+    import os
+    import time
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Tokyo"
+    time.tzset()
+    try:
+        ends = window("09:00", "18:00").until(at("2026-12-07T10:00:00+00:00"))
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+    assert ends is not None and ends.isoformat() == "2026-12-07T18:00:00+00:00"
+
+
+def test_an_unknown_day_is_refused_with_the_days_there_are() -> None:
+    from policy.freeze import FreezeWindowError, parse_day
+
+    with pytest.raises(FreezeWindowError) as caught:
+        parse_day("Funday")
+    assert str(caught.value) == "must be one of Mon, Tue, Wed, Thu, Fri, Sat, Sun, got 'Funday'"
+
+
+@pytest.mark.parametrize(("text", "expected"), [("00:00", dt.time(0, 0)), ("23:00", dt.time(23, 0)),
+                                                ("23:59", dt.time(23, 59)), ("00:59", dt.time(0, 59))])
+def test_a_clock_at_the_ends_of_the_day(text: str, expected: dt.time) -> None:
+    from policy.freeze import parse_clock
+
+    assert parse_clock(text) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (5, "must be HH:MM (24-hour), got 5"),
+    ("12-30", "must be HH:MM (24-hour), got '12-30'"),
+    ("12:345", "must be HH:MM (24-hour), got '12:345'"),
+    ("12:a5", "must be HH:MM (24-hour), got '12:a5'"),
+    ("24:00", "must be a time of day 00:00..23:59, got '24:00'"),
+    ("23:60", "must be a time of day 00:00..23:59, got '23:60'"),
+])
+def test_a_clock_that_is_not_one_says_why(text: object, message: str) -> None:
+    from policy.freeze import FreezeWindowError, parse_clock
+
+    with pytest.raises(FreezeWindowError) as caught:
+        parse_clock(text)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "must be UTC or an IANA zone name (Europe/Berlin), got ''"),
+    (3, "must be UTC or an IANA zone name (Europe/Berlin), got 3"),
+    ("Mars/Olympus", "unknown time zone 'Mars/Olympus' (an IANA name such as Europe/Berlin)"),
+])
+def test_a_zone_that_is_not_one_says_why(text: object, message: str) -> None:
+    from policy.freeze import FreezeWindowError, parse_zone
+
+    with pytest.raises(FreezeWindowError) as caught:
+        parse_zone(text)
+    assert str(caught.value) == message

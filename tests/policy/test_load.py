@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import pytest
@@ -10,6 +11,7 @@ from policies import DEFAULT_POLICY_FILE, default_policy
 
 from policy.fields import PolicyError
 from policy.load import namespace_policy_from_configmap, parse_policy, parse_policy_text, policy_from_configmap
+from policy.model import Policy, SidecarOverride
 
 
 def _document() -> dict:
@@ -128,3 +130,114 @@ sidecars:
     assert "sidecars.rpc-mesh.image: unknown field" in text
     assert "sidecars.rpc-mesh.sizing.max.memory: must be within the global bounds 64Mi..1Gi, got 8Gi" in text
     assert "sidecars.nope: names no sidecar of the global policy" in text
+
+
+NS_HEADER = "apiVersion: meshfit.io/v1alpha1\nkind: NamespacePolicy\n"
+
+
+def test_a_namespace_policy_is_read_for_the_configmaps_namespace() -> None:
+    ns = namespace_policy_from_configmap(_ns_cm(NS_HEADER + "sidecars:\n  msg-mesh: {enabled: false}\n"),
+                                         default_policy())
+    assert (ns.namespace, ns.sidecars) == ("shop", {"msg-mesh": SidecarOverride(enabled=False)})
+
+
+def test_a_namespace_configmap_without_the_key_names_itself() -> None:
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap({"metadata": {"name": "x", "namespace": "ads"}, "data": {}}, default_policy())
+    assert str(info.value) == "invalid ConfigMap ads/x (1 error):\n  data.policy.yaml: is required"
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap({}, default_policy())
+    assert str(info.value) == "invalid ConfigMap / (1 error):\n  data.policy.yaml: is required"
+
+
+def test_a_namespace_sizing_outside_the_global_bounds_says_which_bound_on_each_side() -> None:
+    body = NS_HEADER + "sidecars:\n  rpc-mesh:\n    sizing: {min: {cpu: 50m}, max: {memory: 2Gi}, mode: fixed, " \
+                       "fixed: {cpu: 3, memory: 32Mi}}\n"
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap(_ns_cm(body), default_policy())
+    assert str(info.value) == (
+        "invalid ConfigMap shop/meshfit-policy (4 errors):\n"
+        "  sidecars.rpc-mesh.sizing.min.cpu: must be within the global bounds 100m..2, got 50m\n"
+        "  sidecars.rpc-mesh.sizing.fixed.cpu: must be within the global bounds 100m..2, got 3\n"
+        "  sidecars.rpc-mesh.sizing.max.memory: must be within the global bounds 64Mi..1Gi, got 2Gi\n"
+        "  sidecars.rpc-mesh.sizing.fixed.memory: must be within the global bounds 64Mi..1Gi, got 32Mi")
+
+
+def _bounded(min_: dict, max_: dict) -> Policy:
+    policy = default_policy()
+    sidecars = tuple(dataclasses.replace(s, sizing=dataclasses.replace(s.sizing, min=min_, max=max_))
+                     if s.name == "rpc-mesh" else s for s in policy.sidecars)
+    return dataclasses.replace(policy, sidecars=sidecars)
+
+
+def test_a_global_bound_on_one_side_only_is_shown_open_on_the_other() -> None:
+    from policy.quantity import Quantity
+
+    body = NS_HEADER + "sidecars:\n  rpc-mesh:\n    sizing: {min: {cpu: 50m}, max: {cpu: 3}}\n"
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap(_ns_cm(body), _bounded({"cpu": Quantity.parse("100m")}, {}))
+    assert str(info.value).splitlines()[1:] == [
+        "  sidecars.rpc-mesh.sizing.min.cpu: must be within the global bounds 100m..unbounded, got 50m"]
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap(_ns_cm(body), _bounded({}, {"cpu": Quantity.parse("2")}))
+    assert str(info.value).splitlines()[1:] == [
+        "  sidecars.rpc-mesh.sizing.max.cpu: must be within the global bounds 0..2, got 3"]
+
+
+def test_a_namespace_override_inherits_what_it_does_not_say_from_the_global_sidecar() -> None:
+    from policy.load import parse_namespace_policy
+    from policy.quantity import Quantity
+
+    doc = yaml.safe_load(NS_HEADER + "revision: r9\nsidecars:\n  rpc-mesh: {version: \"1.8.1\"}\n"
+                         "  msg-mesh:\n    sizing: {max: {cpu: 500m}}\n")
+    ns = parse_namespace_policy(doc, default_policy(), "shop")
+    assert ns.sidecars["rpc-mesh"] == SidecarOverride(enabled=True, sizing=None, version="1.8.1")
+    msg = ns.sidecars["msg-mesh"]
+    assert (msg.enabled, msg.version) == (True, None)
+    assert msg.sizing is not None
+    assert (msg.sizing.mode, msg.sizing.fixed, msg.sizing.min, msg.sizing.max) == (
+        "fixed", {"cpu": Quantity.parse("200m"), "memory": Quantity.parse("128Mi")},
+        {"cpu": Quantity.parse("100m"), "memory": Quantity.parse("64Mi")},
+        {"cpu": Quantity.parse("500m"), "memory": Quantity.parse("512Mi")})
+    # The revision is a content hash of the document: another document, another revision.
+    other = parse_namespace_policy({**doc, "sidecars": {"rpc-mesh": {"version": "1.8.0"}}}, default_policy(), "shop")
+    assert len(ns.revision) == 12 and ns.revision != other.revision
+
+
+def test_a_namespace_policy_names_what_it_refuses_exactly() -> None:
+    from policy.load import parse_namespace_policy
+
+    doc = yaml.safe_load(NS_HEADER + "sidecars:\n  rpc-mesh: {version: \"2.0.0\"}\n  nope: {enabled: false}\n")
+    with pytest.raises(PolicyError) as info:
+        parse_namespace_policy(doc, default_policy(), "shop")
+    assert str(info.value) == (
+        "invalid namespace policy (2 errors):\n"
+        "  sidecars.rpc-mesh.version: '2.0.0' is not allowed (allowed: 1.8.0, 1.8.1, 1.9.0-rc.1)\n"
+        "  sidecars.nope: names no sidecar of the global policy (known: rpc-mesh, msg-mesh)")
+
+
+def test_a_namespace_sizing_with_only_a_maximum_is_still_bounded() -> None:
+    from policy.quantity import Quantity
+
+    body = NS_HEADER + "sidecars:\n  rpc-mesh:\n    sizing: {max: {cpu: 3}}\n"
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap(_ns_cm(body), _bounded({"cpu": Quantity.parse("100m")},
+                                                               {"cpu": Quantity.parse("2")}))
+    assert str(info.value).splitlines()[1:] == [
+        "  sidecars.rpc-mesh.sizing.max.cpu: must be within the global bounds 100m..2, got 3"]
+
+
+def test_a_namespace_configmap_that_is_not_yaml_names_the_configmap() -> None:
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap(_ns_cm("a: b\n  c: : d\n"), default_policy())
+    assert str(info.value).startswith("invalid ConfigMap shop/meshfit-policy (1 error):")
+
+
+def test_a_namespace_maximum_is_checked_where_the_global_sidecar_has_no_minimum() -> None:
+    from policy.quantity import Quantity
+
+    body = NS_HEADER + "sidecars:\n  rpc-mesh:\n    sizing: {max: {cpu: 3}}\n"
+    with pytest.raises(PolicyError) as info:
+        namespace_policy_from_configmap(_ns_cm(body), _bounded({}, {"cpu": Quantity.parse("2")}))
+    assert str(info.value).splitlines()[1:] == [
+        "  sidecars.rpc-mesh.sizing.max.cpu: must be within the global bounds 0..2, got 3"]

@@ -125,3 +125,15 @@ def test_format_round_trips(whole: int, frac: int, suffix: str) -> None:
 def test_sums_are_exact(values: list[int]) -> None:
     total = sum((Quantity.from_units(Fraction(v, 1000)) for v in values), Quantity(0))
     assert total.units == Fraction(sum(values), 1000)
+
+
+def test_a_ratio_prints_as_a_short_decimal_only_when_exact_and_at_most_eight_characters() -> None:
+    assert format_ratio(Fraction(2)) == "2"
+    assert format_ratio(Fraction(123456, 1000000)) == "0.123456"          # 8 characters
+    assert format_ratio(Fraction(1234567, 10000000)) == "1234567/10000000"  # 9 characters
+    assert format_ratio(Fraction(1, 1024)) == "1/1024"                     # exact, but long
+
+
+def test_rounding_keeps_the_format() -> None:
+    assert Quantity.parse("1000Mi").round_up(2**30 * 10**9).format() == "1Gi"
+    assert Quantity.parse("1500m").round_up(10**9).format() == "2"

@@ -108,3 +108,11 @@ def test_versions_are_written_in_the_status_annotation() -> None:
     status = orjson.loads(result.pod["metadata"]["annotations"]["meshfit.io/status"])
     assert status["sidecars"][0] == {"name": "rpc-mesh", "version": "1.9.0-rc.1",
                                      "image": "registry.example.com/mesh/mosn:1.9.0-rc.1", "source": "namespace"}
+
+
+def test_pins_are_read_per_sidecar_or_bare_with_spaces_and_empty_parts_ignored() -> None:
+    from policy.versions import parse_pins
+
+    assert parse_pins("rpc-mesh=1.8.1, msg-mesh = 2.3.0,") == ({"rpc-mesh": "1.8.1", "msg-mesh": "2.3.0"}, None)
+    assert parse_pins("1.8.1") == ({}, "1.8.1")
+    assert parse_pins("") == ({}, None)
