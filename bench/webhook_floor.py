@@ -44,7 +44,7 @@ from controlplane.ports import LOOPBACK, free_port
 POLICY = REPO / "manifests" / "policy.yaml"
 
 #: Targets of the issue.
-RATIO_TARGET = 0.6
+RATIO_TARGET = 0.5
 TYPICAL_P99_MS = 5.0
 LARGE_P99_MS = 20.0
 RATE = 200.0
