@@ -169,7 +169,9 @@ def test_check_finds_each_fault_with_its_hint_and_fleet_counts_match(kwok_cluste
                            ("missed-injections", "missed_injection", f"pod {ns}/escaped")}, json.dumps(found, indent=1)
         assert {c: v["status"] for c, v in found["checks"].items()} == {
             "versions": "fail", "accounting": "fail", "exposure": "fail", "missed-injections": "fail",
-            "certificates": "pass", "configuration": "pass"}
+            "runtime": "pass", "certificates": "pass", "configuration": "pass"}
+        # The shipped policy declares no runtime parameters: the runtime check judges no pod.
+        assert found["checks"]["runtime"]["checked"] == 0, found["checks"]["runtime"]
 
         table = _meshfit("check", "--kubeconfig", str(cluster.kubeconfig_path), "--policy", str(current_file),
                          "-n", ns, "--webhook-config", mwc, "--cert-dir", str(certs))
