@@ -139,13 +139,18 @@ def test_reaccount_resizes_in_place_then_finds_nothing_to_do(kwok_cluster: Local
         assert ref.effective_requests(stored) == ref.effective_requests(item["stored"]) == \
             ref.effective_requests(item["original"]), f"{name}: R(pod) moved"
         assert stored["status"]["qosClass"] == item["stored"]["status"]["qosClass"]
-        # the kubelet reports the new resources for every resized container
-        reported = {c["name"]: c.get("resources") for k in ("initContainerStatuses", "containerStatuses")
-                    for c in stored["status"].get(k) or ()}
-        for kind in ("initContainers", "containers"):
-            for c in stored["spec"].get(kind) or ():
-                if c.get("restartPolicy") == "Always" or kind == "containers":
-                    assert ref.requests_of({"resources": reported[c["name"]]}) == ref.requests_of(c), (name, c["name"])
+        # the kubelet reports the new resources for every resized container (its status may follow the
+        # resize's end by a sync: waited for, with a deadline)
+        def unreported(pod_name: str = name) -> list[str]:
+            pod = get_pod(local_cluster, namespace, pod_name)
+            reported = {c["name"]: c.get("resources") for k in ("initContainerStatuses", "containerStatuses")
+                        for c in pod["status"].get(k) or ()}
+            return [c["name"] for kind in ("initContainers", "containers") for c in pod["spec"].get(kind) or ()
+                    if (c.get("restartPolicy") == "Always" or kind == "containers")
+                    and ref.requests_of({"resources": reported.get(c["name"]) or {}}) != ref.requests_of(c)]
+
+        local_cluster.wait_for(lambda: not unreported(), 30, what=f"{name}: the kubelet reports the new resources")
+        assert unreported() == [], name
         record = json.loads(stored["metadata"]["annotations"][ACCOUNTING])
         for sidecar in record["sidecars"]:
             if "cpu" not in record.get("reduced", {}):  # a small pod's mesh has what the pod can give
