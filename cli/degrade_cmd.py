@@ -19,6 +19,7 @@ from cli.cluster_options import add_cluster_options
 from cli.errors import CommandError
 from cli.fleet_source import open_client, run_async, table
 from cli.output import add_output_option, structured
+from policy.runtime import text_of
 
 #: Writes that lost to another writer are read again and retried this often.
 RETRIES = 5
@@ -129,7 +130,7 @@ def run_list(args: argparse.Namespace) -> int:
 
     async def main() -> dict[str, Any] | None:
         async with open_client(args) as client:
-            return await _read(client, _ref(args.store, "--store"))
+            return await read_configmap(client, _ref(args.store, "--store"))
 
     store = read_store((run_async(main) or {}).get("data"))
     for line in store.broken:
@@ -163,7 +164,7 @@ def run_clear(args: argparse.Namespace) -> int:
     async def main() -> list[Degradation]:
         async with open_client(args) as client:
             store_ref = _ref(args.store, "--store")
-            records = read_store((await _read(client, store_ref) or {}).get("data")).records
+            records = read_store((await read_configmap(client, store_ref) or {}).get("data")).records
             if args.all:
                 chosen = [d for d in records if args.namespace is None or d.namespace == args.namespace]
             else:
@@ -216,7 +217,8 @@ async def _who(client: Any) -> str:
     return str(((review.get("status") or {}).get("userInfo") or {}).get("username") or "unknown")
 
 
-async def _read(client: Any, ref: tuple[str, str]) -> dict[str, Any] | None:
+async def read_configmap(client: Any, ref: tuple[str, str]) -> dict[str, Any] | None:
+    """The ConfigMap ``(namespace, name)``, or ``None`` when there is none (the store before its first write)."""
     from kube.client import ApiError
 
     try:
@@ -238,7 +240,7 @@ async def _change(client: Any, ref: tuple[str, str], *, add: Any, remove: Any, a
     namespace, name = ref
     collection = f"/api/v1/namespaces/{namespace}/configmaps"
     for _ in range(RETRIES):
-        current = await _read(client, ref)
+        current = await read_configmap(client, ref)
         store = read_store((current or {}).get("data"))
         if store.unreadable or store.broken:
             raise CommandError(f"{namespace}/{name} holds records that cannot be read ({'; '.join(store.broken)}): "
@@ -265,14 +267,11 @@ async def _change(client: Any, ref: tuple[str, str], *, add: Any, remove: Any, a
         for d in changed:
             await events.record(written, reason="DegradationSet" if action == "set" else "DegradationCleared",
                                 type_="Warning" if action == "set" else "Normal",
-                                message=f"{d.id}: {d.parameter}={_word(d.value)} for {d.scope()} {action} by {by} "
+                                message=f"{d.id}: {d.parameter}={text_of(d.value)} for {d.scope()} {action} by {by} "
                                         f"until {d.until.isoformat()}: {reason}")
         return
     raise CommandError(f"{namespace}/{name} kept changing under {RETRIES} attempts; try again")
 
-
-def _word(value: object) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _row(d: Any, now: dt.datetime) -> dict[str, Any]:
@@ -292,6 +291,6 @@ def _print(args: argparse.Namespace, records: list[Any], now: dt.datetime) -> No
     for d, row in zip(records, rows, strict=True):
         left = row["remainingSeconds"]
         span = f"{left // 3600}h{left % 3600 // 60:02d}m" if left >= 3600 else f"{left // 60}m{left % 60:02d}s"
-        lines.append([d.id, f"{d.parameter}={_word(d.value)}", d.scope(), row["state"], row["until"], span, d.by,
+        lines.append([d.id, f"{d.parameter}={text_of(d.value)}", d.scope(), row["state"], row["until"], span, d.by,
                       d.reason])
     sys.stdout.write(table(lines))

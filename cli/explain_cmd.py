@@ -24,7 +24,7 @@ from policy.inject import InjectionError, InjectionResult
 from policy.model import Policy
 from policy.quantity import Quantity
 from policy.resources import RESOURCES, container_requests, container_limits
-from policy.runtime import Setting, group_of, resolve, window_values
+from policy.runtime import Setting, group_of, resolve, text_of, window_values
 
 _VARIANT = {
     "pod-level": "pod-level (the pod cgroup stays at the original limit; the overcommit lives inside it)",
@@ -84,23 +84,17 @@ def _degradations(args: argparse.Namespace) -> list[Degradation]:
     """With a policy read from a cluster, that cluster's degradations (beside the policy); offline, none."""
     if not getattr(args, "policy_configmap", None):
         return []
+    from cli.degrade_cmd import read_configmap
     from cli.fleet_source import open_client, run_async
-    from kube.client import ApiError
     from policy.degradations import STORE_NAME, read_store
 
     namespace = args.policy_configmap.partition("/")[0]
 
-    async def read() -> dict[str, Any]:
+    async def read() -> dict[str, Any] | None:
         async with open_client(args) as client:
-            try:
-                result: dict[str, Any] = await client.get_json(f"/api/v1/namespaces/{namespace}/configmaps/{STORE_NAME}")
-                return result
-            except ApiError as exc:
-                if exc.status == 404:
-                    return {}
-                raise
+            return await read_configmap(client, (namespace, STORE_NAME))
 
-    return list(read_store(run_async(read).get("data")).records)
+    return list(read_store((run_async(read) or {}).get("data")).records)
 
 
 def _runtime(policy: Policy, pod: Mapping[str, Any], namespace: str,
@@ -122,7 +116,7 @@ def _runtime_lines(settings: Mapping[str, Mapping[str, Setting]]) -> list[str]:
     lines = ["  runtime parameters:"]
     for sidecar, params in settings.items():
         for name, s in params.items():
-            lines.append(f"    {sidecar}.{name} = {_word(s.value)}  ({s.describe()})")
+            lines.append(f"    {sidecar}.{name} = {text_of(s.value)}  ({s.describe()})")
             lines.extend(f"      also: {other}" for other in s.shadowed)
     return lines
 
@@ -132,9 +126,6 @@ def _runtime_data(settings: Mapping[str, Mapping[str, Setting]]) -> dict[str, An
                              "shadowed": list(s.shadowed)} for name, s in params.items()}
             for sidecar, params in settings.items()}
 
-
-def _word(value: object) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _res(values: Mapping[str, Quantity | None]) -> str:

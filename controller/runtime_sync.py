@@ -41,6 +41,7 @@ from policy.runtime import (
     configmap,
     group_from_annotation,
     resolve,
+    text_of,
     window_values,
 )
 from serving.exposition import Registry, Sample
@@ -300,15 +301,15 @@ class RuntimeSync:
                 return
             raise
         store = read_store(fresh.get("data"))
+        if store.broken:  # never lose a hand-edited record the reader could not parse: leave the store to its owner
+            run.invalid.append(f"{namespace}/{name}: has unreadable records; expired ones are ignored, not removed")
+            return
         ids = {d.id for d in gone}
         removed = [d for d in store.records if d.id in ids and now >= d.until]
         if not removed:
             return
         audit = [*store.audit, *(audit_line("expired", d, by="meshfit-controller", at=now) for d in removed)]
         kept = [d for d in store.records if d not in removed]
-        if store.broken:  # never lose a hand-edited record the reader could not parse: leave the store to its owner
-            run.invalid.append(f"{namespace}/{name}: has unreadable records; expired ones are ignored, not removed")
-            return
         body = {**fresh, "data": {**(fresh.get("data") or {}), **write_store(kept, audit)}}
         await self.bucket.take()
         try:
@@ -324,7 +325,7 @@ class RuntimeSync:
         for d in removed:
             run.expired.append(d.id)
             await self.events.record(written, reason="DegradationExpired", type_="Normal",
-                                     message=f"{d.id}: {d.parameter}={_word(d.value)} for {d.scope()} expired at "
+                                     message=f"{d.id}: {d.parameter}={text_of(d.value)} for {d.scope()} expired at "
                                              f"{d.until.isoformat()} (set by {d.by}: {d.reason}); the value reverts")
 
     def _count(self, verb: str, exc: ApiError) -> None:
@@ -336,12 +337,9 @@ def _key(item: Mapping[str, Any]) -> tuple[str, str]:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
-def _word(value: object) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
 
 def _summary(settings: Mapping[str, Mapping[str, Setting]]) -> str:
-    return "; ".join(f"{sidecar}: " + ", ".join(f"{k}={_word(s.value)} ({s.source})" for k, s in params.items())
+    return "; ".join(f"{sidecar}: " + ", ".join(f"{k}={text_of(s.value)} ({s.source})" for k, s in params.items())
                      for sidecar, params in settings.items())
 
 
@@ -360,5 +358,5 @@ def _changes(before: Mapping[str, str], after: Mapping[str, str]) -> str:
         sidecar = key.removesuffix(".json")
         for name in [*new, *(k for k in old if k not in new)]:
             if old.get(name) != new.get(name):
-                out.append(f"{sidecar}.{name}: {_word(old.get(name, '-'))} → {_word(new.get(name, '-'))}")
+                out.append(f"{sidecar}.{name}: {text_of(old.get(name, '-'))} → {text_of(new.get(name, '-'))}")
     return ", ".join(out) or "labels or annotations"

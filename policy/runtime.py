@@ -292,17 +292,18 @@ def resolve(runtime: RuntimePolicy, group: Group, *, now: datetime,
         for name, param in params.items():
             candidates: list[Candidate] = []
             for d in degradations:
-                why = d.applies(sidecar, name, group, now)
-                if why is None and param.check(d.value)[1] is None:
-                    level = LEVELS.index(d.level)
-                    # Most specific scope first; then the latest set; then the id (a total order).
-                    rank = (0, level, -int(d.at.timestamp() * 1_000_000))
-                    candidates.append(Candidate(rank, Setting(param.check(d.value)[0], "degradation", d.id,  # type: ignore[arg-type]
+                if d.applies(sidecar, name, group, now) is not None:
+                    continue
+                value, why = param.check(d.value)
+                if value is not None and why is None:
+                    # Most specific scope first; then the latest set.
+                    rank = (0, LEVELS.index(d.level), -int(d.at.timestamp() * 1_000_000))
+                    candidates.append(Candidate(rank, Setting(value, "degradation", d.id,
                                                               f"{d.scope()}, until {d.until.isoformat()}: {d.reason}")))
             for i, w in enumerate(windows):
-                if w.parameter == name and param.check(w.value)[1] is None:
-                    candidates.append(Candidate((1, i), Setting(param.check(w.value)[0], "freeze-window",  # type: ignore[arg-type]
-                                                                w.window)))
+                value, why = param.check(w.value) if w.parameter == name else (None, "another parameter")
+                if value is not None and why is None:
+                    candidates.append(Candidate((1, i), Setting(value, "freeze-window", w.window)))
             for i, rule in enumerate(runtime.rules):
                 values = dict(rule.values)
                 if name not in values or rule.matches(sidecar, group, now) is not None:
@@ -315,7 +316,7 @@ def resolve(runtime: RuntimePolicy, group: Group, *, now: datetime,
             candidates.sort(key=lambda c: c.rank)
             if candidates:
                 win = candidates[0].setting
-                lost = tuple(f"{c.setting.describe()} = {_text(c.setting.value)}" for c in candidates[1:])
+                lost = tuple(f"{c.setting.describe()} = {text_of(c.setting.value)}" for c in candidates[1:])
                 settings[name] = Setting(win.value, win.source, win.origin, win.detail, lost)
             else:
                 settings[name] = Setting(param.default, "default")
@@ -342,7 +343,8 @@ class DegradationLike(Protocol):
     def applies(self, sidecar: str, parameter: str, group: Group, now: datetime) -> str | None: ...
 
 
-def _text(value: Value) -> str:
+def text_of(value: object) -> str:
+    """A value as a person (and a file of ``KEY=value`` lines) writes it: booleans as ``true``/``false``."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
