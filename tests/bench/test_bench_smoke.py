@@ -190,3 +190,18 @@ def test_rollout(tmp_path: Path) -> None:
     assert sample["calls"]["patch"] == 200 and sample["batches"] == 6
     assert sample["calls"]["status"] <= sample["reconciles"]
     assert {r["what"] for r in data["rows"]} == {"floor", "read", "rollout"}
+
+
+def test_webhook_rss_summary_of_a_run_inside_the_clock_rounding() -> None:
+    """A fast machine can finish a smoke run in under a millisecond; the summary must still be made."""
+    from bench.report import Report
+
+    report = Report("webhook_rss", "t")
+    points = [{"reviews": 0, "rss_mib": 50.0, "peak_mib": 50.0, "seconds": 0.0},
+              {"reviews": 2, "rss_mib": 50.0, "peak_mib": 50.0, "seconds": 0.0}]
+    webhook_rss._summarise(report, points, 2, 0.0, 2.0)
+    assert [t.met for t in report.targets] == [True, True]
+    assert not any("reviews/s" in n for n in report.notes)
+    points[-1]["seconds"] = 0.5
+    webhook_rss._summarise(report, points, 2, 0.0, 2.0)
+    assert any(n.startswith("4 reviews/s") for n in report.notes)
