@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from e2e_fixtures import *  # noqa: F401,F403
+from example_budget import MUTATION_EXAMPLES
 
 # Property tests run a fixed, generous number of examples; deadlines are off
 # because CI machines are shared and a slow example is not a wrong one.
@@ -23,7 +24,7 @@ settings.register_profile("default", max_examples=200, deadline=None,
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 # Under mutation testing every mutant reruns the property tests: fewer examples, the same
 # fixed ones each time (so a mutant's verdict does not depend on the draw), no example database.
-settings.register_profile("mutation", max_examples=40, deadline=None, derandomize=True, database=None,
+settings.register_profile("mutation", max_examples=MUTATION_EXAMPLES, deadline=None, derandomize=True, database=None,
                           suppress_health_check=list(HealthCheck))
 if os.environ.get("MUTANT_UNDER_TEST"):
     settings.load_profile("mutation")
@@ -62,3 +63,21 @@ def pytest_report_header(config: pytest.Config) -> str:
     if compiled:
         return f"engine: {len(compiled)} policy/ modules compiled with mypyc (make speed; make pure undoes it)"
     return "engine: pure Python (make speed compiles it with mypyc)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under mutation testing, run the fastest tests first.
+
+    mutmut runs each mutant with ``-x`` on the tests that cover it, in no
+    particular order; most mutants are killed by some quick test, so running
+    those first (by the durations mutmut measured, ``mutmut-stats.json`` in
+    its working directory) stops the run at the first failure instead of after
+    the slow property tests. Outside mutation testing the order is pytest's.
+    """
+    if not os.environ.get("MUTANT_UNDER_TEST"):
+        return
+    try:
+        durations: dict[str, float] = json.loads(Path("mutmut-stats.json").read_text())["duration_by_test"]
+    except (OSError, ValueError, KeyError):
+        return
+    items.sort(key=lambda item: durations.get(item.nodeid, 0.0))

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from example_budget import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,7 +147,7 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 PATHS = _paths(SHIPPED)
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(st.lists(st.tuples(st.sampled_from(PATHS), _VALUES), min_size=1, max_size=4))
 def test_fuzzed_values_anywhere_give_a_policy_or_a_policy_error(edits: list[tuple[tuple[Any, ...], Any]]) -> None:
     doc = copy.deepcopy(SHIPPED)
@@ -164,7 +165,7 @@ def test_fuzzed_values_anywhere_give_a_policy_or_a_policy_error(edits: list[tupl
         assert exc.errors and all(str(e) for e in exc.errors)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.data())
 def test_fuzzed_text_gives_a_policy_or_a_policy_error(data: st.DataObject) -> None:
     text = yaml.safe_dump(SHIPPED)

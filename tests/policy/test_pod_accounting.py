@@ -190,6 +190,7 @@ def test_leak_by_namespace_sums_and_totals() -> None:
 
 
 # -- the int fast path agrees with the reference --------------------------------------
+from example_budget import examples  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -260,7 +261,7 @@ def _pods(draw):  # type: ignore[no-untyped-def]
             "status": {"phase": draw(st.sampled_from(["Pending", "Running", "Succeeded", "Failed"]))}}
 
 
-@settings(max_examples=2000)
+@settings(max_examples=examples(2000))
 @given(_pods())
 def test_int_figures_equal_the_reference(pod: dict) -> None:
     acc = account_pod(pod)
