@@ -18,6 +18,7 @@ mkdir -p "$scratch"
 rsync -a --delete --exclude .git --exclude .venv --exclude mutants --exclude '.hypothesis' --exclude build \
       --exclude '__pycache__' --exclude '*.so' "$here/" "$scratch/tree/"
 cd "$scratch/tree"
+export PATH="$venv/bin:$PATH"  # type_check_command runs the project's mypy
 start=$(date +%s)
 # shellcheck disable=SC2086  # MUTATION_ONLY is a list of globs
 "$venv/bin/mutmut" run --max-children "${MUTATION_JOBS:-2}" ${MUTATION_ONLY:-} || true

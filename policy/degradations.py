@@ -175,33 +175,35 @@ def _record(item: Any) -> Degradation:
     if not isinstance(item, dict):
         raise DegradationError("must be a mapping")
 
-    def text(key: str, *, required: bool = True) -> str | None:
+    def text(key: str) -> str:
         value = item.get(key)
-        if value is None and not required:
-            return None
-        if not isinstance(value, str) or (required and not value):
+        if not isinstance(value, str) or not value:
             raise DegradationError(f"{key}: must be a non-empty string")
+        return value
+
+    def scope(key: str) -> str | None:
+        value = item.get(key)
+        if value is not None and not isinstance(value, str):
+            raise DegradationError(f"{key}: must be a string")
         return value
 
     def when(key: str) -> datetime:
         raw = text(key)
-        assert raw is not None
         try:
-            stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            stamp = datetime.fromisoformat(raw)  # takes a trailing "Z" since Python 3.11
         except ValueError:
             raise DegradationError(f"{key}: {raw!r} is not an RFC 3339 time") from None
         if stamp.tzinfo is None:
             raise DegradationError(f"{key}: {raw!r} has no time zone")
         return stamp
 
-    ident, parameter = text("id") or "", text("parameter") or ""
+    ident, parameter = text("id"), text("parameter")
     value = item.get("value")
     if not isinstance(value, (str, bool, int)):
         raise DegradationError("value: must be a string, boolean or integer")
     return Degradation(id=ident, parameter=parameter, value=value,
-                       reason=text("reason") or "", by=text("by") or "", at=when("at"), until=when("until"),
-                       sidecar=text("sidecar", required=False), namespace=text("namespace", required=False),
-                       app=text("app", required=False), zone=text("zone", required=False))
+                       reason=text("reason"), by=text("by"), at=when("at"), until=when("until"),
+                       sidecar=scope("sidecar"), namespace=scope("namespace"), app=scope("app"), zone=scope("zone"))
 
 
 def write_store(records: Sequence[Degradation], audit: Iterable[str]) -> dict[str, str]:

@@ -569,8 +569,9 @@ def _freeze_window(f: Fields) -> FreezeWindow | None:
     reason = f.string("reason")
     degrade = window_degrade(f.mapping("degrade"))
     f.done()
-    if len(f.errors) > errors or start is None or end is None:
+    if len(f.errors) > errors:
         return None
+    assert start is not None and end is not None  # a missing or bad clock was an error above
     return FreezeWindow(frozenset(days), start, end, zone, reason, degrade)
 
 

@@ -226,8 +226,8 @@ def configmap_name(app: str, zone: str) -> str:
     if not zone and (not app or _CLEAN.match(app)) and len(raw) <= _NAME_LIMIT:
         return raw
     digest = hashlib.sha256(f"{app}\0{zone}".encode()).hexdigest()[:8]
-    clean = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
-    clean = re.sub(r"-{2,}", "-", clean)[: _NAME_LIMIT - 9].rstrip("-")
+    # The prefix starts every name, so only the end can be left a "-" by the clean-up.
+    clean = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", raw.lower()))[: _NAME_LIMIT - 9].rstrip("-")
     return f"{clean}-{digest}"
 
 
@@ -394,7 +394,8 @@ def group_from_annotation(namespace: str, text: object) -> Group | None:
         data = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k, ""), str) for k in ("app", "zone", "configMap")):
+    # configMap needs no type check: anything but the group's name is refused below.
+    if not isinstance(data, dict) or not all(isinstance(data.get(k, ""), str) for k in ("app", "zone")):
         return None
     group = Group(namespace, data.get("app", ""), data.get("zone", ""))
     return group if data.get("configMap") == group.configmap else None

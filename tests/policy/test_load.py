@@ -241,3 +241,18 @@ def test_a_namespace_maximum_is_checked_where_the_global_sidecar_has_no_minimum(
         namespace_policy_from_configmap(_ns_cm(body), _bounded({}, {"cpu": Quantity.parse("2")}))
     assert str(info.value).splitlines()[1:] == [
         "  sidecars.rpc-mesh.sizing.max.cpu: must be within the global bounds 0..2, got 3"]
+
+
+def test_a_namespace_policy_the_reader_cannot_handle_is_a_refusal_naming_the_source(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard of last resort: whatever goes wrong inside becomes a PolicyError, never a crash of the caller."""
+    import policy.load as load
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(load, "_parse_namespace_policy", broken)
+    with pytest.raises(PolicyError) as info:
+        load.parse_namespace_policy({}, default_policy(), "shop", "ConfigMap shop/meshfit-policy")
+    assert info.value.source == "ConfigMap shop/meshfit-policy"
+    assert [(e.path, e.message) for e in info.value.errors] == [("", "cannot be read: RuntimeError: boom")]

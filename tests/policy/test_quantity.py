@@ -109,6 +109,26 @@ def test_percent_rounds_half_up_for_messages() -> None:
     assert percent(Quantity.parse("1"), Quantity.parse("3")) == "33.3%"
 
 
+def test_percent_of_nothing_is_infinite_and_of_the_smallest_whole_is_exact() -> None:
+    assert percent(Quantity(5), Quantity(0)) == "inf%"
+    assert percent(Quantity(0), Quantity(0)) == "inf%"
+    assert percent(Quantity(1), Quantity(1)) == "100.0%"  # one nano-unit is a whole, not nothing
+
+
+def test_from_units_is_decimal_unless_told_and_rounds_up_to_a_nano_unit() -> None:
+    assert Quantity.from_units(1000).fmt == "DecimalSI"
+    assert Quantity.from_units(1000).format() == "1k"
+    assert Quantity.from_units(2**30, "BinarySI").format() == "1Gi"
+    assert Quantity.from_units(Fraction(1, 3 * 10**9)).nanos == 1
+
+
+def test_negation_keeps_the_format_and_equal_values_hash_alike() -> None:
+    assert (-Quantity.parse("1Gi")).format() == "-1Gi"
+    assert (-Quantity.parse("250m")).nanos == -250_000_000
+    assert hash(Quantity.parse("1")) == hash(Quantity.parse("1000m"))
+    assert len({Quantity.parse("1"), Quantity.parse("1000m"), Quantity.parse("2")}) == 2
+
+
 _SUFFIXES = ["", "m", "k", "M", "G", "Ki", "Mi", "Gi", "Ti", "n", "u", "e3", "e-3"]
 
 

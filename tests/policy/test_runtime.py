@@ -163,6 +163,15 @@ def test_two_groups_never_share_a_name(a: tuple[str, str], b: tuple[str, str]) -
     assert configmap_name(*a) != configmap_name(*b)
 
 
+def test_a_label_cleaned_up_leaves_no_dash_before_the_hash() -> None:
+    import hashlib
+
+    digest = hashlib.sha256(b"a_.\0").hexdigest()[:8]
+    assert configmap_name("a_.", "") == f"meshfit-runtime-a-{digest}"
+    digest = hashlib.sha256(b"Shop\0EU_").hexdigest()[:8]
+    assert configmap_name("Shop", "EU_") == f"meshfit-runtime-shop-eu-{digest}"
+
+
 def test_names_are_dns_subdomains_at_the_longest_labels() -> None:
     import re
 

@@ -64,8 +64,17 @@ def test_group_annotation_round_trip_and_refusals() -> None:
     assert group_from_annotation("pay", '{"configMap":"meshfit-runtime"}') == Group("pay")
     for bad in (None, 7, "{", "[]", '{"configMap":"meshfit-runtime","app":1}',
                 '{"configMap":"meshfit-runtime-other","app":"checkout","zone":""}',
-                '{"app":"checkout","zone":""}'):
+                '{"app":"checkout","zone":""}', '{"configMap":"meshfit-runtime","zone":1}',
+                '{"configMap":5}'):
         assert group_from_annotation("pay", bad) is None, bad
+
+
+def test_a_zoned_group_round_trips_through_its_annotation() -> None:
+    group = Group("pay", "checkout", "eu-1")
+    text = group_annotation(group)
+    assert '"zone":"eu-1"' in text
+    assert group_from_annotation("pay", text) == group
+    assert group_from_annotation("pay", text.replace('"zone":"eu-1"', '"zone":"eu-2"')) is None
 
 
 def test_group_describe() -> None:
@@ -255,7 +264,12 @@ def test_record_json_and_audit_line_written_out() -> None:
     ({"id": "d", "parameter": "p", "value": "v", "reason": "r", "by": "b", "at": "2026-12-01T12:00:00"},
      "at: '2026-12-01T12:00:00' has no time zone"),
     ({"id": "d", "parameter": "p", "value": "v", "reason": "r", "by": "b", "at": "2026-12-01T12:00:00Z",
-      "until": "2026-12-01T13:00:00Z", "sidecar": 3}, "sidecar: must be a non-empty string"),
+      "until": "2026-12-01T13:00:00Z", "sidecar": 3}, "sidecar: must be a string"),
+    ({"id": "d", "parameter": "", "value": "v"}, "parameter: must be a non-empty string"),
+    ({"id": "d", "parameter": "p", "value": "v", "reason": "", "by": "b"}, "reason: must be a non-empty string"),
+    ({"id": "d", "parameter": "p", "value": "v", "reason": "r", "by": ""}, "by: must be a non-empty string"),
+    ({"id": "d", "parameter": "p", "value": "v", "reason": "r", "by": "b", "at": "2026-12-01T12:00:00Z",
+      "until": "2026-12-01T13:00:00Z", "zone": ["z"]}, "zone: must be a string"),
 ])
 def test_record_mistakes(item: object, error: str) -> None:
     store = read_store({"degradations.json": orjson.dumps([item]).decode()})
@@ -268,12 +282,40 @@ def test_a_whole_record_read_back() -> None:
     assert read_store(write_store([d], [])).records == (d,)
 
 
+def test_a_record_with_only_the_required_fields_has_no_scope() -> None:
+    item = {"id": "d", "parameter": "p", "value": "v", "reason": "r", "by": "b",
+            "at": "2026-12-01T12:00:00Z", "until": "2026-12-01T13:00:00+00:00"}
+    (d,) = read_store({"degradations.json": orjson.dumps([item]).decode()}).records
+    assert (d.sidecar, d.namespace, d.app, d.zone) == (None, None, None, None)
+    assert (d.at, d.until) == (AT, AT + timedelta(hours=1))
+
+
+def test_the_store_is_indented_for_people_who_read_it_with_kubectl() -> None:
+    text = write_store([_d(namespace="pay")], [])["degradations.json"]
+    assert text.startswith('[\n  {\n    "id": "d-1",\n    "parameter": "traceLog",\n')
+
+
+def test_stamps_and_ids_are_utc_whatever_the_machine_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "JST-9")  # POSIX form: needs no zone database
+    time.tzset()
+    try:
+        line = orjson.loads(audit_line("set", _d(), by="alice", at=AT))
+        assert (line["at"], line["until"]) == ("2026-12-01T12:00:00Z", "2026-12-01T14:00:00Z")
+        assert new_id("traceLog", "namespace pay", AT).startswith("d-20261201120000-")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_store_shapes() -> None:
     assert read_store(None) == read_store({}) == read_store({"degradations.json": ""})
     assert read_store({"degradations.json": "{}"}).broken == ("degradations.json: must be a list of degradations",)
     assert read_store({"degradations.json": "{}"}).unreadable
     assert read_store({"degradations.json": "{"}).unreadable
     assert read_store({"audit.jsonl": "a\n\n  \nb\n"}).audit == ("a", "b")
+    assert read_store({"degradations.json": "[]"}).audit == ()
     assert write_store([], ["x"]) == {"degradations.json": "[]", "audit.jsonl": "x\n"}
     assert write_store([], []) == {"degradations.json": "[]", "audit.jsonl": ""}
 

@@ -116,3 +116,7 @@ def test_pins_are_read_per_sidecar_or_bare_with_spaces_and_empty_parts_ignored()
     assert parse_pins("rpc-mesh=1.8.1, msg-mesh = 2.3.0,") == ({"rpc-mesh": "1.8.1", "msg-mesh": "2.3.0"}, None)
     assert parse_pins("1.8.1") == ({}, "1.8.1")
     assert parse_pins("") == ({}, None)
+    # an empty part in the middle is skipped, not the end of the list
+    assert parse_pins("rpc-mesh=1.8.1,,msg-mesh=2.3.0") == ({"rpc-mesh": "1.8.1", "msg-mesh": "2.3.0"}, None)
+    # only the first "=" separates: the rest is the version (which the policy then judges)
+    assert parse_pins("rpc-mesh=1.8.1=x") == ({"rpc-mesh": "1.8.1=x"}, None)
