@@ -10,7 +10,7 @@ from policies import default_policy, with_resources
 from policy.annotations import ACCOUNTING
 from policy.decision import Namespace
 from policy.inject import inject
-from policy.foreign_mesh import ISTIO_STATUS, LINKERD_VERSION, foreign_mesh
+from policy.foreign_mesh import ISTIO_STATUS, LINKERD_VERSION, foreign_leak, foreign_mesh
 from policy.namespace_leak import leak_by_namespace
 from policy.pod_accounting import account_pod, pod_uid
 from policy.quantity import Quantity
@@ -105,6 +105,24 @@ def test_istio_status_names_a_renamed_sidecar() -> None:
             annotations={ISTIO_STATUS: '{"containers":["mesh-agent"],"initContainers":[]}'})
     assert foreign_mesh(p) == ("istio", frozenset({"mesh-agent"}))
     assert account_pod(p).leak["cpu"] == Q("300m")
+
+
+def test_istio_status_names_a_renamed_native_sidecar_in_init_containers() -> None:
+    p = pod([container("app", {"cpu": "1"})],
+            [container("mesh-agent", {"cpu": "300m"}, restart="Always")],
+            annotations={ISTIO_STATUS: '{"containers":[],"initContainers":["mesh-agent"]}'})
+    assert foreign_mesh(p) == ("istio", frozenset({"mesh-agent"}))
+    assert account_pod(p).leak["cpu"] == Q("300m")
+
+
+def test_foreign_leak_computes_the_pods_requests_or_takes_the_callers() -> None:
+    p = pod([container("app", {"cpu": "1", "memory": "1Gi"}),
+             container("istio-proxy", {"cpu": "100m", "memory": "128Mi"})])
+    names = frozenset({"istio-proxy"})
+    assert foreign_leak(p, names) == {"cpu": Q("100m"), "memory": Q("128Mi")}
+    # the caller's R(pod), computed once per pod, is taken as given
+    given = {"cpu": Q("2"), "memory": Q("2Gi")}
+    assert foreign_leak(p, names, given) == {"cpu": Q("1"), "memory": Q("1Gi")}
 
 
 def test_linkerd_proxy_with_limits_only_leaks_its_defaulted_request() -> None:
