@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from policy.annotations import ACCOUNTING, STATUS
@@ -216,7 +215,7 @@ def exposure_findings(nodes: Iterable[NodeExposure], policy: Policy) -> list[Fin
             continue
         over: list[str] = []
         for resource, exposed, alloc in (("cpu", node.exp_cpu, node.alloc_cpu), ("memory", node.exp_memory, node.alloc_memory)):
-            c = Fraction(ceiling.get(resource, Fraction(1)))
+            c = ceiling[resource]
             limit = alloc * c.numerator // c.denominator
             if exposed > limit:
                 binary = resource == "memory"

@@ -79,8 +79,11 @@ def test_a_pod_meshed_before_the_runtime_section_is_reported_and_one_meshed_afte
     after = jsonpatch.apply_patch(original, inject(copy.deepcopy(original), NS, runtime_policy()).patch)
     finding = runtime_unmounted(before, runtime_policy())
     assert finding is not None
-    assert (finding.check, finding.code) == ("runtime", "runtime_unmounted")
-    assert finding.message.startswith("rpc-mesh, msg-mesh read no runtime parameters")
+    assert finding.to_dict() == {
+        "check": "runtime", "code": "runtime_unmounted", "subject": "pod default/p",
+        "message": "rpc-mesh, msg-mesh read no runtime parameters: the pod was created before the policy declared them",
+        "hint": "restart its workload (kubectl rollout restart, or fleet.runtimeVolumes: repair) so that the webhook "
+                "mounts them; nothing in place can add a volume"}
     assert runtime_unmounted(after, runtime_policy()) is None
     assert runtime_unmounted(before, default_policy()) is None
     assert runtime_unmounted(original, runtime_policy()) is None  # never meshed: the missed-injection check's
