@@ -223,7 +223,8 @@ def exposure_findings(nodes: Iterable[NodeExposure], policy: Policy) -> list[Fin
                 over.append(f"{resource} exposure {_percent(exposed, alloc)} of allocatable (ceiling {float(c) * 100:g}%): "
                             f"{shown[0]} of {shown[1]}")
         if over:
-            out.append(Finding("exposure", "over_ceiling", f"node {node.name}", "; ".join(over) + f" ({node.pods} pods)",
+            pods = f"{node.pods} pod" + ("" if node.pods == 1 else "s")
+            out.append(Finding("exposure", "over_ceiling", f"node {node.name}", "; ".join(over) + f" ({pods})",
                                "move exposed pods off the node (evict one; the extender places no more there), "
                                "or raise scheduling.exposureCeiling if the node can take it"))
     return out

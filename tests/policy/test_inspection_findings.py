@@ -317,7 +317,7 @@ def test_nodes_over_the_ceiling_in_name_order_and_unknown_nodes_skipped() -> Non
     assert [f.to_dict() for f in exposure_findings(nodes, POLICY)] == [
         {"check": "exposure", "code": "over_ceiling", "subject": "node n1",
          "message": "cpu exposure 25.0% of allocatable (ceiling 25%): 1000000001n of 4; "
-                    "memory exposure 25.0% of allocatable (ceiling 10%): 1Gi of 4Gi (1 pods)", "hint": OVER_HINT},
+                    "memory exposure 25.0% of allocatable (ceiling 10%): 1Gi of 4Gi (1 pod)", "hint": OVER_HINT},
         {"check": "exposure", "code": "over_ceiling", "subject": "node n3",
          "message": "cpu exposure 30.0% of allocatable (ceiling 25%): 600 of 2k (4 pods)", "hint": OVER_HINT}]
 
