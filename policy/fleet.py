@@ -163,10 +163,12 @@ class DesiredVersions:
         return (namespace, _present(labels.get(versions.app_label) or labels.get("app")),
                 _present(labels.get(versions.zone_label)), _present(pin), workload_of(pod, namespace))
 
-    def choose(self, pod: Pod, namespace: str, sidecar: str,
-               key: tuple[str | None, ...] | None = None) -> VersionChoice | None:
-        """What the policy would give ``sidecar`` in ``pod`` now; ``None`` if it would not inject that sidecar."""
-        memo_key = (sidecar, *(key or self.pod_key(pod, namespace)))
+    def choose(self, pod: Pod, namespace: str, sidecar: str, key: tuple[str | None, ...]) -> VersionChoice | None:
+        """What the policy would give ``sidecar`` in ``pod`` now; ``None`` if it would not inject that sidecar.
+
+        ``key`` is the pod's :meth:`pod_key`, read once for all its sidecars.
+        """
+        memo_key = (sidecar, *key)
         try:
             return self._memo[memo_key]
         except KeyError:

@@ -19,7 +19,7 @@ from fleet_pods import (APP_LABEL, EMPTY, MSG, MSG_ID, NOW, RC_IMAGE, RPC, RPC_I
 import policy.fleet
 from policy.fleet import DesiredVersions, FleetCell, FleetView, SidecarState, sidecar_states
 from policy.model import NamespacePolicy, SidecarOverride
-from policy.versions import experiment_bucket
+from policy.versions import VersionChoice, experiment_bucket
 
 POLICY = fleet_policy()
 
@@ -185,8 +185,9 @@ def test_a_sidecar_the_namespace_disables_is_not_in_policy() -> None:
     assert (state.desired_version, state.desired_image, state.desired_rule, state.problems) == (
         None, None, "-", ("not_in_policy",))
     versions = desired(disabled)
-    assert versions.choose(meshed(), "shop", "rpc-mesh") is None
-    assert versions.choose(meshed(), "shop", "msg-mesh") is not None
+    key = versions.pod_key(meshed(), "shop")
+    assert versions.choose(meshed(), "shop", "rpc-mesh", key) is None
+    assert versions.choose(meshed(), "shop", "msg-mesh", key) is not None
 
 
 def test_a_pod_without_a_namespace_is_judged_in_default() -> None:
@@ -200,9 +201,6 @@ def test_one_workload_name_in_two_namespaces_gets_each_namespace_s_choice() -> N
     versions = desired(pinned("a", "1.8.1"))
     assert rpc_state(meshed(namespace="a"), versions).desired_version == "1.8.1"
     assert rpc_state(meshed(namespace="b"), versions).desired_version == "1.8.0"
-    again = desired(pinned("a", "1.8.1"))
-    assert again.choose(meshed(namespace="a"), "a", "rpc-mesh").version == "1.8.1"  # type: ignore[union-attr]
-    assert again.choose(meshed(namespace="b"), "b", "rpc-mesh").version == "1.8.0"  # type: ignore[union-attr]
 
 
 # -- DesiredVersions ---------------------------------------------------------------------------------------
@@ -232,29 +230,34 @@ def test_pods_that_differ_in_anything_the_choice_reads_do_not_share_a_remembered
     for pod, version in sequence:
         namespace = pod["metadata"]["namespace"]
         assert rpc_state(pod, versions).desired_version == version
-        assert versions.choose(pod, namespace, "rpc-mesh").version == version  # type: ignore[union-attr]
+        assert choose(versions, pod, namespace).version == version  # type: ignore[union-attr]
 
 
-def test_the_pod_s_own_warnings_come_with_its_choice() -> None:
+def choose(versions: DesiredVersions, pod: dict[str, Any], namespace: str = "shop") -> VersionChoice | None:
+    return versions.choose(pod, namespace, "rpc-mesh", versions.pod_key(pod, namespace))
+
+
+@pytest.mark.parametrize("pin", ["9.9.9", "None"])
+def test_a_pin_the_policy_ignores_is_still_the_pod_s_own_and_so_is_its_warning(pin: str) -> None:
     versions = desired()
-    assert versions.choose(_labelled(), "shop", "rpc-mesh").warnings == ()  # type: ignore[union-attr]
-    choice = versions.choose(_pinned_pod("rpc-mesh=9.9.9"), "shop", "rpc-mesh")
+    assert choose(versions, _labelled()).warnings == ()  # type: ignore[union-attr]
+    choice = choose(versions, _pinned_pod(pin))
     assert choice is not None and choice.version == "1.8.0"
-    assert choice.warnings == ("rpc-mesh: pod pin '9.9.9' ignored: not an allowed version (1.8.0, 1.8.1, 1.9.0-rc.1)",)
+    assert choice.warnings == (
+        f"rpc-mesh: pod pin '{pin}' ignored: not an allowed version (1.8.0, 1.8.1, 1.9.0-rc.1)",)
 
 
 def test_past_the_cap_choices_are_answered_but_no_longer_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(policy.fleet, "MEMO_CAP", 2)
     versions = desired()
     pods = [_labelled(), _labelled(**{APP_LABEL: "payments"}), _labelled(**{ZONE_LABEL: "eu-1b"})]
-    assert [versions.choose(p, "shop", "rpc-mesh").version for p in pods] == [  # type: ignore[union-attr]
-        "1.8.0", "1.8.1", "1.9.0-rc.1"]
+    assert [choose(versions, p).version for p in pods] == ["1.8.0", "1.8.1", "1.9.0-rc.1"]  # type: ignore[union-attr]
     assert len(versions._memo) == 2
     assert [versions.version_of_image("rpc-mesh", f"{RPC}:{v}") for v in ("1.8.0", "1.8.1", "1.9.0")] == [
         "1.8.0", "1.8.1", "1.9.0"]
     assert len(versions._image_versions) == 2
     # and what is remembered is answered again
-    assert versions.choose(pods[1], "shop", "rpc-mesh").version == "1.8.1"  # type: ignore[union-attr]
+    assert choose(versions, pods[1]).version == "1.8.1"  # type: ignore[union-attr]
     assert versions.version_of_image("rpc-mesh", f"{RPC}:1.8.1") == "1.8.1"
 
 
