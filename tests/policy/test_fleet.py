@@ -240,8 +240,8 @@ def choose(versions: DesiredVersions, pod: dict[str, Any], namespace: str = "sho
 @pytest.mark.parametrize("pin", ["9.9.9", "None"])
 def test_a_pin_the_policy_ignores_is_still_the_pod_s_own_and_so_is_its_warning(pin: str) -> None:
     versions = desired()
-    assert choose(versions, _labelled()).warnings == ()  # type: ignore[union-attr]
-    choice = choose(versions, _pinned_pod(pin))
+    assert choose(versions, meshed()).warnings == ()  # type: ignore[union-attr]
+    choice = choose(versions, _pinned_pod(pin))  # the same pod, pinned
     assert choice is not None and choice.version == "1.8.0"
     assert choice.warnings == (
         f"rpc-mesh: pod pin '{pin}' ignored: not an allowed version (1.8.0, 1.8.1, 1.9.0-rc.1)",)
