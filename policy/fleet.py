@@ -44,6 +44,10 @@ Pod = Mapping[str, Any]
 
 DIMENSIONS: tuple[str, ...] = ("namespace", "app", "zone", "node", "rule")
 
+#: The most choices (and image versions) :class:`DesiredVersions` remembers: bare pods are each their
+#: own workload, so past this it stops remembering and keeps answering.
+MEMO_CAP = 65536
+
 #: What a disagreement means, and the one line that says what to do about it.
 PROBLEMS: dict[str, str] = {
     "stale": "the policy now chooses another version: upgrade the sidecar (meshfit.io/target) or roll the workload",
@@ -121,6 +125,12 @@ def recorded_sidecars(pod: Pod) -> tuple[SidecarStatus, ...] | None:
     return _status_sidecars(text)
 
 
+def _present(value: object) -> str | None:
+    """A label's or annotation's value as part of a memo key: ``None`` when absent or empty, as
+    :func:`resolve_version` reads both, so no value can be taken for a missing one."""
+    return str(value) if value else None
+
+
 class DesiredVersions:
     """The policy's current choice per sidecar, memoised on exactly what :func:`resolve_version` reads.
 
@@ -133,7 +143,7 @@ class DesiredVersions:
         self.policy = policy
         self.namespace_policies = namespace_policies
         self.now = now
-        self._memo: dict[tuple[str, ...], VersionChoice | None] = {}
+        self._memo: dict[tuple[str | None, ...], VersionChoice | None] = {}
         self._images: dict[str, dict[str, str]] = {}
         self._image_versions: dict[tuple[str, str], str | None] = {}
         for spec in policy.sidecars:
@@ -144,18 +154,21 @@ class DesiredVersions:
             table.update({normalise_image(image): v for v, image in versions.images.items()})
             self._images[spec.name] = table
 
-    def pod_key(self, pod: Pod, namespace: str) -> tuple[str, ...]:
+    def pod_key(self, pod: Pod, namespace: str) -> tuple[str | None, ...]:
         """Everything :func:`resolve_version` reads of a pod, as a key."""
         meta = pod.get("metadata") or {}
         labels = meta.get("labels") or {}
         versions = self.policy.versions
         pin = (meta.get("annotations") or {}).get(VERSION_PIN)
-        return (namespace, str(labels.get(versions.app_label) or labels.get("app") or ""),
-                str(labels.get(versions.zone_label) or ""), str(pin or ""), workload_of(pod, namespace))
+        return (namespace, _present(labels.get(versions.app_label) or labels.get("app")),
+                _present(labels.get(versions.zone_label)), _present(pin), workload_of(pod, namespace))
 
-    def choose(self, pod: Pod, namespace: str, sidecar: str, key: tuple[str, ...] | None = None) -> VersionChoice | None:
-        """What the policy would give ``sidecar`` in ``pod`` now; ``None`` if it would not inject that sidecar."""
-        memo_key = (sidecar, *(key or self.pod_key(pod, namespace)))
+    def choose(self, pod: Pod, namespace: str, sidecar: str, key: tuple[str | None, ...]) -> VersionChoice | None:
+        """What the policy would give ``sidecar`` in ``pod`` now; ``None`` if it would not inject that sidecar.
+
+        ``key`` is the pod's :meth:`pod_key`, read once for all its sidecars.
+        """
+        memo_key = (sidecar, *key)
         try:
             return self._memo[memo_key]
         except KeyError:
@@ -167,7 +180,7 @@ class DesiredVersions:
         override = ns_policy.sidecars.get(sidecar) if ns_policy is not None else None
         if spec is not None and spec.name in versions.sidecars and (override is None or override.enabled):
             choice = resolve_version(pod, namespace, spec, versions, override.version if override else None, self.now)
-        if len(self._memo) < 65536:  # bare pods are each their own workload: stop remembering, keep answering
+        if len(self._memo) < MEMO_CAP:
             self._memo[memo_key] = choice
         return choice
 
@@ -181,9 +194,14 @@ class DesiredVersions:
         except KeyError:
             pass
         version = self._images.get(sidecar, {}).get(normalise_image(image)) or image_tag(image)
-        if len(self._image_versions) < 65536:
+        if len(self._image_versions) < MEMO_CAP:
             self._image_versions[key] = version
         return version
+
+
+def _text(value: object) -> str | None:
+    """A field that should hold a string: a malformed pod reads as one without it, rather than failing the fold."""
+    return value if isinstance(value, str) else None
 
 
 def _containers(pod: Pod) -> dict[str, Mapping[str, Any]]:
@@ -211,11 +229,11 @@ def sidecar_states(pod: Pod, desired: DesiredVersions) -> list[SidecarState] | N
     for record in recorded:
         name, rec_version = record.name, record.version
         choice = desired.choose(pod, namespace, name, key)
-        container = containers.get(record.live)
-        spec_image = container.get("image") if container is not None else None
-        status = statuses.get(record.live)
-        running_image = status.get("image") if status is not None else None
-        running_id = status.get("imageID") if status is not None else None
+        container = containers.get(record.live) or {}
+        spec_image = _text(container.get("image"))
+        status = statuses.get(record.live) or {}
+        running_image = _text(status.get("image"))
+        running_id = _text(status.get("imageID"))
         # what the live slot should run: the version's image, or the empty image while dormant
         expected_image = record.image if record.active else record.empty_image
         missing = tuple(c for c in record.slots if c not in containers)
@@ -245,9 +263,9 @@ def sidecar_states(pod: Pod, desired: DesiredVersions) -> list[SidecarState] | N
             rule,
             rec_version,
             record.image,
-            spec_image if isinstance(spec_image, str) else None,
-            running_image if isinstance(running_image, str) else None,
-            running_id if isinstance(running_id, str) else None,
+            spec_image,
+            running_image,
+            running_id,
             running_version,
             tuple(problems),
             live=record.live,
@@ -326,7 +344,6 @@ class FleetView:
         if not states:
             return states
         self.pods_meshed += 1
-        disagrees = False
         for state in states:
             group = self._group(pod, state)
             key = (state.sidecar, group)
@@ -340,12 +357,11 @@ class FleetView:
             if state.running_image_id:
                 cell.running_image_ids[state.running_image_id] += 1
             if state.problems:
-                disagrees = True
                 cell.disagreeing += 1
                 cell.problems.update(state.problems)
                 if len(cell.examples) < self.examples:
                     cell.examples.append((ref, state.problems))
-        if disagrees:
+        if any(state.problems for state in states):
             self.pods_disagreeing += 1
         return states
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from policy.annotations import ACCOUNTING
 from policy.fleet import DesiredVersions, sidecar_states
 from policy.inspections import (
     Finding,
@@ -130,10 +131,10 @@ class FleetAudit:
                 for f in version_findings(pod, states):
                     results.add(f)
         if "accounting" in checks:
-            found = accounting_findings(pod)
-            if found or ((meta.get("annotations") or {}).get("meshfit.io/accounting") is not None):
+            # a pod is checked when it carries a record (without one there is nothing to recompute)
+            if (meta.get("annotations") or {}).get(ACCOUNTING) is not None:
                 results.checked["accounting"] += 1
-            for f in found:
+            for f in accounting_findings(pod):
                 results.add(f)
         if "missed-injections" in checks:
             results.checked["missed-injections"] += 1
