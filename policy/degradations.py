@@ -94,7 +94,7 @@ def _stamp(when: datetime) -> str:
 
 def parse_duration(text: str) -> timedelta:
     """``90s``, ``15m``, ``2h``, ``1d12h``: what ``--for`` takes (a positive span, whole seconds)."""
-    match = _DURATION.match(text.strip()) if text else None
+    match = _DURATION.match(text.strip())
     if not match or not any(match.groups()):
         raise DegradationError(f"--for: {text!r} is not a duration such as 30m, 2h or 1d")
     days, hours, minutes, seconds = (int(g or 0) for g in match.groups())

@@ -496,14 +496,13 @@ def _minus(limit: Quantity | None, overhead: Quantity) -> Quantity | None:
     return None if limit is None else limit - overhead
 
 
-def _mount_runtime(editor: PodEditor, policy: Policy, namespace: str, labels: Any) -> list[str]:
+def _mount_runtime(editor: PodEditor, policy: Policy, namespace: str, labels: Mapping[str, str] | None) -> list[str]:
     """The pod's runtime volume (its group's ConfigMap, :mod:`policy.runtime`), and the label and record naming it.
 
     The sidecars' mounts are in their fragments already (:func:`policy.load`); only the
     ConfigMap's name depends on the pod: its namespace, app and zone labels.
     """
-    group = group_of(labels if isinstance(labels, Mapping) else None, namespace,
-                     policy.versions.app_label, policy.versions.zone_label)
+    group = group_of(labels, namespace, policy.versions.app_label, policy.versions.zone_label)
     present = {v.get("name") for v in editor.get(("spec", "volumes"), ()) if isinstance(v, Mapping)}
     if VOLUME_NAME in present:
         return [f"the pod already has a volume named {VOLUME_NAME}: the sidecars mount it, not their runtime "

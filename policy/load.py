@@ -70,22 +70,24 @@ def parse_policy_text(text: str, source: str = "policy") -> Policy:
 
 
 def policy_from_configmap(configmap: Mapping[str, Any], source: str | None = None) -> Policy:
-    meta = configmap.get("metadata") or {}
-    source = source or f"ConfigMap {meta.get('namespace', '')}/{meta.get('name', '')}"
-    text = (configmap.get("data") or {}).get(POLICY_KEY)
-    if not isinstance(text, str):
-        raise PolicyError([FieldError(f"data.{POLICY_KEY}", "is required")], source)
+    _, source, text = _configmap_text(configmap, source)
     return parse_policy(_yaml(text, source), source=source)
 
 
 def namespace_policy_from_configmap(configmap: Mapping[str, Any], policy: Policy) -> NamespacePolicy:
+    namespace, source, text = _configmap_text(configmap)
+    return parse_namespace_policy(_yaml(text, source), policy, namespace, source=source)
+
+
+def _configmap_text(configmap: Mapping[str, Any], source: str | None = None) -> tuple[str, str, str]:
+    """The ConfigMap's namespace, its name in messages (``ConfigMap NS/NAME``) and its policy text, which it must hold."""
     meta = configmap.get("metadata") or {}
     namespace = str(meta.get("namespace", ""))
-    source = f"ConfigMap {namespace}/{meta.get('name', '')}"
+    source = source or f"ConfigMap {namespace}/{meta.get('name', '')}"
     text = (configmap.get("data") or {}).get(POLICY_KEY)
     if not isinstance(text, str):
         raise PolicyError([FieldError(f"data.{POLICY_KEY}", "is required")], source)
-    return parse_namespace_policy(_yaml(text, source), policy, namespace, source=source)
+    return namespace, source, text
 
 
 #: Bounds on one policy document, far above any real one (the shipped policy is ~5 KB,

@@ -121,9 +121,9 @@ class Parameter:
         if self.type == "enum":
             text = value
             if isinstance(value, bool):
-                for word in (("on", "off") if value else ("off", "on")), (("true", "false") if value else ("false", "true")):
-                    if word[0] in self.values:
-                        text = word[0]
+                for word in ("on" if value else "off", "true" if value else "false"):
+                    if word in self.values:
+                        text = word
                         break
             if isinstance(text, int) and not isinstance(text, bool):
                 text = str(text)
@@ -269,7 +269,7 @@ class Candidate:
 
     __slots__ = ("rank", "setting")
 
-    def __init__(self, rank: tuple[int, ...], setting: Setting) -> None:
+    def __init__(self, rank: tuple[float, ...], setting: Setting) -> None:
         self.rank = rank
         self.setting = setting
 
@@ -297,11 +297,13 @@ def resolve(runtime: RuntimePolicy, group: Group, *, now: datetime,
                 value, why = param.check(d.value)
                 if value is not None and why is None:
                     # Most specific scope first; then the latest set.
-                    rank = (0, LEVELS.index(d.level), -int(d.at.timestamp() * 1_000_000))
+                    rank = (0, LEVELS.index(d.level), -d.at.timestamp())
                     candidates.append(Candidate(rank, Setting(value, "degradation", d.id,
                                                               f"{d.scope()}, until {d.until.isoformat()}: {d.reason}")))
             for i, w in enumerate(windows):
-                value, why = param.check(w.value) if w.parameter == name else (None, "another parameter")
+                if w.parameter != name:
+                    continue
+                value, why = param.check(w.value)
                 if value is not None and why is None:
                     candidates.append(Candidate((1, i), Setting(value, "freeze-window", w.window)))
             for i, rule in enumerate(runtime.rules):

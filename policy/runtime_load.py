@@ -7,10 +7,10 @@ rules, a namespace's policy, a freeze window, a degradation — is judged by.
 
 from __future__ import annotations
 
-from typing import Any
-
 import re
 from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
 from policy.degradations import DegradationError, parse_duration
 from policy.fields import Fields
@@ -92,9 +92,11 @@ def _parameter(name: str, f: Fields) -> Parameter | None:
         f.error("values", f"is for type enum only, not {kind}")
     minimum = maximum = None
     if kind == "int":
+        before = len(f.errors)
         minimum = f.integer("minimum", 0) if f.has("minimum") else None
         maximum = f.integer("maximum", 0) if f.has("maximum") else None
-        if minimum is not None and maximum is not None and minimum > maximum:
+        # bounds that are not integers were refused above: compared, their stand-ins would add a false error
+        if len(f.errors) == before and minimum is not None and maximum is not None and minimum > maximum:
             f.error("minimum", f"must not exceed maximum ({maximum}), got {minimum}")
     else:
         for key in ("minimum", "maximum"):
@@ -103,19 +105,19 @@ def _parameter(name: str, f: Fields) -> Parameter | None:
                 f.error(key, f"is for type int only, not {kind}")
     override = f.boolean("namespaceOverride", True)
     description = f.string("description")
-    probe = Parameter(name, kind, "", values, minimum, maximum, override, description)  # type: ignore[arg-type]
+    declared = Parameter(name, kind, "", values, minimum, maximum, override, description)  # type: ignore[arg-type]
     default_raw = f.raw("default")
-    default: Value | None = None
+    f.done()
     if default_raw is None:
         f.error("default", "is required: the value every pod has until something overrides it")
-    elif len(f.errors) == errors:  # a default is judged by a sound declaration only
-        default, why = probe.check(default_raw)
-        if why is not None:
-            f.error("default", why)
-    f.done()
-    if len(f.errors) > errors or default is None:
         return None
-    return Parameter(name, kind, default, values, minimum, maximum, override, description)  # type: ignore[arg-type]
+    if len(f.errors) > errors:  # a default is judged by a sound declaration only
+        return None
+    default, why = declared.check(default_raw)
+    if default is None:
+        f.error("default", str(why))
+        return None
+    return replace(declared, default=default)
 
 
 def _rule(f: Fields, runtime: RuntimePolicy) -> RuntimeRule | None:
@@ -145,27 +147,24 @@ def values_for(f: Fields, runtime: RuntimePolicy, sidecar: str | None, *, requir
     for key in list(f.data):
         raw = f.raw(str(key))
         owners = (sidecar,) if sidecar else runtime.sidecars_with(str(key))
-        owners = tuple(o for o in owners if o in runtime.parameters)
-        params = [runtime.parameters[o].get(str(key)) for o in owners]
-        if not owners or any(p is None for p in params):
+        params = {o: runtime.parameters[o].get(str(key)) for o in owners if o in runtime.parameters}
+        if not params or None in params.values():
             where = f"sidecar {sidecar}" if sidecar else "any sidecar"
             f.error(str(key), f"is not a runtime parameter of {where}")
             continue
-        value: Value | None = None
-        for owner, param in zip(owners, params, strict=True):
+        checked: list[Value] = []
+        for owner, param in params.items():
             assert param is not None
             if namespace and not param.namespace_override:
                 f.error(str(key), f"runtime.sidecars.{owner}.{key} is not namespaceOverride: only the global policy sets it")
-                value = None
                 break
-            checked, why = param.check(raw)
-            if why is not None:
-                f.error(str(key), why)
-                value = None
+            value, why = param.check(raw)
+            if value is None:
+                f.error(str(key), str(why))
                 break
-            value = checked
-        if value is not None:
-            out[str(key)] = value
+            checked.append(value)
+        else:  # every owner took it (they normalise alike: one declaration per sidecar, same type)
+            out[str(key)] = checked[0]
     return out
 
 

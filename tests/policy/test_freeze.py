@@ -74,6 +74,12 @@ def test_of_overlapping_windows_the_one_ending_last_counts() -> None:
     assert active_window([window("09:00", "12:00")], at("2026-12-07T13:00:00+00:00")) is None
 
 
+def test_of_windows_ending_together_the_first_listed_counts() -> None:
+    first, second = window("09:00", "18:00"), window("10:00", "18:00")
+    found = active_window([first, second], at("2026-12-07T11:00:00+00:00"))
+    assert found is not None and found[0] is first
+
+
 def _policy(fleet: dict) -> dict:
     return {"apiVersion": "meshfit.io/v1alpha1", "kind": "MeshPolicy",
             "sidecars": [{"name": "rpc-mesh", "image": "registry.example.com/mesh/mosn"}],

@@ -5,12 +5,20 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
+from pathlib import Path
+
 import pytest
 import yaml
 from policies import DEFAULT_POLICY_FILE, default_policy
 
 from policy.fields import PolicyError
-from policy.load import namespace_policy_from_configmap, parse_policy, parse_policy_text, policy_from_configmap
+from policy.load import (
+    load_policy_file,
+    namespace_policy_from_configmap,
+    parse_policy,
+    parse_policy_text,
+    policy_from_configmap,
+)
 from policy.model import Policy, SidecarOverride
 
 
@@ -256,3 +264,32 @@ def test_a_namespace_policy_the_reader_cannot_handle_is_a_refusal_naming_the_sou
         load.parse_namespace_policy({}, default_policy(), "shop", "ConfigMap shop/meshfit-policy")
     assert info.value.source == "ConfigMap shop/meshfit-policy"
     assert [(e.path, e.message) for e in info.value.errors] == [("", "cannot be read: RuntimeError: boom")]
+
+
+@pytest.mark.parametrize("reader", ["global", "namespace"])
+def test_a_configmap_without_the_policy_key_is_refused_under_its_name(reader: str) -> None:
+    def read(cm: dict) -> object:
+        return policy_from_configmap(cm) if reader == "global" else namespace_policy_from_configmap(cm, default_policy())
+
+    with pytest.raises(PolicyError) as info:
+        read({"metadata": {"namespace": "meshfit-system", "name": "meshfit-policy"}, "data": {"other": "x"}})
+    assert info.value.source == "ConfigMap meshfit-system/meshfit-policy"
+    assert [(e.path, e.message) for e in info.value.errors] == [("data.policy.yaml", "is required")]
+    with pytest.raises(PolicyError) as info:
+        read({"data": {"policy.yaml": 7}})
+    assert info.value.source == "ConfigMap /"
+
+
+def test_a_bad_policy_in_a_configmap_or_a_file_is_refused_under_its_source(tmp_path: Path) -> None:
+    cm = {"metadata": {"namespace": "ops", "name": "p"}, "data": {"policy.yaml": "kind: Nope\n"}}
+    with pytest.raises(PolicyError) as info:
+        policy_from_configmap(cm)
+    assert info.value.source == "ConfigMap ops/p"
+    with pytest.raises(PolicyError) as info:
+        policy_from_configmap(cm, source="the flag")
+    assert info.value.source == "the flag"
+    path = tmp_path / "policy.yaml"
+    path.write_text("kind: Nope\n", encoding="utf-8")
+    with pytest.raises(PolicyError) as info:
+        load_policy_file(path)
+    assert info.value.source == str(path)

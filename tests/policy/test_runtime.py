@@ -178,3 +178,51 @@ def test_names_are_dns_subdomains_at_the_longest_labels() -> None:
     name = configmap_name("A" * 63, "z." * 31 + "z")
     assert len(name) <= 253
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name)
+
+
+def test_a_degradation_that_does_not_apply_does_not_hide_the_next_one() -> None:
+    group = Group("shop", "checkout", "")
+    other_ns = _degradation("traceLog", "on", namespace="pay")
+    mine = _degradation("traceLog", "off", minutes_ago=2, namespace="shop")
+    assert _winner(group, parameter="traceLog", degradations=[other_ns, mine]) == ("off", "degradation", mine.id)
+
+
+def test_a_window_value_sets_only_its_own_parameter() -> None:
+    # False would pass traceLog's declaration too (as "off"): it must not reach it
+    window = [WindowValue("peak", "lbLongPolling", False)]
+    assert _winner(Group("shop"), parameter="lbLongPolling", windows=window) == (False, "freeze-window", "peak")
+    assert _winner(Group("shop"), parameter="traceLog", windows=window) == ("on", "default", "")
+
+
+def test_a_rules_detail_carries_its_reason_when_it_has_one() -> None:
+    runtime = runtime_policy().runtime
+    with_reason = resolve(runtime, Group("shop", "checkout", ""), now=NOW)["rpc-mesh"]["logLevel"]
+    assert (with_reason.origin, with_reason.detail) == ("checkout-debug", "app rule: INC-1")
+    without = resolve(runtime, Group("shop", "web", "eu-1a"), now=NOW)["rpc-mesh"]["logLevel"]
+    assert (without.origin, without.detail) == ("eu-quiet", "zone rule")
+
+
+def test_enum_takes_true_and_false_when_it_offers_those_words() -> None:
+    words = Parameter("mode", "enum", "true", values=("true", "false"))
+    assert words.check(True) == ("true", None)
+    assert words.check(False) == ("false", None)
+    mixed = Parameter("mode", "enum", "off", values=("off", "true"))
+    assert mixed.check(True) == ("true", None)
+    assert mixed.check(False) == ("off", None)
+    # only the lower-case words stand for a YAML boolean
+    capital = Parameter("mode", "enum", "True", values=("True", "False"))
+    assert capital.check(True) == (None, "must be one of True, False, got True")
+    numbers = Parameter("n", "enum", "1", values=("1", "2"))
+    assert numbers.check(2) == ("2", None)
+
+
+@pytest.mark.parametrize(("value", "ok"), [("X-Ray", True), ("a\rb", False), ("a\0b", False), ("a\nb", False)])
+def test_a_string_is_refused_only_for_a_line_break_or_nul(value: str, ok: bool) -> None:
+    checked, why = Parameter("s", "string", "").check(value)
+    assert (checked, why) == ((value, None) if ok else (None, "must be one line of at most 256 characters"))
+
+
+def test_text_of_writes_booleans_as_yaml_does() -> None:
+    from policy.runtime import text_of
+
+    assert (text_of(True), text_of(False), text_of(3), text_of("off")) == ("true", "false", "3", "off")

@@ -67,7 +67,8 @@ def test_a_pod_that_has_a_volume_of_that_name_is_told_and_keeps_its_own() -> Non
     result = inject(copy.deepcopy(original), NS, runtime_policy())
     new = jsonpatch.apply_patch(original, result.patch)
     assert [v for v in new["spec"]["volumes"] if v["name"] == "meshfit-runtime"] == [{"name": "meshfit-runtime", "emptyDir": {}}]
-    assert any("already has a volume named meshfit-runtime" in w for w in result.warnings)
+    assert any("the pod already has a volume named meshfit-runtime: the sidecars mount it, not their runtime "
+               "parameters (rename the pod's volume)" in w for w in result.warnings)
     assert "meshfit.io/runtime" not in new["metadata"].get("labels", {})
 
 

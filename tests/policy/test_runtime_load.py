@@ -10,9 +10,10 @@ import pytest
 from runtime_policies import RUNTIME, document, runtime_policy
 
 from policy.degradations import Degradation, check, read_store, write_store
-from policy.fields import PolicyError
+from policy.fields import FieldError, Fields, PolicyError
 from policy.load import parse_namespace_policy, parse_policy
-from policy.runtime import FILE_ENV, MOUNT_PATH, VOLUME_NAME
+from policy.runtime import FILE_ENV, MOUNT_PATH, VOLUME_NAME, Parameter
+from policy.runtime_load import values_for
 
 
 def _errors(runtime: dict[str, Any], **top: Any) -> list[str]:
@@ -55,6 +56,27 @@ def test_declaration_mistakes(param: dict[str, Any], error: str) -> None:
 def test_int_default_below_minimum_names_the_bounds() -> None:
     assert _errors(_changed(x={"type": "int", "minimum": 5, "default": 4})) == [
         "runtime.sidecars.rpc-mesh.x.default: must be within 5.., got 4"]
+
+
+def test_int_default_above_maximum_names_the_bounds() -> None:
+    assert _errors(_changed(x={"type": "int", "maximum": 4, "default": 5})) == [
+        "runtime.sidecars.rpc-mesh.x.default: must be within ..4, got 5"]
+
+
+@pytest.mark.parametrize(("bounds", "error"), [
+    ({"minimum": "x", "maximum": 0}, "runtime.sidecars.rpc-mesh.x.minimum: must be an integer, got 'x'"),
+    ({"minimum": 1, "maximum": "x"}, "runtime.sidecars.rpc-mesh.x.maximum: must be an integer, got 'x'"),
+])
+def test_a_bound_that_is_no_integer_is_the_only_error(bounds: dict[str, Any], error: str) -> None:
+    """Not also "minimum must not exceed maximum" against the stand-in of the bound that was refused."""
+    assert _errors(_changed(x={"type": "int", "default": 1, **bounds})) == [error]
+
+
+def test_a_declaration_is_read_whole() -> None:
+    declared = {"type": "int", "minimum": 1, "maximum": 9, "default": "3", "namespaceOverride": False,
+                "description": "how many"}
+    param = runtime_policy(_changed(x=declared)).runtime.parameters["rpc-mesh"]["x"]
+    assert param == Parameter("x", "int", 3, (), 1, 9, False, "how many")
 
 
 def test_unknown_sidecar_and_bad_parameter_name() -> None:
@@ -129,6 +151,21 @@ def test_namespace_policy_sets_only_overridable_parameters_to_allowed_values() -
         "runtime.rpc-mesh.logLevel: must be one of debug, info, warn, error, got 'loud'",
         "runtime.other: declares no runtime parameters in the global policy (declared: rpc-mesh, msg-mesh)",
     ]
+
+
+def test_a_namespace_policy_may_name_a_sidecar_and_set_nothing() -> None:
+    ns = parse_namespace_policy({"apiVersion": "meshfit.io/v1alpha1", "kind": "NamespacePolicy",
+                                 "runtime": {"rpc-mesh": {}}}, runtime_policy(), "pay")
+    assert ns.runtime == {"rpc-mesh": {}}
+
+
+def test_values_for_returns_only_the_values_the_declarations_take() -> None:
+    errors: list[FieldError] = []
+    out = values_for(Fields({"logLevel": "loud", "traceLog": False, "nope": 1}, "set", errors),
+                     runtime_policy().runtime, None)
+    assert out == {"traceLog": "off"}
+    assert [str(e) for e in errors] == ["set.logLevel: must be one of debug, info, warn, error, got 'loud'",
+                                        "set.nope: is not a runtime parameter of any sidecar"]
 
 
 # -- degradations: checked against the policy, stored leniently ---------------------
