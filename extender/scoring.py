@@ -175,7 +175,7 @@ class Scorer:
         Every resource over its ceiling is named, so one message says all a
         person must change; fit is reported only when the ceilings hold.
         """
-        memo = node.memo if node.memo is not None and node.memo[0] is self else self.memo(node)
+        memo = self.memo(node)  # one node, for a message or a person: not the hot path of filter_groups
         if (
             (pod.exp_cpu and node.exp_cpu + pod.exp_cpu > memo[MEMO_CAP_CPU])
             or (pod.exp_memory and node.exp_memory + pod.exp_memory > memo[MEMO_CAP_MEMORY])

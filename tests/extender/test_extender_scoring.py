@@ -196,3 +196,29 @@ def test_many_failing_nodes_get_messages_that_aggregate() -> None:
     _, failures, _ = DEFAULT.filter(pod, few, list(few), judged=True)
     assert [f.message for _, f in failures] == [DEFAULT.check(pod, s).message for s in few.values()]  # type: ignore[union-attr]
     assert failures[0][1].message.startswith("memory exposure would reach 12.9% of allocatable (ceiling 10%)")
+
+
+@pytest.mark.parametrize(("part", "whole", "text"), [
+    (0, 0, "inf%"), (5, 0, "inf%"), (5, -1, "inf%"),  # a node with nothing allocatable
+    (1, 1, "100.0%"), (0, 1, "0.0%"), (3, 2, "150.0%"),
+    (1, 3, "33.3%"), (2, 3, "66.7%"),
+    (1, 2000, "0.1%"), (1, 2001, "0.0%"),  # 0.05% rounds half up; a hair less rounds down
+])
+def test_percent_text(part: int, whole: int, text: str) -> None:
+    from extender.scoring import percent_text
+
+    assert percent_text(part, whole) == text
+
+
+def test_headroom_down_to_one_nano_unit_allocatable() -> None:
+    from extender.scoring import headroom_fractions
+
+    tiny = NodeState("tiny")
+    tiny.known = True
+    tiny.alloc_cpu, tiny.alloc_memory = 1, 2
+    assert headroom_fractions(DEFAULT, p("0", "0"), tiny) == {"cpu": Fraction(1), "memory": Fraction(1)}
+    tiny.req_memory = 1
+    assert headroom_fractions(DEFAULT, p("0", "0"), tiny) == {"cpu": Fraction(1), "memory": Fraction(1, 2)}
+    nothing = NodeState("nothing")
+    nothing.known = True
+    assert headroom_fractions(DEFAULT, p("0", "0"), nothing) == {"cpu": Fraction(0), "memory": Fraction(0)}
