@@ -126,3 +126,12 @@ def test_deny_carries_status_for_the_user() -> None:
     assert response["allowed"] is False
     assert response["status"] == {"message": "no", "code": 403, "reason": "Forbidden", "status": "Failure"}
     assert "patch" not in response
+
+
+def test_deny_carries_warnings_and_the_given_code_and_reason() -> None:
+    parsed = parse_review(dumps(review(pod("web", [container("app")]), uid="u-2")))
+    response = orjson.loads(deny(parsed, "too big", code=400, reason="BadRequest", warnings=["look here"]))["response"]
+    assert response == {
+        "uid": "u-2", "allowed": False, "warnings": ["look here"],
+        "status": {"message": "too big", "code": 400, "reason": "BadRequest", "status": "Failure"},
+    }
