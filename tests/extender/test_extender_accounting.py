@@ -191,3 +191,30 @@ def test_totals_follow_each_pod_in_and_out() -> None:
     assert (t.exp_cpu, t.exp_memory, t.leak_cpu, t.leak_memory, t.placed) == (200, 2000, 20, 200, 1)
     acc.put("b", entry(None, exp=(200, 2000), leak=(20, 200)))  # unbound again
     assert (t.exp_cpu, t.exp_memory, t.leak_cpu, t.leak_memory, t.placed) == (0, 0, 0, 0, 0)
+
+
+def test_removing_a_pod_takes_off_each_of_its_figures() -> None:
+    acc = Accounting()
+    acc.set_node("n", 8 * CORE, 16 * GI)
+    acc.put("a", entry("n", cpu=3, memory=30, exp=(300, 3000)))
+    acc.put("b", entry("n", cpu=2, memory=20, exp=(200, 2000)))
+    state = acc.nodes["n"]
+    assert (state.req_cpu, state.req_memory, state.exp_cpu, state.exp_memory, state.pods) == (5, 50, 500, 5000, 2)
+    acc.put("a", None)
+    assert (state.req_cpu, state.req_memory, state.exp_cpu, state.exp_memory, state.pods) == (2, 20, 200, 2000, 1)
+
+
+def test_a_namespace_leaking_one_resource_only_is_kept_until_both_are_zero() -> None:
+    acc = Accounting()
+    acc.set_node("n", 8 * CORE, 16 * GI)
+    acc.put("cpu-only", entry("n", leak=(100, 0), namespace="x"))
+    acc.put("both", entry("n", leak=(50, 200), namespace="x"))
+    acc.put("memory-only", entry("n", leak=(0, 7), namespace="y"))
+    acc.put("memory-too", entry("n", leak=(9, 8), namespace="y"))
+    assert acc.nodes["n"].leak == {"x": [150, 200], "y": [9, 15]}
+    acc.put("both", None)
+    acc.put("memory-too", None)
+    assert acc.nodes["n"].leak == {"x": [100, 0], "y": [0, 7]}
+    acc.put("cpu-only", None)
+    acc.put("memory-only", None)
+    assert acc.nodes["n"].leak == {}
