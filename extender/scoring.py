@@ -110,12 +110,11 @@ class Scorer:
     """The policy's scheduling section, turned into integers once per policy."""
 
     __slots__ = (
-        "scheduling", "ceil_cpu_num", "ceil_cpu_den", "ceil_mem_num", "ceil_mem_den",
+        "ceil_cpu_num", "ceil_cpu_den", "ceil_mem_num", "ceil_mem_den",
         "ceil_cpu_text", "ceil_mem_text", "w_cpu", "w_mem", "w_sum", "ew_num", "ew_den",
     )
 
     def __init__(self, scheduling: Scheduling) -> None:
-        self.scheduling = scheduling
         c, m = scheduling.exposure_ceiling["cpu"], scheduling.exposure_ceiling["memory"]
         self.ceil_cpu_num, self.ceil_cpu_den = c.numerator, c.denominator
         self.ceil_mem_num, self.ceil_mem_den = m.numerator, m.denominator
@@ -356,14 +355,17 @@ class Scorer:
         return out, unknown
 
     def _score_slow(self, node: NodeState, nc: int, nm: int) -> int:
-        # A node with nothing allocatable of a resource has no headroom in it.
+        """The score of a node without the fast path's ``den``: one resource at most has something allocatable.
+
+        A resource with nothing allocatable (zero, or a negative figure) has no
+        headroom in it; the other keeps its own, ``w_r·n_r / (q·a_r)``.
+        """
         q = self.ew_den
-        total = Fraction(0)
         if node.alloc_cpu > 0:
-            total += Fraction(self.w_cpu * nc, q * node.alloc_cpu)
+            return MAX_PRIORITY * self.w_cpu * nc // (self.w_sum * q * node.alloc_cpu)
         if node.alloc_memory > 0:
-            total += Fraction(self.w_mem * nm, q * node.alloc_memory)
-        return int(MAX_PRIORITY * total / self.w_sum)
+            return MAX_PRIORITY * self.w_mem * nm // (self.w_sum * q * node.alloc_memory)
+        return 0
 
 
 def headroom_fractions(scorer: Scorer, pod: PodEntry, node: NodeState) -> dict[str, Fraction]:

@@ -222,3 +222,58 @@ def test_headroom_down_to_one_nano_unit_allocatable() -> None:
     nothing = NodeState("nothing")
     nothing.known = True
     assert headroom_fractions(DEFAULT, p("0", "0"), nothing) == {"cpu": Fraction(0), "memory": Fraction(0)}
+
+
+@pytest.mark.parametrize(("alloc", "req", "weights", "score"), [
+    ((1, 0), (0, 0), (1, 1), 5),  # one nanocore, all of it free: full cpu headroom, none in memory
+    ((0, 1), (0, 0), (1, 1), 5),
+    ((1, 1), (0, 0), (1, 1), 10),
+    ((1, 0), (1, 0), (1, 1), 0),
+    ((8 * CORE, 0), (2 * CORE, 0), (3, 1), 5),  # floor(10 × 3 × 6/8 / 4) = floor(5.625)
+    ((0, 16 * GI), (0, 4 * GI), (1, 3), 5),  # floor(10 × 3 × 12/16 / 4)
+    ((0, 0), (0, 0), (1, 1), 0),
+])
+def test_a_node_with_nothing_allocatable_of_a_resource_has_no_headroom_in_it(
+        alloc: tuple[int, int], req: tuple[int, int], weights: tuple[int, int], score: int) -> None:
+    scorer = Scorer(Scheduling(weights={"cpu": weights[0], "memory": weights[1]}))
+    node = NodeState("x")
+    node.known = True
+    node.alloc_cpu, node.alloc_memory = alloc
+    node.req_cpu, node.req_memory = req
+    assert scorer.score(PodEntry(None, "s", 0, 0), node) == score
+
+
+def test_negative_figures_leave_no_headroom_and_the_score_in_range() -> None:
+    """A Node may report a negative allocatable and a hand-made request a negative size: nothing is allocatable."""
+    node = n("odd", "8", "-1Gi")
+    assert DEFAULT.score(PodEntry(None, "s", 0, -2 * GI), node) == 5  # cpu: all free; memory: nothing allocatable
+    assert DEFAULT.score(PodEntry(None, "s", -CORE, -2 * GI), n("odder", "-1", "-1Gi")) == 0
+
+
+def test_the_ceiling_is_exact_on_a_node_too_big_for_floating_point() -> None:
+    scorer = Scorer(Scheduling(exposure_ceiling={"cpu": Fraction(1, 3), "memory": Fraction(1, 10)}))
+    node = NodeState("huge")
+    node.known = True
+    node.alloc_cpu, node.alloc_memory = 3 * 10**18 + 300, 16 * GI  # floor(alloc / 3) = 10**18 + 100
+    assert scorer.check(PodEntry(None, "s", 0, 0, 10**18 + 100, 0), node) is None
+    assert scorer.check(PodEntry(None, "s", 0, 0, 10**18 + 101, 0), node) is not None
+    assert scorer.filter(PodEntry(None, "s", 0, 0, 10**18 + 101, 0), {"huge": node}, ["huge"], True)[0] == []
+
+
+def test_a_scorer_names_its_own_policy_s_ceilings() -> None:
+    from extender.scoring import DETAILED_FAILURES
+
+    scorer = Scorer(Scheduling(exposure_ceiling={"cpu": Fraction(3, 10), "memory": Fraction(1, 5)}))
+    pod = p("0", "0", ("1", "1Gi"))
+    failure = scorer.check(pod, n("a", "4", "10Gi", exp=("1", "2Gi")))
+    assert failure is not None and failure.message == (
+        "cpu exposure would reach 50.0% of allocatable (ceiling 30%): 1 already exposed + 1 for this pod, "
+        "of 4 allocatable; memory exposure would reach 30.0% of allocatable (ceiling 20%): 2Gi already exposed "
+        "+ 1Gi for this pod, of 10Gi allocatable"
+    )
+    nodes = {f"n{i}": n(f"n{i}", "4", "10Gi", exp=("1", "2Gi")) for i in range(DETAILED_FAILURES + 1)}
+    _, failures, _ = scorer.filter(pod, nodes, list(nodes), True)
+    assert {f.message for _, f in failures} == {
+        "cpu exposure over the ceiling (30% of allocatable): this pod adds 1; "
+        "memory exposure over the ceiling (20% of allocatable): this pod adds 1Gi"
+    }
