@@ -218,3 +218,16 @@ def test_a_namespace_leaking_one_resource_only_is_kept_until_both_are_zero() -> 
     acc.put("cpu-only", None)
     acc.put("memory-only", None)
     assert acc.nodes["n"].leak == {}
+
+
+def test_a_node_only_its_pods_name_is_unknown_with_nothing_allocatable() -> None:
+    acc = Accounting()
+    acc.put("a", entry("early", cpu=CORE, memory=GI))
+    assert acc.nodes["early"].to_dict() == {
+        "name": "early", "known": False, "pods": 1,
+        "allocatable": {"cpu": "0", "memory": "0"},
+        "requested": {"cpu": "1", "memory": "1Gi"},
+        "exposure": {"cpu": "0", "memory": "0"},
+        "leak": {},
+    }
+    assert list(acc.known_nodes()) == []
