@@ -119,8 +119,8 @@ def parse_review(body: bytes) -> Review:
     assert request_kind is not None
     resource = _mapping(request, "resource", path) or {}
     operation = _string(request, "operation", path, required=True)
-    dry_run = request.get("dryRun", False)
-    if dry_run is None:
+    dry_run = request.get("dryRun")
+    if dry_run is None:  # absent or null: not a dry run
         dry_run = False
     if not isinstance(dry_run, bool):
         raise ReviewError(f"request.dryRun must be a boolean, got {type(dry_run).__name__}")
