@@ -209,5 +209,6 @@ def reduce_pod(pod: Pod) -> PodEntry:
         if not isinstance(pod, Mapping):
             return PodEntry(None, "default", 0, 0, uid="", error=f"not an object: {type(pod).__name__}")
         meta = pod.get("metadata") or {}
-        namespace = meta.get("namespace") if isinstance(meta, Mapping) else None
-        return PodEntry(None, str(namespace or "default"), 0, 0, uid=pod_uid(pod), error=str(exc))
+        if not isinstance(meta, Mapping):  # nor can pod_uid read it
+            return PodEntry(None, "default", 0, 0, uid="", error=str(exc))
+        return PodEntry(None, str(meta.get("namespace") or "default"), 0, 0, uid=pod_uid(pod), error=str(exc))
