@@ -224,23 +224,38 @@ def test_headroom_down_to_one_nano_unit_allocatable() -> None:
     assert headroom_fractions(DEFAULT, p("0", "0"), nothing) == {"cpu": Fraction(0), "memory": Fraction(0)}
 
 
-@pytest.mark.parametrize(("alloc", "req", "weights", "score"), [
-    ((1, 0), (0, 0), (1, 1), 5),  # one nanocore, all of it free: full cpu headroom, none in memory
-    ((0, 1), (0, 0), (1, 1), 5),
-    ((1, 1), (0, 0), (1, 1), 10),
-    ((1, 0), (1, 0), (1, 1), 0),
-    ((8 * CORE, 0), (2 * CORE, 0), (3, 1), 5),  # floor(10 × 3 × 6/8 / 4) = floor(5.625)
-    ((0, 16 * GI), (0, 4 * GI), (1, 3), 5),  # floor(10 × 3 × 12/16 / 4)
-    ((0, 0), (0, 0), (1, 1), 0),
+@pytest.mark.parametrize(("alloc", "req", "exp", "weights", "score"), [
+    ((1, 0), (0, 0), (0, 0), (1, 1), 5),  # one nanocore, all of it free: full cpu headroom, none in memory
+    ((0, 1), (0, 0), (0, 0), (1, 1), 5),
+    ((1, 1), (0, 0), (0, 0), (1, 1), 10),
+    ((1, 0), (1, 0), (0, 0), (1, 1), 0),
+    ((8 * CORE, 0), (2 * CORE, 0), (0, 0), (3, 1), 5),  # floor(10 × 3 × 6/8 / 4) = floor(5.625)
+    ((0, 16 * GI), (0, 4 * GI), (0, 0), (1, 3), 5),  # floor(10 × 3 × 12/16 / 4)
+    # exposure weight 1/2: cpu (8 − 2 − 4/2)/8 = 1/2, memory (16 − 4 − 8/2)/16 = 1/2
+    ((8 * CORE, 0), (2 * CORE, 0), (4 * CORE, 0), (1, 1), 2),  # floor(10 × 1/2 / 2)
+    ((0, 16 * GI), (0, 4 * GI), (0, 8 * GI), (1, 1), 2),
+    ((0, 0), (0, 0), (0, 0), (1, 1), 0),
 ])
 def test_a_node_with_nothing_allocatable_of_a_resource_has_no_headroom_in_it(
-        alloc: tuple[int, int], req: tuple[int, int], weights: tuple[int, int], score: int) -> None:
-    scorer = Scorer(Scheduling(weights={"cpu": weights[0], "memory": weights[1]}))
+        alloc: tuple[int, int], req: tuple[int, int], exp: tuple[int, int], weights: tuple[int, int],
+        score: int) -> None:
+    scorer = Scorer(Scheduling(weights={"cpu": weights[0], "memory": weights[1]}, exposure_weight=Fraction(1, 2)))
     node = NodeState("x")
     node.known = True
     node.alloc_cpu, node.alloc_memory = alloc
     node.req_cpu, node.req_memory = req
-    assert scorer.score(PodEntry(None, "s", 0, 0), node) == score
+    node.exp_cpu, node.exp_memory = exp
+    got = scorer.score(PodEntry(None, "s", 0, 0), node)
+    assert got == score and type(got) is int  # the scheduler decodes an int64
+
+
+def test_the_exposure_weight_applies_to_the_pod_and_not_to_its_requests() -> None:
+    scorer = Scorer(Scheduling(exposure_weight=Fraction(1, 2)))
+    node = n("a", "8", "16Gi", exp=("2", "4Gi"))
+    # cpu: (8 − 2 − ½ × (2 + 2))/8 = 1/2; memory: (16 − 4 − ½ × (4 + 4))/16 = 1/2
+    assert scorer.score(p("2", "4Gi", ("2", "4Gi")), node) == 5
+    # cpu: (8 − 2 − ½ × 2)/8 = 5/8; memory: (16 − 4 − ½ × 4)/16 = 5/8
+    assert scorer.score(p("2", "4Gi"), node) == 6
 
 
 def test_negative_figures_leave_no_headroom_and_the_score_in_range() -> None:
