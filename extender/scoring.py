@@ -110,12 +110,11 @@ class Scorer:
     """The policy's scheduling section, turned into integers once per policy."""
 
     __slots__ = (
-        "scheduling", "ceil_cpu_num", "ceil_cpu_den", "ceil_mem_num", "ceil_mem_den",
+        "ceil_cpu_num", "ceil_cpu_den", "ceil_mem_num", "ceil_mem_den",
         "ceil_cpu_text", "ceil_mem_text", "w_cpu", "w_mem", "w_sum", "ew_num", "ew_den",
     )
 
     def __init__(self, scheduling: Scheduling) -> None:
-        self.scheduling = scheduling
         c, m = scheduling.exposure_ceiling["cpu"], scheduling.exposure_ceiling["memory"]
         self.ceil_cpu_num, self.ceil_cpu_den = c.numerator, c.denominator
         self.ceil_mem_num, self.ceil_mem_den = m.numerator, m.denominator
@@ -175,7 +174,7 @@ class Scorer:
         Every resource over its ceiling is named, so one message says all a
         person must change; fit is reported only when the ceilings hold.
         """
-        memo = node.memo if node.memo is not None and node.memo[0] is self else self.memo(node)
+        memo = self.memo(node)  # one node, for a message or a person: not the hot path of filter_groups
         if (
             (pod.exp_cpu and node.exp_cpu + pod.exp_cpu > memo[MEMO_CAP_CPU])
             or (pod.exp_memory and node.exp_memory + pod.exp_memory > memo[MEMO_CAP_MEMORY])
@@ -356,14 +355,17 @@ class Scorer:
         return out, unknown
 
     def _score_slow(self, node: NodeState, nc: int, nm: int) -> int:
-        # A node with nothing allocatable of a resource has no headroom in it.
+        """The score of a node without the fast path's ``den``: one resource at most has something allocatable.
+
+        A resource with nothing allocatable (zero, or a negative figure) has no
+        headroom in it; the other keeps its own, ``w_r·n_r / (q·a_r)``.
+        """
         q = self.ew_den
-        total = Fraction(0)
         if node.alloc_cpu > 0:
-            total += Fraction(self.w_cpu * nc, q * node.alloc_cpu)
+            return MAX_PRIORITY * self.w_cpu * nc // (self.w_sum * q * node.alloc_cpu)
         if node.alloc_memory > 0:
-            total += Fraction(self.w_mem * nm, q * node.alloc_memory)
-        return int(MAX_PRIORITY * total / self.w_sum)
+            return MAX_PRIORITY * self.w_mem * nm // (self.w_sum * q * node.alloc_memory)
+        return 0
 
 
 def headroom_fractions(scorer: Scorer, pod: PodEntry, node: NodeState) -> dict[str, Fraction]:

@@ -207,7 +207,8 @@ def reduce_pod(pod: Pod) -> PodEntry:
         return _reduce(pod)
     except Exception as exc:  # one bad object must never fail a LIST, nor another object's accounting
         if not isinstance(pod, Mapping):
-            return PodEntry(None, "default", 0, 0, uid="", error=f"not an object: {type(pod).__name__}")
+            return PodEntry(None, "default", 0, 0, error=f"not an object: {type(pod).__name__}")
         meta = pod.get("metadata") or {}
-        namespace = meta.get("namespace") if isinstance(meta, Mapping) else None
-        return PodEntry(None, str(namespace or "default"), 0, 0, uid=pod_uid(pod), error=str(exc))
+        if not isinstance(meta, Mapping):  # nor can pod_uid read it
+            return PodEntry(None, "default", 0, 0, error=str(exc))
+        return PodEntry(None, str(meta.get("namespace") or "default"), 0, 0, uid=pod_uid(pod), error=str(exc))

@@ -119,8 +119,8 @@ def parse_review(body: bytes) -> Review:
     assert request_kind is not None
     resource = _mapping(request, "resource", path) or {}
     operation = _string(request, "operation", path, required=True)
-    dry_run = request.get("dryRun", False)
-    if dry_run is None:
+    dry_run = request.get("dryRun")
+    if dry_run is None:  # absent or null: not a dry run
         dry_run = False
     if not isinstance(dry_run, bool):
         raise ReviewError(f"request.dryRun must be a boolean, got {type(dry_run).__name__}")
@@ -157,9 +157,7 @@ def _response(
     patch: Sequence[Mapping[str, Any]] | None = None,
     encoded_patch: str | None = None,
     warnings: Sequence[str] = (),
-    code: int | None = None,
-    message: str = "",
-    reason: str = "",
+    status: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     response: dict[str, Any] = {"uid": review.uid, "allowed": allowed}
     if patch:
@@ -169,14 +167,7 @@ def _response(
         response["patch"] = encoded_patch
     if warnings:
         response["warnings"] = list(warnings)
-    if not allowed or message:
-        status: dict[str, Any] = {"message": message}
-        if code is not None:
-            status["code"] = code
-        if reason:
-            status["reason"] = reason
-        if not allowed:
-            status["status"] = "Failure"
+    if status is not None:
         response["status"] = status
     return {"apiVersion": review.api_version, "kind": "AdmissionReview", "response": response}
 
@@ -198,10 +189,15 @@ def allow(
 
 
 def deny(review: Review, message: str, *, code: int = 403, reason: str = "Forbidden", warnings: Sequence[str] = ()) -> bytes:
-    """``allowed: false``: the apiserver rejects the CREATE and shows ``message`` to the user."""
-    return orjson.dumps(
-        _response(review, allowed=False, warnings=warnings, code=code, message=message, reason=reason)
-    )
+    """``allowed: false``: the apiserver rejects the CREATE and shows ``message`` to the user.
+
+    The ``status`` is a ``metav1.Status``; an empty ``reason`` is left out, as its ``omitempty`` does.
+    """
+    status: dict[str, Any] = {"message": message, "code": code}
+    if reason:
+        status["reason"] = reason
+    status["status"] = "Failure"
+    return orjson.dumps(_response(review, allowed=False, warnings=warnings, status=status))
 
 
 def decode_patch(response: Mapping[str, Any]) -> list[dict[str, Any]] | None:

@@ -156,3 +156,78 @@ def test_a_dropped_node_keeps_its_pods_and_forgets_its_allocatable_and_what_was_
     assert state.known is False and state.memo is None
     assert (state.alloc_cpu, state.alloc_memory) == (0, 0)
     assert state.to_dict()["allocatable"] == {"cpu": "0", "memory": "0"}
+
+
+def test_every_change_of_a_node_forgets_what_was_derived_from_it() -> None:
+    acc = Accounting()
+    acc.set_node("n", 8 * CORE, 16 * GI)
+    state = acc.nodes["n"]
+    for change in (lambda: acc.put("a", entry("n")), lambda: acc.put("a", entry("n", cpu=2 * CORE)),
+                   lambda: acc.put("a", None), lambda: acc.set_node("n", 4 * CORE, 8 * GI)):
+        acc.put("keep", entry("n"))  # the node stays in the accounting
+        state.memo = ("derived",)  # type: ignore[assignment]
+        change()
+        assert state.memo is None
+
+
+def test_a_pod_without_leak_leaves_the_leak_of_other_namespaces_alone() -> None:
+    acc = Accounting()
+    acc.put("leaky", entry("n", leak=(100, 200), namespace="x"))
+    acc.put("plain", entry("n", namespace="y"))
+    acc.put("plain", None)
+    assert acc.nodes["n"].leak == {"x": [100, 200]}
+    acc.put("leaky", None)
+    assert acc.nodes == {}
+
+
+def test_totals_follow_each_pod_in_and_out() -> None:
+    acc = Accounting()
+    acc.put("a", entry("n", exp=(300, 3000), leak=(30, 300)))
+    acc.put("b", entry("m", exp=(200, 2000), leak=(20, 200)))
+    acc.put("pending", entry(None, exp=(7, 7), leak=(7, 7)))
+    t = acc.totals
+    assert (t.exp_cpu, t.exp_memory, t.leak_cpu, t.leak_memory, t.placed) == (500, 5000, 50, 500, 2)
+    acc.put("a", None)
+    assert (t.exp_cpu, t.exp_memory, t.leak_cpu, t.leak_memory, t.placed) == (200, 2000, 20, 200, 1)
+    acc.put("b", entry(None, exp=(200, 2000), leak=(20, 200)))  # unbound again
+    assert (t.exp_cpu, t.exp_memory, t.leak_cpu, t.leak_memory, t.placed) == (0, 0, 0, 0, 0)
+
+
+def test_removing_a_pod_takes_off_each_of_its_figures() -> None:
+    acc = Accounting()
+    acc.set_node("n", 8 * CORE, 16 * GI)
+    acc.put("a", entry("n", cpu=3, memory=30, exp=(300, 3000)))
+    acc.put("b", entry("n", cpu=2, memory=20, exp=(200, 2000)))
+    state = acc.nodes["n"]
+    assert (state.req_cpu, state.req_memory, state.exp_cpu, state.exp_memory, state.pods) == (5, 50, 500, 5000, 2)
+    acc.put("a", None)
+    assert (state.req_cpu, state.req_memory, state.exp_cpu, state.exp_memory, state.pods) == (2, 20, 200, 2000, 1)
+
+
+def test_a_namespace_leaking_one_resource_only_is_kept_until_both_are_zero() -> None:
+    acc = Accounting()
+    acc.set_node("n", 8 * CORE, 16 * GI)
+    acc.put("cpu-only", entry("n", leak=(100, 0), namespace="x"))
+    acc.put("both", entry("n", leak=(50, 200), namespace="x"))
+    acc.put("memory-only", entry("n", leak=(0, 7), namespace="y"))
+    acc.put("memory-too", entry("n", leak=(9, 8), namespace="y"))
+    assert acc.nodes["n"].leak == {"x": [150, 200], "y": [9, 15]}
+    acc.put("both", None)
+    acc.put("memory-too", None)
+    assert acc.nodes["n"].leak == {"x": [100, 0], "y": [0, 7]}
+    acc.put("cpu-only", None)
+    acc.put("memory-only", None)
+    assert acc.nodes["n"].leak == {}
+
+
+def test_a_node_only_its_pods_name_is_unknown_with_nothing_allocatable() -> None:
+    acc = Accounting()
+    acc.put("a", entry("early", cpu=CORE, memory=GI))
+    assert acc.nodes["early"].to_dict() == {
+        "name": "early", "known": False, "pods": 1,
+        "allocatable": {"cpu": "0", "memory": "0"},
+        "requested": {"cpu": "1", "memory": "1Gi"},
+        "exposure": {"cpu": "0", "memory": "0"},
+        "leak": {},
+    }
+    assert list(acc.known_nodes()) == []

@@ -120,6 +120,7 @@ def test_summary_messages_name_every_resource_that_failed(node_fields: dict[str,
     for w in words:
         assert w in message, message
     assert failures[0][1].unresolvable is unresolvable
+    assert failures[0][1].reason == ("exposure" if unresolvable else "fit")  # the label of the nodes-failed metric
     other = {"cpu exposure": "memory exposure", "memory exposure": "cpu exposure"}
     if len(words) == 1:  # a single failing resource names only that one
         for a, b in other.items():
@@ -131,3 +132,93 @@ def test_unknown_nodes_are_each_counted() -> None:
     nodes = {"known": node("known")}
     passed, _, unknown = SCORER.filter(pod(cpu=1), nodes, ["ghost-1", "known", "ghost-2", "ghost-3"], True)
     assert unknown == 3 and passed == ["ghost-1", "known", "ghost-2", "ghost-3"]
+
+
+# A resource exactly at its edge while the other one fails: the message names only the one that fails.
+# (node fields, pod fields, what the message starts with, a word it must not hold)
+ONE_FAILS = [
+    ("cpu exposure at the ceiling, memory exposure one byte over",
+     dict(exp_cpu=CPU_CAP - CORE // 2, exp_mem=MEM_CAP - GIB // 4), dict(exp_cpu=CORE // 2, exp_mem=GIB // 4 + 10**9),
+     "memory exposure would reach", "cpu"),
+    ("memory exposure at the ceiling, cpu exposure one millicore over",
+     dict(exp_cpu=CPU_CAP - CORE // 2, exp_mem=MEM_CAP - GIB // 4), dict(exp_cpu=CORE // 2 + CORE // 1000, exp_mem=GIB // 4),
+     "cpu exposure would reach", "memory"),
+    ("cpu exactly full, memory one byte short",
+     dict(req_cpu=6 * CORE, req_mem=9 * GIB), dict(cpu=2 * CORE, mem=GIB + 10**9),
+     "pod does not fit: memory requests", "cpu"),
+    ("memory exactly full, cpu one millicore short",
+     dict(req_cpu=6 * CORE, req_mem=9 * GIB), dict(cpu=2 * CORE + CORE // 1000, mem=GIB),
+     "pod does not fit: cpu requests", "memory"),
+    ("no cpu asked of a node whose cpu is overcommitted, memory short",
+     dict(req_cpu=9 * CORE, req_mem=10 * GIB), dict(cpu=0, mem=GIB),
+     "pod does not fit: memory requests", "cpu"),
+    ("no memory asked of a node whose memory is overcommitted, cpu short",
+     dict(req_cpu=8 * CORE, req_mem=11 * GIB), dict(cpu=CORE, mem=0),
+     "pod does not fit: cpu requests", "memory"),
+]
+
+
+@pytest.mark.parametrize(("what", "node_fields", "pod_fields", "start", "absent"), ONE_FAILS,
+                         ids=[c[0] for c in ONE_FAILS])
+def test_a_resource_at_its_edge_is_not_named_when_the_other_fails(what: str, node_fields: dict[str, int],
+                                                                  pod_fields: dict[str, int], start: str,
+                                                                  absent: str) -> None:
+    nodes = {"n": node("n", **node_fields)}
+    failure = SCORER.check(pod(**pod_fields), nodes["n"])
+    assert failure is not None and failure.message.startswith(start), failure
+    assert absent not in failure.message, failure.message
+    _, failures, _ = SCORER.filter(pod(**pod_fields), nodes, ["n"], True)
+    assert failures == [("n", failure)]
+
+
+def test_both_exposures_over_are_named_in_one_message() -> None:
+    failure = SCORER.check(pod(exp_cpu=CORE // 2, exp_mem=GIB // 4), node("n", exp_cpu=CPU_CAP, exp_mem=MEM_CAP))
+    assert failure is not None
+    assert (failure.reason, failure.unresolvable) == ("exposure", True)
+    assert failure.message == (
+        "cpu exposure would reach 31.3% of allocatable (ceiling 25%): 2 already exposed + 500m for this pod, "
+        "of 8 allocatable; "
+        "memory exposure would reach 12.5% of allocatable (ceiling 10%): 1Gi already exposed + 256Mi for this pod, "
+        "of 10Gi allocatable"
+    )
+
+
+def test_both_resources_short_are_named_in_one_message() -> None:
+    failure = SCORER.check(pod(cpu=2 * CORE, mem=GIB), node("n", req_cpu=7 * CORE, req_mem=19 * GIB // 2))
+    assert failure is not None
+    assert failure.reason == "fit" and failure.unresolvable is False
+    assert failure.message == (
+        "pod does not fit: cpu requests 7 of 8 allocatable already requested, this pod needs 2 (1 free); "
+        "memory requests 9728Mi of 10Gi allocatable already requested, this pod needs 1Gi (512Mi free)"
+    )
+
+
+@pytest.mark.parametrize(("req_cpu", "free_text"), [
+    (8 * CORE - 2, "(2n free)"), (8 * CORE - 1, "(1n free)"), (8 * CORE, "(nothing free)"),
+    (8 * CORE + 1, "(nothing free)"),
+], ids=["two-nanocores", "one-nanocore", "none", "overcommitted"])
+def test_what_is_left_free_is_shown_down_to_one_nanocore(req_cpu: int, free_text: str) -> None:
+    failure = SCORER.check(pod(cpu=CORE), node("n", req_cpu=req_cpu))
+    assert failure is not None and failure.message.endswith(f"this pod needs 1 {free_text}"), failure
+
+
+def test_a_node_judged_by_another_policy_is_judged_again() -> None:
+    """A node keeps what one scorer derived from it; a scorer of another policy must not read that."""
+    loose = Scorer(Scheduling(exposure_ceiling={"cpu": Fraction(1, 2), "memory": Fraction(1, 2)}))
+    full = node("full", exp_cpu=CPU_CAP)
+    nodes = {"full": full}
+    one_more = pod(exp_cpu=1)
+    assert SCORER.filter(one_more, nodes, ["full"], True)[0] == []  # derived for SCORER's 25%
+    assert loose.check(one_more, full) is None
+    assert SCORER.check(one_more, full) is not None  # and back
+    assert loose.filter(one_more, nodes, ["full"], True)[0] == ["full"]
+    assert SCORER.filter(one_more, nodes, ["full"], True)[0] == []
+
+
+def test_an_unjudged_pod_counts_every_unknown_node() -> None:
+    gone = node("gone")
+    gone.known = False
+    nodes = {"known": node("known"), "gone": gone}
+    passed, failures, unknown = SCORER.filter(pod(cpu=CORE), nodes, ["ghost-1", "known", "gone", "ghost-2"], False)
+    assert unknown == 3 and failures == []
+    assert passed == ["ghost-1", "known", "gone", "ghost-2"]

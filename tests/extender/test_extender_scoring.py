@@ -196,3 +196,99 @@ def test_many_failing_nodes_get_messages_that_aggregate() -> None:
     _, failures, _ = DEFAULT.filter(pod, few, list(few), judged=True)
     assert [f.message for _, f in failures] == [DEFAULT.check(pod, s).message for s in few.values()]  # type: ignore[union-attr]
     assert failures[0][1].message.startswith("memory exposure would reach 12.9% of allocatable (ceiling 10%)")
+
+
+@pytest.mark.parametrize(("part", "whole", "text"), [
+    (0, 0, "inf%"), (5, 0, "inf%"), (5, -1, "inf%"),  # a node with nothing allocatable
+    (1, 1, "100.0%"), (0, 1, "0.0%"), (3, 2, "150.0%"),
+    (1, 3, "33.3%"), (2, 3, "66.7%"),
+    (1, 2000, "0.1%"), (1, 2001, "0.0%"),  # 0.05% rounds half up; a hair less rounds down
+])
+def test_percent_text(part: int, whole: int, text: str) -> None:
+    from extender.scoring import percent_text
+
+    assert percent_text(part, whole) == text
+
+
+def test_headroom_down_to_one_nano_unit_allocatable() -> None:
+    from extender.scoring import headroom_fractions
+
+    tiny = NodeState("tiny")
+    tiny.known = True
+    tiny.alloc_cpu, tiny.alloc_memory = 1, 2
+    assert headroom_fractions(DEFAULT, p("0", "0"), tiny) == {"cpu": Fraction(1), "memory": Fraction(1)}
+    tiny.req_memory = 1
+    assert headroom_fractions(DEFAULT, p("0", "0"), tiny) == {"cpu": Fraction(1), "memory": Fraction(1, 2)}
+    nothing = NodeState("nothing")
+    nothing.known = True
+    assert headroom_fractions(DEFAULT, p("0", "0"), nothing) == {"cpu": Fraction(0), "memory": Fraction(0)}
+
+
+@pytest.mark.parametrize(("alloc", "req", "exp", "weights", "score"), [
+    ((1, 0), (0, 0), (0, 0), (1, 1), 5),  # one nanocore, all of it free: full cpu headroom, none in memory
+    ((0, 1), (0, 0), (0, 0), (1, 1), 5),
+    ((1, 1), (0, 0), (0, 0), (1, 1), 10),
+    ((1, 0), (1, 0), (0, 0), (1, 1), 0),
+    ((8 * CORE, 0), (2 * CORE, 0), (0, 0), (3, 1), 5),  # floor(10 × 3 × 6/8 / 4) = floor(5.625)
+    ((0, 16 * GI), (0, 4 * GI), (0, 0), (1, 3), 5),  # floor(10 × 3 × 12/16 / 4)
+    # exposure weight 1/2: cpu (8 − 2 − 4/2)/8 = 1/2, memory (16 − 4 − 8/2)/16 = 1/2
+    ((8 * CORE, 0), (2 * CORE, 0), (4 * CORE, 0), (1, 1), 2),  # floor(10 × 1/2 / 2)
+    ((0, 16 * GI), (0, 4 * GI), (0, 8 * GI), (1, 1), 2),
+    ((0, 0), (0, 0), (0, 0), (1, 1), 0),
+])
+def test_a_node_with_nothing_allocatable_of_a_resource_has_no_headroom_in_it(
+        alloc: tuple[int, int], req: tuple[int, int], exp: tuple[int, int], weights: tuple[int, int],
+        score: int) -> None:
+    scorer = Scorer(Scheduling(weights={"cpu": weights[0], "memory": weights[1]}, exposure_weight=Fraction(1, 2)))
+    node = NodeState("x")
+    node.known = True
+    node.alloc_cpu, node.alloc_memory = alloc
+    node.req_cpu, node.req_memory = req
+    node.exp_cpu, node.exp_memory = exp
+    got = scorer.score(PodEntry(None, "s", 0, 0), node)
+    assert got == score and type(got) is int  # the scheduler decodes an int64
+
+
+def test_the_exposure_weight_applies_to_the_pod_and_not_to_its_requests() -> None:
+    scorer = Scorer(Scheduling(exposure_weight=Fraction(1, 2)))
+    node = n("a", "8", "16Gi", exp=("2", "4Gi"))
+    # cpu: (8 − 2 − ½ × (2 + 2))/8 = 1/2; memory: (16 − 4 − ½ × (4 + 4))/16 = 1/2
+    assert scorer.score(p("2", "4Gi", ("2", "4Gi")), node) == 5
+    # cpu: (8 − 2 − ½ × 2)/8 = 5/8; memory: (16 − 4 − ½ × 4)/16 = 5/8
+    assert scorer.score(p("2", "4Gi"), node) == 6
+
+
+def test_negative_figures_leave_no_headroom_and_the_score_in_range() -> None:
+    """A Node may report a negative allocatable and a hand-made request a negative size: nothing is allocatable."""
+    node = n("odd", "8", "-1Gi")
+    assert DEFAULT.score(PodEntry(None, "s", 0, -2 * GI), node) == 5  # cpu: all free; memory: nothing allocatable
+    assert DEFAULT.score(PodEntry(None, "s", -CORE, -2 * GI), n("odder", "-1", "-1Gi")) == 0
+
+
+def test_the_ceiling_is_exact_on_a_node_too_big_for_floating_point() -> None:
+    scorer = Scorer(Scheduling(exposure_ceiling={"cpu": Fraction(1, 3), "memory": Fraction(1, 10)}))
+    node = NodeState("huge")
+    node.known = True
+    node.alloc_cpu, node.alloc_memory = 3 * 10**18 + 300, 16 * GI  # floor(alloc / 3) = 10**18 + 100
+    assert scorer.check(PodEntry(None, "s", 0, 0, 10**18 + 100, 0), node) is None
+    assert scorer.check(PodEntry(None, "s", 0, 0, 10**18 + 101, 0), node) is not None
+    assert scorer.filter(PodEntry(None, "s", 0, 0, 10**18 + 101, 0), {"huge": node}, ["huge"], True)[0] == []
+
+
+def test_a_scorer_names_its_own_policy_s_ceilings() -> None:
+    from extender.scoring import DETAILED_FAILURES
+
+    scorer = Scorer(Scheduling(exposure_ceiling={"cpu": Fraction(3, 10), "memory": Fraction(1, 5)}))
+    pod = p("0", "0", ("1", "1Gi"))
+    failure = scorer.check(pod, n("a", "4", "10Gi", exp=("1", "2Gi")))
+    assert failure is not None and failure.message == (
+        "cpu exposure would reach 50.0% of allocatable (ceiling 30%): 1 already exposed + 1 for this pod, "
+        "of 4 allocatable; memory exposure would reach 30.0% of allocatable (ceiling 20%): 2Gi already exposed "
+        "+ 1Gi for this pod, of 10Gi allocatable"
+    )
+    nodes = {f"n{i}": n(f"n{i}", "4", "10Gi", exp=("1", "2Gi")) for i in range(DETAILED_FAILURES + 1)}
+    _, failures, _ = scorer.filter(pod, nodes, list(nodes), True)
+    assert {f.message for _, f in failures} == {
+        "cpu exposure over the ceiling (30% of allocatable): this pod adds 1; "
+        "memory exposure over the ceiling (20% of allocatable): this pod adds 1Gi"
+    }

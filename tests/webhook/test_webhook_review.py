@@ -126,3 +126,29 @@ def test_deny_carries_status_for_the_user() -> None:
     assert response["allowed"] is False
     assert response["status"] == {"message": "no", "code": 403, "reason": "Forbidden", "status": "Failure"}
     assert "patch" not in response
+
+
+def test_deny_carries_warnings_and_the_given_code_and_reason() -> None:
+    parsed = parse_review(dumps(review(pod("web", [container("app")]), uid="u-2")))
+    response = orjson.loads(deny(parsed, "too big", code=400, reason="BadRequest", warnings=["look here"]))["response"]
+    assert response == {
+        "uid": "u-2", "allowed": False, "warnings": ["look here"],
+        "status": {"message": "too big", "code": 400, "reason": "BadRequest", "status": "Failure"},
+    }
+
+
+def test_deny_without_reason_or_message_is_still_a_failure_status() -> None:
+    parsed = parse_review(dumps(review(pod("web", [container("app")]), uid="u-3")))
+    response = orjson.loads(deny(parsed, "", reason=""))["response"]
+    assert response == {"uid": "u-3", "allowed": False, "status": {"message": "", "code": 403, "status": "Failure"}}
+
+
+@pytest.mark.parametrize("document", [{}, {"op": "add"}, "add", 1])
+def test_a_patch_that_is_not_a_json_array_is_refused(document: object) -> None:
+    with pytest.raises(ValueError) as info:
+        decode_patch({"patch": base64.b64encode(orjson.dumps(document)).decode()})
+    assert str(info.value) == "patch is not a JSON array"
+
+
+def test_no_patch_decodes_to_none() -> None:
+    assert decode_patch({"uid": "u", "allowed": True}) is None

@@ -85,3 +85,13 @@ def test_every_field_is_read_as_sent() -> None:
     not_pod = parse_review(_with(("request", "operation"), "DELETE"))
     assert not not_pod.is_pod_create  # and no object needed for it
     parse_review(_with(("request", "operation"), "DELETE").replace(b'"object":{', b'"oldObject":{', 1))
+
+
+def test_a_long_value_is_shown_cut_to_80_characters() -> None:
+    with pytest.raises(ReviewError) as info:
+        parse_review(_with(("kind",), "K" * 79 + "LM" + "N" * 40))
+    assert str(info.value) == "kind must be AdmissionReview, got '" + "K" * 79 + "L'"
+
+
+def test_a_review_without_dry_run_is_not_a_dry_run() -> None:
+    assert parse_review(_with(("request", "dryRun"), _DELETE)).dry_run is False
