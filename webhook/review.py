@@ -144,6 +144,10 @@ def parse_review(body: bytes) -> Review:
         metadata = review.object.get("metadata")
         if metadata is not None and not isinstance(metadata, dict):
             raise ReviewError("request.object.metadata must be an object")
+        for key in ("labels", "annotations"):  # the engine reads both as maps, as the apiserver sends them
+            value = (metadata or {}).get(key)
+            if value is not None and not isinstance(value, dict):
+                raise ReviewError(f"request.object.metadata.{key} must be an object, got {type(value).__name__}")
         spec = review.object.get("spec")
         if not isinstance(spec, dict):
             raise ReviewError("request.object.spec must be an object")

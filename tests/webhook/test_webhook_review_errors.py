@@ -61,6 +61,10 @@ _DELETE = object()
     (_with(("request", "object"), _DELETE), "request.object is required for a Pod CREATE"),
     (_with(("request", "object"), 1), "request.object must be an object, got int"),
     (_with(("request", "object", "metadata"), 1), "request.object.metadata must be an object"),
+    (_with(("request", "object", "metadata", "labels"), ["app=web"]),
+     "request.object.metadata.labels must be an object, got list"),
+    (_with(("request", "object", "metadata", "annotations"), "a=b"),
+     "request.object.metadata.annotations must be an object, got str"),
     (_with(("request", "object", "spec"), _DELETE), "request.object.spec must be an object"),
 ])
 def test_each_malformed_review_has_its_message(body: bytes, message: str) -> None:
@@ -95,3 +99,10 @@ def test_a_long_value_is_shown_cut_to_80_characters() -> None:
 
 def test_a_review_without_dry_run_is_not_a_dry_run() -> None:
     assert parse_review(_with(("request", "dryRun"), _DELETE)).dry_run is False
+
+
+@pytest.mark.parametrize("key", ["labels", "annotations"])
+@pytest.mark.parametrize("value", [None, {}, {"app": "web"}])
+def test_labels_and_annotations_absent_empty_or_a_map_are_read(key: str, value: object) -> None:
+    review_ = parse_review(_with(("request", "object", "metadata", key), value))
+    assert review_.object is not None and review_.object["metadata"][key] == value
