@@ -79,6 +79,28 @@ def test_a_declaration_is_read_whole() -> None:
     assert param == Parameter("x", "int", 3, (), 1, 9, False, "how many")
 
 
+@pytest.mark.parametrize(("mounts", "volumes", "errors"), [
+    ([{"name": "meshfit-runtime", "mountPath": "/x"}], [],
+     ["sidecars[0].volumeMounts[0]: meshfit-runtime at /etc/meshfit/runtime is meshfit's runtime volume"]),
+    ([{"name": "cfg", "mountPath": "/etc/meshfit/runtime"}], [],
+     ["sidecars[0].volumeMounts[0]: meshfit-runtime at /etc/meshfit/runtime is meshfit's runtime volume"]),
+    ([{"name": "cfg", "mountPath": "/etc/cfg"}], [{"name": "meshfit-runtime", "emptyDir": {}}],
+     ["sidecars[0].volumes[0].name: meshfit-runtime is meshfit's runtime volume"]),
+    ([{"name": "cfg", "mountPath": "/etc/cfg"}], [{"name": "cfg", "emptyDir": {}}], []),
+])
+def test_a_sidecar_with_parameters_may_not_take_meshfits_volume_name_or_path(
+        mounts: list[dict[str, Any]], volumes: list[dict[str, Any]], errors: list[str]) -> None:
+    doc = document()
+    doc["sidecars"][0]["volumeMounts"], doc["sidecars"][0]["volumes"] = mounts, volumes
+    if errors:
+        with pytest.raises(PolicyError) as info:
+            parse_policy(doc)
+        assert [str(e) for e in info.value.errors] == errors
+    else:
+        spec = parse_policy(doc).sidecar("rpc-mesh")
+        assert spec is not None and spec.volume_mounts[0] == {"name": "cfg", "mountPath": "/etc/cfg"}
+
+
 def test_unknown_sidecar_and_bad_parameter_name() -> None:
     runtime = copy.deepcopy(RUNTIME)
     runtime["sidecars"]["nope"] = {}
