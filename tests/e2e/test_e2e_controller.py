@@ -462,7 +462,9 @@ def test_a_freeze_window_holds_the_repair_of_a_missed_injection(
                          60, interval=0.5, what="two runs holding the repair")
         _, body = cluster.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/legacy")
         assert "meshfit.io/repaired" not in (body["spec"]["template"]["metadata"].get("annotations") or {})
-        assert "MissedInjection" in {e["reason"] for e in events_for(cluster, ns, "escaped-0")}
+        # the Event is posted apart from the run that counted the hold: wait for it, do not read it once
+        cluster.wait_for(lambda: "MissedInjection" in {e["reason"] for e in events_for(cluster, ns, "escaped-0")},
+                         30, what="the MissedInjection Event")
     finally:
         replica.stop()
 
