@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 
+import orjson
 import reference as ref
 from hypothesis import given
 from policies import default_policy, with_resources
@@ -107,3 +108,23 @@ def test_a_tampered_pod_is_left_alone_with_the_reason() -> None:
     broken = copy.deepcopy(pod)
     broken["metadata"]["annotations"][ACCOUNTING] = "{not json"
     assert plan_reaccount(broken, NS, default_policy()).code == "bad_record"
+
+
+def test_a_pod_whose_figures_disagree_with_its_record_is_left_alone_with_both() -> None:
+    p = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t", "labels": {"app": "x"}},
+         "spec": {"containers": [{"name": "app", "image": "x",
+                                  "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}}]}}
+    pod = inject(p, NS, default_policy()).pod  # the pod-level variant: R(pod) is spec.resources.requests
+    record = orjson.loads(pod["metadata"]["annotations"][ACCOUNTING])
+    record["original"]["cpu"] = "1500m"
+    edited_record = copy.deepcopy(pod)
+    edited_record["metadata"]["annotations"][ACCOUNTING] = orjson.dumps(record).decode()
+    plan = plan_reaccount(edited_record, NS, default_policy())
+    assert (plan.action, plan.code) == ("skip", "inconsistent")
+    assert plan.reason == ("the spec and the record disagree: the pod's own shape rebuilt from the record has "
+                           "R 1/1Gi, the record says A = 1500m/1Gi (changed by someone else)")
+    edited_spec = copy.deepcopy(pod)
+    edited_spec["spec"]["resources"]["requests"]["cpu"] = "1500m"
+    plan = plan_reaccount(edited_spec, NS, default_policy())
+    assert (plan.action, plan.code) == ("skip", "inconsistent")
+    assert plan.reason == "the pod's R 1500m/1Gi differs from the recorded 1/1Gi: changed by someone else"
