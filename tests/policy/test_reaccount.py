@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from fractions import Fraction
 
 import orjson
 import reference as ref
@@ -163,3 +164,12 @@ def test_what_a_resize_cannot_do_is_refused_with_the_reason() -> None:
     plan = plan_reaccount(reported, NS, policy)
     assert (plan.code, plan.reason) == (
         "qos_change", "the result's QoS class Burstable differs from the pod's Guaranteed; a resize never changes the QoS class")
+    # a regular init container heavier than the app: the target gives it another share of the budget
+    heavy = copy.deepcopy(p)
+    heavy["spec"]["initContainers"] = [{"name": "init", "image": "x", "resources": {
+        "requests": {"cpu": "4", "memory": "4Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}}}]
+    plan = plan_reaccount(inject(heavy, NS, policy).pod, NS,
+                          with_resources(guaranteed={"cpu": Fraction(1), "memory": Fraction(1)}), pod_level_resize=True)
+    assert (plan.code, plan.reason) == (
+        "needs_recreate", "the plan changes regular init container init, which pods/resize cannot change "
+                          "(only containers and native sidecars): recreate the pod")
