@@ -78,10 +78,6 @@ class Aggregate:
     effective: Resources
 
 
-def _add(a: Resources, b: Resources) -> Resources:
-    return {name: a[name] + b[name] for name in RESOURCES}
-
-
 def _max(a: Resources, b: Resources) -> Resources:
     return {name: (a[name] if a[name] >= b[name] else b[name]) for name in RESOURCES}
 

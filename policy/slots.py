@@ -92,15 +92,15 @@ def name_too_long(spec: SidecarSpec) -> str | None:
     """Why the sidecar's name is too long for the names its slots need, or ``None``.
 
     A slotted sidecar's slots are named in annotation keys (``meshfit.io/slot-<container>``,
-    whose name part has at most 63 characters); a hot one also gets ``NAME-alt`` (a
-    container name) and ``meshfit-NAME-handoff`` (a volume name), both DNS labels of at
-    most 63. The tightest of them bounds the name.
+    whose name part has at most 63 characters); a hot one also gets ``meshfit-NAME-handoff``
+    (a volume name, a DNS label of at most 63). The tightest of them bounds the name. A hot
+    sidecar's ``NAME-alt`` is a container name, a DNS label too, but shorter than the volume
+    name under the same bound, so it never is the tightest and is not listed.
     """
     if not spec.upgrade.slotted:
         return None
     derived = [(slot_annotation(c)[len(PREFIX):], ANNOTATION_NAME_MAX, "annotation key's name part") for c in slot_names(spec)]
     if spec.upgrade.hot:
-        derived.append((alt_name(spec.name), DNS_LABEL_MAX, "container name"))
         derived.append((handoff_volume_name(spec.name), DNS_LABEL_MAX, "volume name"))
     text, most, what = min(derived, key=lambda d: d[1] - len(d[0]))
     room = most - (len(text) - len(spec.name))

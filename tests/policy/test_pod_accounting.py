@@ -179,6 +179,35 @@ def test_uid_falls_back_to_namespace_and_name() -> None:
     assert account_pod(java_pod()).namespace == "default"
 
 
+@pytest.mark.parametrize(("meta", "uid", "namespace", "name"), [
+    # a workload's pod before the apiserver names it: generateName is all it has
+    ({"generateName": "web-", "namespace": "shop"}, "shop/web-", "shop", "web-"),
+    ({"name": "web-1", "generateName": "web-"}, "default/web-1", "default", "web-1"),
+    ({}, "default/", "default", ""),
+    # only a non-empty string is a uid
+    ({"name": "p", "uid": ""}, "default/p", "default", "p"),
+    ({"name": "p", "uid": 42}, "default/p", "default", "p"),
+])
+def test_identity_of_a_manifest_without_a_uid(meta: dict, uid: str, namespace: str, name: str) -> None:
+    p = {"metadata": meta, "spec": {"containers": [container("app", {"cpu": "1"})]}}
+    assert pod_uid(p) == uid
+    acc = account_pod(p)
+    assert (acc.uid, acc.namespace, acc.name) == (uid, namespace, name)
+
+
+def test_a_pod_without_a_status_is_pending() -> None:
+    acc = account_pod(pod([container("app", {"cpu": "1"})]))
+    assert acc.phase == "Pending"
+    assert not acc.terminal and not acc.holds_node
+
+
+def test_a_record_that_is_not_a_string_is_reported() -> None:
+    p = java_pod(annotations={ACCOUNTING: {"v": 1}})
+    acc = account_pod(p)
+    assert acc.record_error == "accounting record is not a string"
+    assert acc.mesh is None and not acc.has_exposure and not acc.has_leak
+
+
 def test_leak_by_namespace_sums_and_totals() -> None:
     def in_ns(p: dict, ns: str, phase: str = "Running") -> dict:
         p["metadata"]["namespace"] = ns

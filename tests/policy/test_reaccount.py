@@ -10,7 +10,10 @@ injection of the *original* pod, never from the plan itself.
 from __future__ import annotations
 
 import copy
+import dataclasses
+from fractions import Fraction
 
+import orjson
 import reference as ref
 from hypothesis import given
 from policies import default_policy, with_resources
@@ -73,6 +76,10 @@ def test_a_plan_gives_what_a_fresh_injection_would_or_says_why(p: dict, old, new
     for change in plan.changes:
         container = next(c for c in pod["spec"][change.kind] if c["name"] == change.name)
         assert change.kind == "containers" or container.get("restartPolicy") == "Always"
+        assert change.before == container.get("resources", {})
+    # a plan that changes pod-level resources needs the feature, which is off unless passed
+    if plan.pod_level:
+        assert plan_reaccount(pod, NS, new).code == "pod_level_resize"
     # the plan comes from the record, not the current requests: once applied there is nothing left to do
     again = plan_reaccount(after, NS, new, pod_level_resize=True)
     assert again.action == "unchanged", again
@@ -101,9 +108,68 @@ def test_a_tampered_pod_is_left_alone_with_the_reason() -> None:
     tampered = copy.deepcopy(pod)
     tampered["spec"]["initContainers"][0]["resources"]["limits"]["cpu"] = "3"
     plan = plan_reaccount(tampered, NS, with_resources(small_pods="skip"))
-    assert plan.action == "skip" and plan.code == "inconsistent" and "rpc-mesh" in plan.reason
+    assert (plan.action, plan.code) == ("skip", "inconsistent")
+    assert plan.reason == "sidecar rpc-mesh's resources differ from the record: changed by someone else"
     bare = copy.deepcopy(p)
     assert plan_reaccount(bare, NS, default_policy()).code == "no_record"
     broken = copy.deepcopy(pod)
     broken["metadata"]["annotations"][ACCOUNTING] = "{not json"
-    assert plan_reaccount(broken, NS, default_policy()).code == "bad_record"
+    plan = plan_reaccount(broken, NS, default_policy())
+    assert plan.code == "bad_record" and plan.reason.startswith("accounting record is not JSON: "), plan
+
+
+def test_a_pod_whose_figures_disagree_with_its_record_is_left_alone_with_both() -> None:
+    p = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t", "labels": {"app": "x"}},
+         "spec": {"containers": [{"name": "app", "image": "x",
+                                  "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}}]}}
+    pod = inject(p, NS, default_policy()).pod  # the pod-level variant: R(pod) is spec.resources.requests
+    record = orjson.loads(pod["metadata"]["annotations"][ACCOUNTING])
+    record["original"]["cpu"] = "1500m"
+    edited_record = copy.deepcopy(pod)
+    edited_record["metadata"]["annotations"][ACCOUNTING] = orjson.dumps(record).decode()
+    plan = plan_reaccount(edited_record, NS, default_policy())
+    assert (plan.action, plan.code) == ("skip", "inconsistent")
+    assert plan.reason == ("the spec and the record disagree: the pod's own shape rebuilt from the record has "
+                           "R 1/1Gi, the record says A = 1500m/1Gi (changed by someone else)")
+    edited_spec = copy.deepcopy(pod)
+    edited_spec["spec"]["resources"]["requests"]["cpu"] = "1500m"
+    plan = plan_reaccount(edited_spec, NS, default_policy())
+    assert (plan.action, plan.code) == ("skip", "inconsistent")
+    assert plan.reason == "the pod's R 1500m/1Gi differs from the recorded 1/1Gi: changed by someone else"
+
+
+def test_what_a_resize_cannot_do_is_refused_with_the_reason() -> None:
+    p = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t", "labels": {"app": "x"}},
+         "spec": {"containers": [{"name": "app", "image": "x",
+                                  "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}}]}}
+    policy = default_policy()  # rpc-mesh and msg-mesh, the pod-level variant
+    pod = inject(p, NS, policy).pod
+    additive = inject(p, NS, with_resources(mode="additive")).pod
+    assert (plan_reaccount(additive, NS, policy).code, plan_reaccount(additive, NS, policy).reason) == (
+        "mode", "recorded under mode additive; re-accounting keeps overcommit pods in place only")
+    one = dataclasses.replace(policy, sidecars=policy.sidecars[:1])
+    plan = plan_reaccount(pod, NS, one)
+    assert (plan.code, plan.reason) == (
+        "needs_recreate", "the target policy injects other sidecars (rpc-mesh instead of rpc-mesh, msg-mesh): recreate the pod")
+    plan = plan_reaccount(inject(p, NS, one).pod, NS, policy)
+    assert (plan.code, plan.reason) == (
+        "needs_recreate", "the target policy injects other sidecars (rpc-mesh, msg-mesh instead of rpc-mesh): recreate the pod")
+    plan = plan_reaccount(pod, NS, with_resources(variant="swap"))
+    assert (plan.code, plan.reason) == (
+        "needs_recreate", "the target policy takes the swap variant, the pod has pod-level: the pod-level fields "
+                          "cannot be added or removed in place; recreate the pod")
+    # the QoS class the API reports is the pod's, whatever its spec would give
+    reported = copy.deepcopy(pod)
+    reported["status"] = {"qosClass": "Guaranteed"}
+    plan = plan_reaccount(reported, NS, policy)
+    assert (plan.code, plan.reason) == (
+        "qos_change", "the result's QoS class Burstable differs from the pod's Guaranteed; a resize never changes the QoS class")
+    # a regular init container heavier than the app: the target gives it another share of the budget
+    heavy = copy.deepcopy(p)
+    heavy["spec"]["initContainers"] = [{"name": "init", "image": "x", "resources": {
+        "requests": {"cpu": "4", "memory": "4Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}}}]
+    plan = plan_reaccount(inject(heavy, NS, policy).pod, NS,
+                          with_resources(guaranteed={"cpu": Fraction(1), "memory": Fraction(1)}), pod_level_resize=True)
+    assert (plan.code, plan.reason) == (
+        "needs_recreate", "the plan changes regular init container init, which pods/resize cannot change "
+                          "(only containers and native sidecars): recreate the pod")

@@ -71,7 +71,8 @@ def test_turning_hot_upgrades_on_or_off_needs_a_new_pod() -> None:
     for before, target in ((plain, hot), (hot, plain)):
         pod = inject(java_pod(), NS, before).pod
         plan = plan_reaccount(pod, NS, target, pod_level_resize=True)
-        assert plan.action == "skip" and plan.code == "needs_recreate", plan
+        assert (plan.action, plan.code) == ("skip", "needs_recreate"), plan
+        assert plan.reason == "the target adds or removes containers: recreate the pod"
 
 
 def test_a_tampered_alt_slot_is_left_alone_with_the_reason() -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from podshapes import container, pod
 
 from policy.quantity import Quantity
-from policy.resources import is_best_effort, pod_limits, pod_requests
+from policy.resources import format_resources, is_best_effort, pod_limits, pod_requests, requests_nanos
+
+
+GIGA = 10**9  # nano-units in one core, or in one byte
+Mi = 2**20
 
 
 def R(p: dict) -> dict[str, str]:
@@ -85,6 +90,38 @@ def test_limits_follow_the_same_shape_with_sidecars_and_overhead() -> None:
              container("i", lim={"cpu": "3", "memory": "1Gi"})],
             overhead={"cpu": "100m", "memory": "10Mi"})
     assert L(p) == {"cpu": "3600m", "memory": "1290Mi"}
+
+
+@pytest.mark.parametrize(("p", "requests", "nanos"), [
+    # two native sidecars, then a regular init container: the init phase is 2 + 0.5 + 0.25 and
+    # 2Gi + 256Mi + 128Mi, more than the main phase (1 + 0.75, 1Gi + 384Mi)
+    (pod([container("a", {"cpu": "1", "memory": "1Gi"})],
+         [container("s1", {"cpu": "500m", "memory": "256Mi"}, restart="Always"),
+          container("s2", {"cpu": "250m", "memory": "128Mi"}, restart="Always"),
+          container("i", {"cpu": "2", "memory": "2Gi"})]),
+     {"cpu": "2750m", "memory": "2432Mi"}, (2750 * GIGA // 1000, 2432 * Mi * GIGA)),
+    # the same sidecars, a light init container: the main phase wins
+    (pod([container("a", {"cpu": "1", "memory": "1Gi"})],
+         [container("s1", {"cpu": "500m", "memory": "256Mi"}, restart="Always"),
+          container("s2", {"cpu": "250m", "memory": "128Mi"}, restart="Always"),
+          container("i", {"cpu": "100m", "memory": "64Mi"})]),
+     {"cpu": "1750m", "memory": "1408Mi"}, (1750 * GIGA // 1000, 1408 * Mi * GIGA)),
+    # pod-level requests without pod-level limits replace the containers' aggregate
+    (pod([container("a", {"cpu": "1", "memory": "1Gi"})], pod_requests={"cpu": "3", "memory": "2Gi"}),
+     {"cpu": "3", "memory": "2Gi"}, (3 * GIGA, 2048 * Mi * GIGA)),
+    (pod([container("a", {"cpu": "1", "memory": "1Gi"})], pod_requests={"memory": "512Mi"}, overhead={"cpu": "100m"}),
+     {"cpu": "1100m", "memory": "512Mi"}, (1100 * GIGA // 1000, 512 * Mi * GIGA)),
+])
+def test_the_int_form_gives_the_same_requests(p: dict, requests: dict[str, str], nanos: tuple[int, int]) -> None:
+    assert R(p) == requests
+    assert requests_nanos(p["spec"]) == nanos
+
+
+def test_format_resources_leaves_unbounded_entries_out() -> None:
+    assert format_resources({"cpu": Quantity.parse("1500m"), "memory": None}) == {"cpu": "1500m"}
+    p = pod([container("a", {"cpu": "1"}, {"memory": "1Gi"})])
+    assert format_resources(pod_limits(p)) == {"memory": "1Gi"}
+    assert format_resources(pod_requests(p)) == {"cpu": "1", "memory": "1Gi"}
 
 
 def test_best_effort() -> None:
