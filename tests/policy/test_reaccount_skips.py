@@ -187,6 +187,7 @@ def test_a_leaking_target_resizes_the_sidecars_and_the_pod_level_requests() -> N
          {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}),
     ]
     assert plan.pod_level == {"requests": {"cpu": "225m", "memory": "192Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    assert plan.record == inject(_small(), NS, with_resources(small_pods="leak")).record  # a fresh injection's
 
 
 def test_a_pod_resized_before_its_record_was_written_gets_the_record_alone() -> None:
@@ -203,3 +204,18 @@ def test_a_pod_resized_before_its_record_was_written_gets_the_record_alone() -> 
     assert (plan.action, plan.code, plan.reason) == (
         "record_only", "", "the resources already match; only the record is written")
     assert plan.changes == () and plan.pod_level == {} and plan.record == fresh.record
+
+
+def test_a_bigger_sidecar_resizes_the_containers_alone_when_the_pod_level_fields_stay() -> None:
+    """rpc-mesh fixed at ``301m/256Mi`` in the java pod: it asks half the CPU (``150m``, rounded down to 1m)
+    and all the memory, the own containers give the difference, and R stays A, so ``spec.resources`` stays."""
+    target = slotted(rpc_mesh={"sizing": Sizing(mode="fixed", fixed={"cpu": Quantity.parse("301m"),
+                                                                      "memory": Quantity.parse("256Mi")})})
+    plan = plan_reaccount(_meshed(), NS, target)
+    assert (plan.action, plan.code, plan.reason) == ("resize", "", "3 container(s) resized")
+    assert [(c.kind, c.name) for c in plan.changes] == [
+        ("initContainers", "rpc-mesh"), ("containers", "app"), ("containers", "log-shipper")]
+    assert plan.changes[0].after == {"requests": {"cpu": "150m", "memory": "256Mi"},
+                                     "limits": {"cpu": "301m", "memory": "256Mi"}}
+    assert plan.pod_level == {}
+    assert plan.record == inject(java_pod(), NS, target).record  # a fresh injection's
