@@ -122,6 +122,15 @@ CASES: list[Any] = [
     pytest.param(lambda: _edited(lambda q: q["spec"]["initContainers"].pop(1)), default_policy,
                  ("skip", "inconsistent", "the pod cannot be rebuilt from its record: the record names sidecars "
                   "the spec lacks: msg-mesh"), id="sidecar-removed"),
+    pytest.param(lambda: _edited(_set("spec", "initContainers", value=[])), default_policy,
+                 ("skip", "inconsistent", "the pod cannot be rebuilt from its record: the record names sidecars "
+                  "the spec lacks: msg-mesh, rpc-mesh"), id="both-sidecars-removed"),
+    pytest.param(lambda: _edited(lambda q: q["spec"]["containers"].append(container("debug"))), default_policy,
+                 ("skip", "inconsistent", "the pod cannot be rebuilt from its record: the record's own containers "
+                  "(app, log-shipper) are not the spec's (app, debug, log-shipper)"), id="own-container-added"),
+    pytest.param(lambda: _record_edited(lambda r: r.__setitem__("ownRequests", {})), default_policy,
+                 ("skip", "inconsistent", "the pod cannot be rebuilt from its record: the record's own containers "
+                  "(none recorded) are not the spec's (app, log-shipper)"), id="no-own-containers-recorded"),
     pytest.param(_meshed, lambda: dataclasses.replace(default_policy(), emergency=Emergency(True, reason="incident 42")),
                  ("skip", "not_injected", "the target policy would not inject this pod: injection is stopped by the "
                   "emergency switch: incident 42"), id="not-injected"),
