@@ -83,3 +83,20 @@ def test_a_pod_without_meshfit_annotations_or_init_containers_is_rebuilt_too() -
     assert own["metadata"]["annotations"] == {"team": "payments"}
     assert "initContainers" not in own["spec"]
     assert _resources(own) == {"app": APP, "log-shipper": SHIPPER}
+
+
+def test_the_rebuilt_pod_is_a_v1_pod() -> None:
+    own = _own(_running())
+    assert (own["apiVersion"], own["kind"]) == ("v1", "Pod")
+
+
+def test_the_owners_pod_level_fields_come_back_and_meshfits_go() -> None:
+    p = java_pod(pod_requests={"cpu": "3", "memory": "5Gi"}, pod_limits={"cpu": "6", "memory": "5Gi"})
+    pod = inject(p, NS, default_policy()).pod
+    assert _own(pod)["spec"]["resources"] == {"requests": {"cpu": "3", "memory": "5Gi"},
+                                              "limits": {"cpu": "6", "memory": "5Gi"}}
+    none_of_the_owners = _running()
+    assert "resources" in none_of_the_owners["spec"]  # the pod-level variant's
+    assert "resources" not in _own(none_of_the_owners)["spec"]
+    del none_of_the_owners["spec"]["resources"]
+    assert "resources" not in _own(none_of_the_owners)["spec"]
