@@ -327,3 +327,14 @@ def test_int_figures_of_injected_pods() -> None:
         acc, f = account_pod(p), reduce_pod(p)
         assert (f.cpu, f.exp_cpu, f.exp_memory, f.mesh) == (
             acc.requests["cpu"].nanos, acc.exposure["cpu"].nanos, acc.exposure["memory"].nanos, "meshfit")
+
+
+def test_the_first_look_for_another_mesh_is_its_records_or_its_proxies_names() -> None:
+    from policy.foreign_mesh import maybe_foreign
+
+    plain = pod([container("app", {"cpu": "1"})])
+    assert maybe_foreign(plain, {}) is False
+    assert maybe_foreign(plain, {ISTIO_STATUS: "{}"}) is True
+    assert maybe_foreign(plain, {LINKERD_VERSION: "stable-2.14.10"}) is True
+    assert maybe_foreign(pod([container("app"), container("istio-proxy")]), {}) is True
+    assert maybe_foreign(pod([container("app")], [container("linkerd-proxy", restart="Always")]), {}) is True
