@@ -293,3 +293,14 @@ def test_a_bad_policy_in_a_configmap_or_a_file_is_refused_under_its_source(tmp_p
     with pytest.raises(PolicyError) as info:
         load_policy_file(path)
     assert info.value.source == str(path)
+
+
+def test_the_shipped_configmap_and_a_namespace_configmap_are_read() -> None:
+    import yaml
+
+    cm = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
+    assert policy_from_configmap(cm).sidecar("rpc-mesh") is not None
+    ns_cm = {"metadata": {"namespace": "shop", "name": "meshfit-policy"}, "data": {
+        "policy.yaml": "apiVersion: meshfit.io/v1alpha1\nkind: NamespacePolicy\nsidecars:\n  msg-mesh:\n    enabled: false\n"}}
+    ns = namespace_policy_from_configmap(ns_cm, default_policy())
+    assert ns.namespace == "shop" and ns.sidecars["msg-mesh"].enabled is False

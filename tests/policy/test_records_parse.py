@@ -137,3 +137,35 @@ def test_a_record_that_does_not_read_names_the_field(data: object, message: str)
     with pytest.raises(StatusError) as caught:
         parse_status(text(data))
     assert str(caught.value) == message
+
+
+# -- the accounting record: each shape it refuses, with its message -------------------
+_RECORD = {"v": 1, "mode": "overcommit", "original": {"cpu": "1"}, "requests": {"cpu": "1"}, "sidecars": []}
+_SIDECAR = {"name": "rpc-mesh", "requests": {"cpu": "100m"}, "limits": {"cpu": "1"}}
+_SLOT = {"requests": {}, "limits": {}}
+_SLOTS_MESSAGE = "accounting record is invalid: sidecar 'rpc-mesh': slots must name two or more distinct containers"
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"original": [1]}, "expected a mapping of quantities"),
+    ({"qos": {"before": "Burstable"}}, "qos must be an object with before and after"),
+    ({"qos": {"after": "Burstable"}}, "qos must be an object with before and after"),
+    ({"qos": "Burstable"}, "qos must be an object with before and after"),
+    ({"sidecars": [{**_SIDECAR, "slots": [{"name": "a", **_SLOT}]}]}, _SLOTS_MESSAGE),
+    ({"sidecars": [{**_SIDECAR, "slots": [{"name": "a", **_SLOT}, {"name": "a", **_SLOT}]}]}, _SLOTS_MESSAGE),
+])
+def test_an_accounting_record_of_the_wrong_shape_says_what(fields: dict, message: str) -> None:
+    from policy.record import parse_record
+
+    with pytest.raises(ValueError) as info:
+        parse_record(text({**_RECORD, **fields}))
+    assert str(info.value) == message
+
+
+def test_an_accounting_record_reads_its_optional_parts_as_written() -> None:
+    from policy.record import parse_record
+
+    record = parse_record(text({**_RECORD, "qos": {"before": "Burstable", "after": "Guaranteed"}, "sidecars": [
+        _SIDECAR, {**_SIDECAR, "name": "msg-mesh", "slots": [{"name": "a", **_SLOT}, {"name": "b", **_SLOT}]}]}))
+    assert record.qos == ("Burstable", "Guaranteed")
+    assert [(s.name, s.version, len(s.slots)) for s in record.sidecars] == [("rpc-mesh", "", 0), ("msg-mesh", "", 2)]
