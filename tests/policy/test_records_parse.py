@@ -11,6 +11,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from policy.quantity import Quantity
 from policy.sidecar_status import PodStatus, SidecarStatus, StatusError, parse_status
 from policy.targets import Operation, TargetError, parse_operation, progress_of
 
@@ -169,3 +170,20 @@ def test_an_accounting_record_reads_its_optional_parts_as_written() -> None:
         _SIDECAR, {**_SIDECAR, "name": "msg-mesh", "slots": [{"name": "a", **_SLOT}, {"name": "b", **_SLOT}]}]}))
     assert record.qos == ("Burstable", "Guaranteed")
     assert [(s.name, s.version, len(s.slots)) for s in record.sidecars] == [("rpc-mesh", "", 0), ("msg-mesh", "", 2)]
+
+
+def test_an_accounting_record_without_its_optional_parts_reads_as_their_defaults() -> None:
+    from policy.record import parse_record
+
+    r = parse_record(text({"v": 1, "mode": "overcommit", "original": {"cpu": "1"}, "requests": {"cpu": "1"}}))
+    assert (r.exposure, r.variant, r.sidecars, r.qos) == ("none", "", (), None)
+    assert r.limits == {"cpu": None, "memory": None}
+    assert r.overcommit == r.drift == r.leak == r.reduced == {}
+    with pytest.raises(ValueError) as info:
+        parse_record(text({**_RECORD, "exposure": "all"}))
+    assert str(info.value) == "unknown exposure 'all'"
+    r = parse_record(text({**_RECORD, "drift": {"cpu": "100m"}, "overcommit": {"memory": "1Gi"},
+                           "limits": {"cpu": "2"}, "variant": "java", "exposure": "node"}))
+    assert (r.drift, r.overcommit, r.variant, r.exposure) == ({"cpu": Quantity.parse("100m")},
+                                                             {"memory": Quantity.parse("1Gi")}, "java", "node")
+    assert r.limits == {"cpu": Quantity.parse("2"), "memory": None}
