@@ -178,3 +178,53 @@ def test_fuzzed_text_gives_a_policy_or_a_policy_error(data: st.DataObject) -> No
         assert isinstance(parse_policy_text(text), Policy)
     except PolicyError as exc:
         assert exc.errors
+
+
+def _expanding(extra: int) -> str:
+    """A document of 249,506 + ``extra`` nodes once its 498 aliases are expanded.
+
+    root 1; key x 1 and its list 1 + 499; key y 1 and its list 1 + 498 × 500 (each alias
+    counts as the whole list it names); key z 1 and its list 1 + ``extra``.
+    """
+    return ("x: &a [" + ", ".join(["0"] * 499) + "]\ny: [" + ", ".join(["*a"] * 498) + "]\nz: ["
+            + ", ".join(["0"] * extra) + "]\n")
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(493, False), (494, False), (495, True)])
+def test_node_bound_at_its_edge(extra: int, refused: bool) -> None:
+    assert 249_506 + 494 == MAX_NODES
+    with pytest.raises(PolicyError) as info:
+        parse_policy_text(_expanding(extra))
+    message = str(info.value.errors[0])
+    if refused:
+        assert message == f"expands to more than {MAX_NODES} nodes (YAML aliases?)"
+    else:
+        assert message == "apiVersion: must be meshfit.io/v1alpha1, got None"  # read whole, then judged
+
+
+@pytest.mark.parametrize(("depth", "message"), [(MAX_DEPTH - 1, "must be a mapping, got a list"),
+                                                (MAX_DEPTH, "must be a mapping, got a list"),
+                                                (MAX_DEPTH + 1, f"is nested too deeply (more than {MAX_DEPTH} levels)")])
+def test_depth_bound_at_its_edge(depth: int, message: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy_text("[" * depth + "0" + "]" * depth)
+    assert str(info.value.errors[0]) == message
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: [1, 2\n", "not valid YAML: line 2, column 1: did not find expected ',' or ']'"),
+    ("a: b: c\n", "not valid YAML: line 1, column 5: mapping values are not allowed in this context"),
+    (5, "must be text, got int"),
+])
+def test_unreadable_text_says_where_and_why(text: object, message: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy_text(text, source="policy.yaml")  # type: ignore[arg-type]
+    assert info.value.source == "policy.yaml"
+    assert [(e.path, e.message) for e in info.value.errors] == [("", message)]
+
+
+def test_a_configmap_in_a_file_is_refused_under_the_files_name() -> None:
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: p, namespace: ops}\ndata:\n  policy.yaml: 'kind: Nope'\n"
+    with pytest.raises(PolicyError) as info:
+        parse_policy_text(text, source="file.yaml")
+    assert info.value.source == "file.yaml"
