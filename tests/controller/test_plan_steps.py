@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
+from local_zone import local_zone
 from running_pods import (
     DIGEST_A,
     EMPTY,
@@ -146,17 +145,8 @@ def test_an_invalid_target_is_refused_for_generation_zero_and_once(policy: Polic
 @pytest.fixture
 def tokyo() -> Iterator[None]:
     """A controller whose local time zone is not UTC."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "Asia/Tokyo"
-    time.tzset()
-    try:
+    with local_zone():
         yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 def test_times_on_the_record_are_utc_whatever_the_clock_or_the_zone(policy: Policy, tokyo: None) -> None:

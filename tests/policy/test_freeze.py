@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from local_zone import local_zone
 
 from policy.fields import PolicyError
 from policy.freeze import FreezeWindow, active_window
@@ -159,20 +160,8 @@ def test_a_window_ending_when_it_starts_lasts_a_whole_day() -> None:
 
 
 def test_the_end_of_a_window_is_given_in_utc_whatever_the_local_zone() -> None:
-    import os
-    import time
-
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "Asia/Tokyo"
-    time.tzset()
-    try:
+    with local_zone():
         ends = window("09:00", "18:00").until(at("2026-12-07T10:00:00+00:00"))
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
     assert ends is not None and ends.isoformat() == "2026-12-07T18:00:00+00:00"
 
 

@@ -7,6 +7,7 @@ from datetime import datetime, time, timedelta, timezone
 
 import orjson
 import pytest
+from local_zone import local_zone
 from runtime_policies import RUNTIME, document, runtime_policy
 
 from policy.degradations import (
@@ -295,18 +296,11 @@ def test_the_store_is_indented_for_people_who_read_it_with_kubectl() -> None:
     assert text.startswith('[\n  {\n    "id": "d-1",\n    "parameter": "traceLog",\n')
 
 
-def test_stamps_and_ids_are_utc_whatever_the_machine_zone(monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
-
-    monkeypatch.setenv("TZ", "JST-9")  # POSIX form: needs no zone database
-    time.tzset()
-    try:
+def test_stamps_and_ids_are_utc_whatever_the_machine_zone() -> None:
+    with local_zone():
         line = orjson.loads(audit_line("set", _d(), by="alice", at=AT))
         assert (line["at"], line["until"]) == ("2026-12-01T12:00:00Z", "2026-12-01T14:00:00Z")
         assert new_id("traceLog", "namespace pay", AT).startswith("d-20261201120000-")
-    finally:
-        monkeypatch.undo()
-        time.tzset()
 
 
 def test_store_shapes() -> None:
