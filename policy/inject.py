@@ -42,6 +42,7 @@ from policy.resources import (
     container_limits,
     container_requests,
     explain_requests,
+    family,
     is_best_effort,
     pod_level_limits,
     pod_level_requests,
@@ -551,10 +552,9 @@ def _pin_pod_level_requests(editor: PodEditor, defaulted: Resources) -> None:
     sidecar that requests it would silently change which rule applies, and so ``R``.
     """
     old_requests = (editor.get(("spec", "resources")) or {}).get("requests") or {}
-    fmt = {"cpu": "DecimalSI", "memory": "BinarySI"}
     for r in RESOURCES:
         if r not in old_requests and r in defaulted:
-            editor.set(("spec", "resources", "requests", r), defaulted[r].with_format(fmt[r]).format())  # type: ignore[arg-type]
+            editor.set(("spec", "resources", "requests", r), defaulted[r].with_format(family(r)).format())
 
 
 def _set_pod_level(editor: PodEditor, plan: Plan) -> None:
@@ -566,12 +566,11 @@ def _set_pod_level(editor: PodEditor, plan: Plan) -> None:
     spec_resources = editor.get(("spec", "resources")) or {}
     old_requests = spec_resources.get("requests") or {}
     old_limits = spec_resources.get("limits") or {}
-    fmt = {"cpu": "DecimalSI", "memory": "BinarySI"}
     for r in RESOURCES:
         if r not in old_requests:
             value = plan.target[r] + plan.leak.get(r, 0)
-            editor.set(("spec", "resources", "requests", r), Quantity(value, fmt[r]).format())  # type: ignore[arg-type]
+            editor.set(("spec", "resources", "requests", r), Quantity(value, family(r)).format())
         limit = plan.before_limits[r]
         if limit is not None and r not in old_limits:
             value_q = limit - plan.overhead.get(r, ZERO)
-            editor.set(("spec", "resources", "limits", r), value_q.with_format(fmt[r]).format())  # type: ignore[arg-type]
+            editor.set(("spec", "resources", "limits", r), value_q.with_format(family(r)).format())

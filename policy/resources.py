@@ -27,13 +27,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from policy.quantity import ZERO, Quantity
+from policy.quantity import ZERO, Format, Quantity
 
 RESOURCES: tuple[str, str] = ("cpu", "memory")
 
 Pod = dict[str, Any]
 Resources = dict[str, Quantity]
 Limits = dict[str, Quantity | None]
+
+
+def family(resource: str) -> Format:
+    """How meshfit prints a resource it writes: memory in binary units (``96Mi``), CPU in decimal (``250m``)."""
+    return "BinarySI" if resource == "memory" else "DecimalSI"
 
 
 @lru_cache(maxsize=4096)

@@ -18,8 +18,8 @@ from fractions import Fraction
 
 from policy.annotations import SIZE_PREFIX
 from policy.model import SidecarSpec, Sizing
-from policy.quantity import SIZE_GRANULE, ZERO, Format, Quantity, QuantityError
-from policy.resources import RESOURCES
+from policy.quantity import SIZE_GRANULE, ZERO, Quantity, QuantityError
+from policy.resources import RESOURCES, family
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +98,8 @@ def size_sidecar(
         request = size.scale(guaranteed[name]).round_down(granule) if guaranteed[name] != 1 else size
         if name == "cpu" and request < spec.cpu_request_floor:
             request = spec.cpu_request_floor if spec.cpu_request_floor <= size else size
-        limits[name] = size.with_format(_family(name))
-        requests[name] = request.with_format(_family(name))
+        limits[name] = size.with_format(family(name))
+        requests[name] = request.with_format(family(name))
     return SidecarSize(limits=limits, requests=requests, notes=tuple(notes))
 
 
@@ -110,11 +110,6 @@ def _how(name: str, override: Mapping[str, Quantity], sizing: Sizing, base: Mapp
     if sizing.mode == "fixed":
         return f"fixed {sizing.fixed[name]}"
     return f"{sizing.ratio[name]} of {base[name]}"
-
-
-def _family(name: str) -> Format:
-    """Memory is printed in binary units (``96Mi``), CPU in decimal (``250m``)."""
-    return "BinarySI" if name == "memory" else "DecimalSI"
 
 
 def app_allocation(requests: Mapping[str, Quantity], limits: Mapping[str, Quantity | None]) -> dict[str, Quantity]:

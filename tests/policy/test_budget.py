@@ -64,7 +64,12 @@ def test_leak_is_the_shortfall_unless_the_user_set_the_pod_level_request() -> No
     policy = with_resources(small_pods="leak").resources
     fit = fit_requests(TWO, {"cpu": 100 * M, "memory": 100 * MI}, policy, frozenset(), FLOORS)
     assert fit.leak == {"cpu": Q("50m"), "memory": Q("28Mi")} and not fit.reduced
-    assert "smallPods: leak" in fit.leak_reasons["cpu"] and "smallPods: leak" in fit.leak_reasons["memory"]
+    assert fit.leak_reasons == {
+        "cpu": "the pod requests cpu 100m, less than the sidecars' requests 150m (resources.smallPods: leak)",
+        "memory": "the pod requests memory 100Mi, less than the sidecars' requests 128Mi (resources.smallPods: leak)",
+    }
+    # the leak is printed in the sidecars' own units: 28Mi, not 29360128
+    assert fit.leak["memory"].format() == "28Mi" and fit.leak["cpu"].format() == "50m"
     assert fit.sizes["a"].requests == TWO["a"].requests
     refused = fit_requests(TWO, {"cpu": 100 * M, "memory": 128 * MI}, policy, frozenset({"cpu"}), FLOORS)
     assert refused.skip_code == "pod_level_request" and "meshfit never raises it" in refused.skip_reason
@@ -125,3 +130,22 @@ def test_a_hot_sidecar_keeps_a_granule_for_each_of_its_two_slots() -> None:
     assert memory.skip_code == "pod_too_small" and "3 sidecar slots a memory request of 1Mi" in memory.skip_reason
     # without slots given, every sidecar is one container, as before
     assert not fit_requests(TWO, {"cpu": 2 * M, "memory": 128 * MI}, policy, frozenset(), FLOORS).skip_code
+
+
+def test_an_unrequested_resource_does_not_stop_the_next_one_being_fitted() -> None:
+    # cpu 0 under bestEffort: requests leaks the sidecars' 150m; memory 64Mi < 128Mi is still
+    # shrunk: 1Mi each, then 62Mi split 63:63 -> 31Mi each -> 32Mi each, 64Mi cut
+    fit = fit_requests(TWO, {"cpu": 0, "memory": 64 * MI}, with_resources(best_effort="requests").resources,
+                       frozenset(), FLOORS)
+    assert not fit.skip_code
+    assert fit.leak == {"cpu": Q("150m")} and fit.reduced == {"memory": Q("64Mi")}
+    assert fit.sizes["a"].requests["memory"] == fit.sizes["b"].requests["memory"] == Q("32Mi")
+
+
+def test_besteffort_drops_a_request_whose_sidecar_sets_no_limit_of_it() -> None:
+    # a asks 100m with no cpu limit: there is no limit to drop, and nothing fails
+    unbounded = {"a": SidecarSize(limits={"memory": Q("64Mi")}, requests={"cpu": Q("100m"), "memory": Q("64Mi")})}
+    fit = fit_requests(unbounded, {"cpu": 0, "memory": 512 * MI}, with_resources(best_effort="besteffort").resources,
+                       frozenset(), FLOORS)
+    assert not fit.skip_code
+    assert fit.sizes["a"].requests == {"memory": Q("64Mi")} and fit.sizes["a"].limits == {"memory": Q("64Mi")}

@@ -177,6 +177,28 @@ def test_existing_pod_level_resources_are_kept() -> None:
     assert _containers(result.pod)["app"]["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
 
 
+def test_pod_level_resources_are_kept_in_the_form_the_user_wrote() -> None:
+    # an offline manifest is not canonicalised by an apiserver: 2000m and 2048Mi stay as written
+    given = {"requests": {"cpu": "2000m", "memory": "2048Mi"}, "limits": {"cpu": "2.5", "memory": "3072Mi"}}
+    p = pod([container("app", {"cpu": "500m", "memory": "1Gi"})], pod_requests=given["requests"],
+            pod_limits=given["limits"], overhead={"cpu": "250m", "memory": "64Mi"})
+    result = _inject(p)
+    assert result.injected and result.record.variant == "pod-level"
+    assert result.pod["spec"]["resources"] == given
+
+
+def test_the_pod_level_cap_on_a_sidecar_is_the_pods_own_limit_not_counting_overhead() -> None:
+    # msg-mesh's limit of 200m/128Mi is cut to the pod's own 100m/100Mi; the RuntimeClass
+    # overhead (50m/32Mi) is the runtime's, not room for a sidecar
+    p = pod([container("app", {"cpu": "100m", "memory": "100Mi"}, {"cpu": "100m", "memory": "100Mi"})],
+            overhead={"cpu": "50m", "memory": "32Mi"})
+    result = _inject(p)
+    assert result.injected and result.record.variant == "pod-level"
+    assert result.pod["spec"]["resources"]["limits"] == {"cpu": "100m", "memory": "100Mi"}
+    assert _containers(result.pod)["msg-mesh"]["resources"]["limits"] == {"cpu": "100m", "memory": "100Mi"}
+    assert pod_requests(result.pod) == pod_requests(p)
+
+
 def test_sidecar_never_exceeds_a_small_pod_limit_in_the_pod_level_variant() -> None:
     p = pod([container("app", {"cpu": "400m", "memory": "200Mi"}, {"cpu": "400m", "memory": "200Mi"})])
     result = _inject(p)
@@ -222,6 +244,14 @@ def test_the_users_pod_level_request_is_never_raised() -> None:
     assert pod_requests(result.pod) == pod_requests(own)
     refused = _inject(own, with_resources(small_pods="leak"))
     assert not refused.injected and refused.skip_code == "pod_level_request" and "never raises" in refused.reason
+
+
+@pytest.mark.parametrize(("pod_level_resources", "variant"), [(True, "pod-level"), (False, "swap")])
+def test_the_auto_variant_follows_whether_the_cluster_has_pod_level_resources(pod_level_resources: bool,
+                                                                               variant: str) -> None:
+    result = _inject(java_pod(), with_resources(variant="auto", pod_level_resources=pod_level_resources))
+    assert result.injected and result.record.variant == variant
+    assert ("resources" in result.pod["spec"]) is pod_level_resources
 
 
 def test_a_guaranteed_pod_under_the_swap_variant_takes_the_pod_level_variant_or_is_skipped() -> None:

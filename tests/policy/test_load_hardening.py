@@ -108,9 +108,12 @@ def test_size_bound_at_its_edge() -> None:
     assert "larger than" not in str(info.value)
 
 
-def test_an_integer_yaml_cannot_build_is_a_refusal() -> None:
-    with pytest.raises(PolicyError, match="cannot be read"):
+def test_an_integer_yaml_cannot_build_is_a_refusal_naming_the_exception() -> None:
+    with pytest.raises(PolicyError) as info:
         parse_policy_text("apiVersion: meshfit.io/v1alpha1\nkind: MeshPolicy\nx: " + "9" * 100_000 + "\n")
+    assert [e.message for e in info.value.errors] == [
+        "cannot be read: ValueError: Exceeds the limit (4300 digits) for integer string conversion: "
+        "value has 100000 digits; use sys.set_int_max_str_digits() to increase the limit"]
 
 
 def test_nine_thousand_rules_parse_in_bounded_time() -> None:
@@ -228,3 +231,25 @@ def test_a_configmap_in_a_file_is_refused_under_the_files_name() -> None:
     with pytest.raises(PolicyError) as info:
         parse_policy_text(text, source="file.yaml")
     assert info.value.source == "file.yaml"
+
+
+@pytest.mark.parametrize(("depth", "refused"), [(MAX_DEPTH - 1, False), (MAX_DEPTH, True)])
+def test_depth_is_counted_inside_a_mapping_key_and_value_alike(depth: int, refused: bool) -> None:
+    # the root mapping is level 0, its key and value level 1: depth brackets put the scalar at 1 + depth
+    nested = "[" * depth + "0" + "]" * depth
+    too_deep = f"is nested too deeply (more than {MAX_DEPTH} levels)"
+    for text, read_whole in ((f"? {nested}\n: v\n", "not valid YAML: line 1, column 3: found unhashable key"),
+                             (f"k: {nested}\n", "apiVersion: must be meshfit.io/v1alpha1, got None")):
+        with pytest.raises(PolicyError) as info:
+            parse_policy_text(text)
+        assert str(info.value.errors[0]) == (too_deep if refused else read_whole)
+
+
+def test_text_the_yaml_reader_refuses_without_a_position_is_refused_with_its_reason() -> None:
+    # a control character fails in PyYAML's reader, whose error has no line and column
+    with pytest.raises(PolicyError) as info:
+        parse_policy_text("a: \x07\n")
+    assert info.value.source == "policy"  # the name used when the caller gives none
+    assert [(e.path, e.message) for e in info.value.errors] == [
+        ("", 'not valid YAML: unacceptable character #x0007: control characters are not allowed\n'
+             '  in "<unicode string>", position 3')]

@@ -81,6 +81,13 @@ def test_equality_is_by_value_across_families() -> None:
     assert Quantity.parse("1G") != Quantity.parse("1Gi")
 
 
+def test_order_at_equality_and_one_nano_unit_either_side() -> None:
+    one, same, less, more = Quantity.parse("1"), Quantity.parse("1000m"), Quantity(10**9 - 1), Quantity(10**9 + 1)
+    assert (one <= same, one >= same, one < same, one > same) == (True, True, False, False)
+    assert (less <= one, less < one, less >= one, less > one) == (True, True, False, False)
+    assert (more <= one, more < one, more >= one, more > one) == (False, False, True, True)
+
+
 def test_zero_takes_the_other_operands_family_like_kubernetes_add() -> None:
     assert (Quantity(0) + Quantity.parse("1Gi")).format() == "1Gi"
     assert (Quantity.parse("1") + Quantity.parse("1Gi")).fmt == "DecimalSI"

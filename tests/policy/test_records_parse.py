@@ -154,12 +154,15 @@ _SLOTS_MESSAGE = "accounting record is invalid: sidecar 'rpc-mesh': slots must n
     ({"qos": "Burstable"}, "qos must be an object with before and after"),
     ({"sidecars": [{**_SIDECAR, "slots": [{"name": "a", **_SLOT}]}]}, _SLOTS_MESSAGE),
     ({"sidecars": [{**_SIDECAR, "slots": [{"name": "a", **_SLOT}, {"name": "a", **_SLOT}]}]}, _SLOTS_MESSAGE),
+    ({"mode": None}, "accounting record is incomplete or invalid: 'mode'"),
+    ({"requests": None}, "accounting record is incomplete or invalid: 'requests'"),
+    ({"original": {"cpu": "1x"}}, "accounting record is incomplete or invalid: invalid quantity '1x'"),
 ])
 def test_an_accounting_record_of_the_wrong_shape_says_what(fields: dict, message: str) -> None:
     from policy.record import parse_record
 
     with pytest.raises(ValueError) as info:
-        parse_record(text({**_RECORD, **fields}))
+        parse_record(text({k: v for k, v in {**_RECORD, **fields}.items() if v is not None}))  # None: left out
     assert str(info.value) == message
 
 

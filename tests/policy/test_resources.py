@@ -79,6 +79,20 @@ def test_pod_level_limit_alone_defaults_the_pod_level_request() -> None:
     assert L(p) == {"cpu": "1", "memory": "2Gi"}
 
 
+@pytest.mark.parametrize(("containers", "init", "memory"), [
+    # only an init container asks for memory: the aggregate max(0 main, 256Mi init) = 256Mi
+    ([container("a", {"cpu": "100m"})], [container("i", {"memory": "256Mi"})], "256Mi"),
+    # a memory limit alone is a request after container defaulting: 512Mi
+    ([container("a", {"cpu": "100m"}, {"memory": "512Mi"})], None, "512Mi"),
+    # nothing asks for memory: the pod-level limit, 2Gi
+    ([container("a", {"cpu": "100m"})], [container("i", {"cpu": "50m"})], "2Gi"),
+])
+def test_a_request_an_init_container_or_a_limit_declares_defaults_to_the_aggregate(
+        containers: list, init: list | None, memory: str) -> None:
+    p = pod(containers, init, pod_limits={"cpu": "1", "memory": "2Gi"})
+    assert R(p) == {"cpu": "100m", "memory": memory}
+
+
 def test_limits_are_unbounded_when_any_container_lacks_one() -> None:
     p = pod([container("a", lim={"cpu": "1", "memory": "1Gi"}), container("b", {"cpu": "1"})])
     assert L(p) == {"cpu": None, "memory": None}
