@@ -47,14 +47,14 @@ def split(amount: int, capacities: Sequence[int], granule: int) -> list[int]:
     """
     total = sum(capacities)
     amount = min(amount, total)
-    if amount <= 0 or total <= 0:
+    if amount <= 0:  # nothing to give, or nowhere to give it: amount is at most the total now
         return [0] * len(capacities)
     parts = [(amount * c // total) // granule * granule for c in capacities]
-    left = amount - sum(parts)
+    left = amount - sum(parts)  # never negative: each part is rounded down
     order = sorted(range(len(capacities)), key=lambda i: -capacities[i])
     for step in (granule, 1):
         for i in order:
-            if left <= 0:
+            if not left:
                 break
             room = capacities[i] - parts[i]
             give = min(left, room) // step * step

@@ -149,3 +149,51 @@ def test_besteffort_drops_a_request_whose_sidecar_sets_no_limit_of_it() -> None:
                        frozenset(), FLOORS)
     assert not fit.skip_code
     assert fit.sizes["a"].requests == {"memory": Q("64Mi")} and fit.sizes["a"].limits == {"memory": Q("64Mi")}
+
+
+def test_a_hot_sidecar_asking_less_than_its_two_slots_minimum_gets_the_minimum_and_no_more() -> None:
+    # a (two slots) asks 1m, under its 2m minimum: it has nothing to cut, so all of the 47m left
+    # after the minimums (2m + 1m) goes to b: a 2m, b 1m + 47m = 48m, 50m in all
+    fit = fit_requests(sizes(a=("1m", "64Mi"), b=("100m", "64Mi")), {"cpu": 50 * M, "memory": 128 * MI},
+                       with_resources(small_pods="shrink").resources, frozenset(), {}, {"a": 2})
+    assert (fit.sizes["a"].requests["cpu"], fit.sizes["b"].requests["cpu"]) == (Q("2m"), Q("48m"))
+
+
+def test_shrinking_never_raises_the_request_of_a_sidecar_that_asks_for_none() -> None:
+    # a asks 0 cpu (one slot, whether or not slots names it): it stays at 0 and b takes the whole 50m
+    policy = with_resources(small_pods="shrink").resources
+    zero = sizes(a=("0", "64Mi"), b=("100m", "64Mi"))
+    for slots in ({}, {"a": 1, "b": 1}):
+        fit = fit_requests(zero, {"cpu": 50 * M, "memory": 128 * MI}, policy, frozenset(), {}, slots)
+        assert (fit.sizes["a"].requests["cpu"], fit.sizes["b"].requests["cpu"]) == (Q("0"), Q("50m"))
+
+
+def test_every_hot_sidecar_is_named_when_the_pod_cannot_give_each_slot_a_granule() -> None:
+    fit = fit_requests(TWO, {"cpu": 4 * M - 1, "memory": 128 * MI}, with_resources(small_pods="shrink").resources,
+                       frozenset(), FLOORS, {"a": 2, "b": 2})
+    assert fit.skip_reason == ("the pod requests cpu 3999999n: too little to give each of the 4 sidecar slots a cpu "
+                               "request of 1m (a, b: two hot-upgrade slots, whose requests split one sidecar's)")
+
+
+@pytest.mark.parametrize(("floors", "below"), [
+    ({"a": Q("40m"), "b": Q("20m")}, ""),                       # cut exactly to the floors: not below
+    ({"a": Q("40m") + Quantity(1), "b": Q("20m")}, "a"),        # one nano-core above the cut
+    ({"a": Q("40m") + Quantity(1), "b": Q("20m") + Quantity(1)}, "a, b"),
+    ({}, ""),                                                   # no floor given, none to be below
+])
+def test_the_floor_warning_names_the_sidecars_cut_below_their_cpu_floor(floors: dict, below: str) -> None:
+    # TWO cut to 60m / 32Mi: a 40m, b 20m (see the shrink test); memory has no floor
+    fit = fit_requests(TWO, {"cpu": 60 * M, "memory": 32 * MI}, with_resources(small_pods="shrink").resources,
+                       frozenset(), floors)
+    cpu, memory = fit.warnings
+    assert cpu.endswith(f"; below the CPU request floor: {below}") if below else "floor" not in cpu
+    assert "floor" not in memory
+
+
+def test_a_hot_sidecar_under_its_minimum_does_not_blur_the_others_shares() -> None:
+    # minimums a 2m (two slots), b 1m, c 1m; a has nothing above its minimum to cut, so the 33m
+    # left goes 66:33 to b and c exactly: 22m and 11m -> a 2m, b 23m, c 12m, 37m in all
+    three = sizes(a=("1m", "64Mi"), b=("67m", "64Mi"), c=("34m", "64Mi"))
+    fit = fit_requests(three, {"cpu": 37 * M, "memory": 192 * MI}, with_resources(small_pods="shrink").resources,
+                       frozenset(), {}, {"a": 2})
+    assert [fit.sizes[n].requests["cpu"] for n in "abc"] == [Q("2m"), Q("23m"), Q("12m")]
