@@ -82,27 +82,24 @@ def plan(spec: Mapping[str, Any], target: Mapping[str, int], injected: set[str],
         init_now = [r[name].nanos for r in init_requests]
         sidecars = sum(v for c, v in zip(inits, init_now) if is_native_sidecar(c))
         sum_main = sum(r[name].nanos for r in requests) + sidecars
-        excess = sum_main - goal
-        if excess > 0:
-            donors = [("containers", i, requests[i][name].nanos) for i, c in enumerate(containers)
-                      if c.get("name") not in injected]
-            if own_sidecars_donate:
-                donors += [("initContainers", i, init_now[i]) for i, c in enumerate(inits)
-                           if is_native_sidecar(c) and c.get("name") not in injected]
-            amounts = split(excess, [d[2] for d in donors], SPLIT_GRANULE[name])
-            for (kind, i, _), amount in zip(donors, amounts):
-                if amount:
-                    donations.append(Donation(kind, i, name, amount))
-                    if kind == "initContainers":
-                        init_now[i] -= amount
+        donors = [("containers", i, requests[i][name].nanos) for i, c in enumerate(containers)
+                  if c.get("name") not in injected]
+        if own_sidecars_donate:
+            donors += [("initContainers", i, init_now[i]) for i, c in enumerate(inits)
+                       if is_native_sidecar(c) and c.get("name") not in injected]
+        # split() gives nothing when the main phase is within the goal (an excess of 0 or less)
+        amounts = split(sum_main - goal, [d[2] for d in donors], SPLIT_GRANULE[name])
+        for (kind, i, _), amount in zip(donors, amounts):
+            if amount:
+                donations.append(Donation(kind, i, name, amount))
+                if kind == "initContainers":
+                    init_now[i] -= amount
         before = 0
         for i, c in enumerate(inits):
             if is_native_sidecar(c):
                 before += init_now[i]
                 continue
-            excess = init_now[i] + before - goal
-            if excess > 0 and c.get("name") not in injected:
-                amount = min(excess, init_now[i])
-                if amount:
-                    donations.append(Donation("initContainers", i, name, amount))
+            amount = min(init_now[i] + before - goal, init_now[i])  # the excess, at most all it asks
+            if amount > 0 and c.get("name") not in injected:
+                donations.append(Donation("initContainers", i, name, amount))
     return donations

@@ -310,8 +310,15 @@ def test_carve_takes_the_sidecars_out_of_the_app_and_records_drift() -> None:
     assert pod_requests(result.pod) == pod_requests(p)
     assert not result.record.leak and result.record.exposure == "none"
     assert result.record.drift == {"cpu": Quantity.parse("1250m"), "memory": Quantity.parse("392Mi")}
-    app = _containers(result.pod)["app"]["resources"]
-    assert Quantity.parse(app["limits"]["memory"]) < Quantity.parse("4Gi")
+    # the 1250m / 392Mi go 2000:100 and 4096Mi:128Mi: cpu app 1190m + the last 1m, log shipper 59m;
+    # memory app 380Mi + the last 1Mi, log shipper 11Mi; each limit falls by its request's amount
+    by_name = _containers(result.pod)
+    assert by_name["app"]["resources"] == {"requests": {"cpu": "809m", "memory": "3715Mi"},
+                                           "limits": {"cpu": "2809m", "memory": "3715Mi"}}
+    assert by_name["log-shipper"]["resources"] == {"requests": {"cpu": "41m", "memory": "117Mi"},
+                                                   "limits": {"cpu": "141m", "memory": "117Mi"}}
+    written = orjson.loads(result.pod["metadata"]["annotations"]["meshfit.io/accounting"])
+    assert written["drift"] == {"cpu": "1250m", "memory": "392Mi"}  # in the donors' own units
 
 
 # -- the rest of the pod ---------------------------------------------------------

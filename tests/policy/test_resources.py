@@ -93,6 +93,16 @@ def test_a_request_an_init_container_or_a_limit_declares_defaults_to_the_aggrega
     assert R(p) == {"cpu": "100m", "memory": memory}
 
 
+def test_a_tie_between_the_main_phase_and_an_init_phase_keeps_the_main_phases_units() -> None:
+    # as maxResourceList in component-helpers: the init phase replaces the sum only when greater
+    p = pod([container("a", lim={"cpu": "1", "memory": "1Gi"})],
+            [container("i", lim={"cpu": "1000m", "memory": "1073741824"})])
+    assert L(p) == {"cpu": "1", "memory": "1Gi"}
+    q = pod([container("a", lim={"cpu": "1", "memory": "1Gi"})],
+            [container("i", lim={"cpu": "1001m", "memory": "1073741825"})])
+    assert L(q) == {"cpu": "1001m", "memory": "1073741825"}
+
+
 def test_limits_are_unbounded_when_any_container_lacks_one() -> None:
     p = pod([container("a", lim={"cpu": "1", "memory": "1Gi"}), container("b", {"cpu": "1"})])
     assert L(p) == {"cpu": None, "memory": None}
