@@ -32,6 +32,10 @@ G = {"cpu": "1", "memory": "1Gi"}
     (pod([container("a", {"cpu": "100m"})], pod_requests=G, pod_limits=G), "Guaranteed"),   # pod-level decides
     (pod([container("a", G, G)], pod_requests={"cpu": "1"}), "Burstable"),           # pod-level without limits
     (pod([container("a", {"cpu": "100m"})], pod_limits=G), "Burstable"),             # pod request = container aggregate
+    (pod([container("a", {"cpu": "1n"})]), "Burstable"),                             # the smallest request counts
+    (pod([container("a")], pod_requests={"cpu": "0"}), "BestEffort"),                # a pod-level zero does not
+    (pod([container("a")], pod_requests={"cpu": "1n"}), "Burstable"),                # a pod-level 1n does
+    (pod([container("a")], pod_requests={"cpu": "1"}, pod_limits={"cpu": "1"}), "Burstable"),  # pod-level limits lack memory
 ])
 def test_the_class_kubernetes_gives(shape: dict, expected: str) -> None:
     assert pod_qos(shape) == ref.qos_class(shape) == expected

@@ -6,7 +6,7 @@ import pytest
 from podshapes import container, pod
 
 from policy.quantity import Quantity
-from policy.resources import format_resources, is_best_effort, pod_limits, pod_requests, requests_nanos
+from policy.resources import explain_requests, format_resources, is_best_effort, pod_limits, pod_requests, requests_nanos
 
 
 GIGA = 10**9  # nano-units in one core, or in one byte
@@ -169,3 +169,35 @@ def test_every_workload_kind_has_its_template_found() -> None:
         assert pod_template(body) is template, kind
     assert pod_template({"kind": "ConfigMap", "spec": {"template": template}}) is None
     assert pod_template({"kind": "Deployment", "spec": "broken"}) is None
+
+
+def _units(values: dict) -> dict[str, str]:
+    return {k: v.format() for k, v in values.items()}
+
+
+def test_each_phase_prints_in_the_units_of_its_first_non_zero_part() -> None:
+    # sidecars 256Mi (binary) then 67108864 (decimal): 320Mi in all, printed in the first one's units;
+    # the regular init container asks no memory, so its phase is the sidecars' 320Mi, in their units
+    p = pod([container("a", {"cpu": "100m"})],
+            [container("s1", {"memory": "256Mi"}, restart="Always"),
+             container("s2", {"memory": "67108864"}, restart="Always"),
+             container("i", {"cpu": "50m"})])
+    agg = explain_requests(p)
+    assert _units(agg.sum_main) == {"cpu": "100m", "memory": "320Mi"}
+    assert _units(agg.max_init) == {"cpu": "50m", "memory": "320Mi"}
+
+
+def test_a_tie_keeps_the_units_of_the_phase_met_first() -> None:
+    # two regular init phases of 1Gi: the first one's units; the main phase ties the init phase: its units
+    p = pod([container("a", {"memory": "1Gi"})],
+            [container("i1", {"memory": "1Gi"}), container("i2", {"memory": "1073741824"})])
+    agg = explain_requests(p)
+    assert agg.max_init["memory"].format() == "1Gi"
+    q = pod([container("a", {"memory": "1Gi"})], [container("i", {"memory": "1073741824"})])
+    assert explain_requests(q).aggregate["memory"].format() == "1Gi" and R(q)["memory"] == "1Gi"
+
+
+@pytest.mark.parametrize("pod_level", [{"pod_requests": {"cpu": "1"}}, {"pod_limits": {"memory": "1Gi"}}])
+def test_pod_level_requests_or_limits_alone_make_a_pod_not_best_effort(pod_level: dict) -> None:
+    assert not is_best_effort(pod([container("a")], **pod_level))
+    assert is_best_effort(pod([container("a")]))
