@@ -273,3 +273,12 @@ def test_a_ratio_out_of_range_says_which_part_in_its_cause() -> None:
     with pytest.raises(ValueError) as refused:
         parse_ratio("1/1e31")
     assert str(refused.value.__cause__) == "out of range: '1e31'"
+
+
+def test_zero_minus_a_quantity_takes_its_family_and_rounding_keeps_the_family() -> None:
+    assert (Quantity(0) - Quantity.parse("1Gi")).format() == "-1Gi"
+    assert (Quantity.parse("1") - Quantity.parse("1Gi")).fmt == "DecimalSI"
+    mi = 2**20 * 10**9
+    assert Quantity.parse("1.5Gi").round_down(mi).format() == "1536Mi"
+    assert Quantity.parse("1537.5Mi").round_down(mi).format() == "1537Mi"
+    assert Quantity.parse("1537.5Mi").round_up(mi).format() == "1538Mi"
