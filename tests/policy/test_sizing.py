@@ -102,3 +102,17 @@ def test_a_partly_guaranteed_cpu_request_is_kept_between_the_floor_and_the_limit
                         {}, {"cpu": Fraction(1, 2), "memory": Fraction(1)}, {},
                         {"cpu": cap and Quantity.parse(cap), "memory": None})
     assert (size.limits["cpu"].format(), size.requests["cpu"].format()) == expected
+
+
+def test_the_pods_size_annotation_overrides_the_policy_rounded_up_and_a_bad_one_is_noted() -> None:
+    spec = SidecarSpec("mesh", "mesh:1")
+    sizing = Sizing(mode="fixed", fixed=dict(_FIXED))
+    base = {"cpu": Quantity.parse("1"), "memory": Quantity.parse("1Gi")}
+    whole = {"cpu": Fraction(1), "memory": Fraction(1)}
+    asked = size_sidecar(spec, sizing, base, whole, {"meshfit.io/size-mesh": "cpu=300.5m"}, _NO_CAP)
+    assert ({r: q.format() for r, q in asked.limits.items()}, asked.notes) == ({"cpu": "301m", "memory": "128Mi"}, ())
+    other = size_sidecar(spec, sizing, base, whole, {"meshfit.io/size-other": "cpu=300m"}, _NO_CAP)
+    assert other.limits["cpu"].format() == "200m"
+    bad = size_sidecar(spec, sizing, base, whole, {"meshfit.io/size-mesh": "gpu=1"}, _NO_CAP)
+    assert (bad.limits["cpu"].format(), bad.notes) == (
+        "200m", ("meshfit.io/size-mesh ignored: expected cpu=<quantity>,memory=<quantity>, got 'gpu=1'",))
