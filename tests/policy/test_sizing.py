@@ -116,3 +116,18 @@ def test_the_pods_size_annotation_overrides_the_policy_rounded_up_and_a_bad_one_
     bad = size_sidecar(spec, sizing, base, whole, {"meshfit.io/size-mesh": "gpu=1"}, _NO_CAP)
     assert (bad.limits["cpu"].format(), bad.notes) == (
         "200m", ("meshfit.io/size-mesh ignored: expected cpu=<quantity>,memory=<quantity>, got 'gpu=1'",))
+
+
+def test_a_clamp_note_says_where_a_ratio_size_came_from() -> None:
+    spec = SidecarSpec("mesh", "mesh:1")
+    base = {"cpu": Quantity.parse("1"), "memory": Quantity.parse("1Gi")}
+    whole = {"cpu": Fraction(1), "memory": Fraction(1)}
+    # 1/4 of 1 core is 250m; 1/16 of 1Gi is 64Mi.
+    raised = size_sidecar(spec, Sizing(min={"cpu": Quantity.parse("300m")}, max={"memory": Quantity.parse("32Mi")}),
+                          base, whole, {}, _NO_CAP)
+    assert raised.notes == ("cpu: 1/4 of 1 = 250m, raised to the minimum 300m",
+                            "memory: 1/16 of 1Gi = 64Mi, lowered to the maximum 32Mi")
+    assert ({r: q.format() for r, q in raised.limits.items()}) == {"cpu": "300m", "memory": "32Mi"}
+    asked = size_sidecar(spec, Sizing(min={"cpu": Quantity.parse("300m")}), base, whole,
+                         {"meshfit.io/size-mesh": "cpu=100m"}, _NO_CAP)
+    assert asked.notes == ("cpu: pod annotation asks 100m = 100m, raised to the minimum 300m",)
