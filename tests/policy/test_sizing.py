@@ -111,6 +111,7 @@ def test_the_pods_size_annotation_overrides_the_policy_rounded_up_and_a_bad_one_
     whole = {"cpu": Fraction(1), "memory": Fraction(1)}
     asked = size_sidecar(spec, sizing, base, whole, {"meshfit.io/size-mesh": "cpu=300.5m"}, _NO_CAP)
     assert ({r: q.format() for r, q in asked.limits.items()}, asked.notes) == ({"cpu": "301m", "memory": "128Mi"}, ())
+    assert {r: q.format() for r, q in asked.requests.items()} == {"cpu": "301m", "memory": "128Mi"}
     other = size_sidecar(spec, sizing, base, whole, {"meshfit.io/size-other": "cpu=300m"}, _NO_CAP)
     assert other.limits["cpu"].format() == "200m"
     bad = size_sidecar(spec, sizing, base, whole, {"meshfit.io/size-mesh": "gpu=1"}, _NO_CAP)
