@@ -132,3 +132,11 @@ def test_a_clamp_note_says_where_a_ratio_size_came_from() -> None:
     asked = size_sidecar(spec, Sizing(min={"cpu": Quantity.parse("300m")}), base, whole,
                          {"meshfit.io/size-mesh": "cpu=100m"}, _NO_CAP)
     assert asked.notes == ("cpu: pod annotation asks 100m = 100m, raised to the minimum 300m",)
+
+
+def test_a_ratio_size_rounds_up_to_a_whole_millicore_and_mebibyte() -> None:
+    # 1/4 of 1001m is 250.25m, up to 251m; 1/16 of 1000Mi is 62.5Mi, up to 63Mi.
+    size = size_sidecar(SidecarSpec("mesh", "mesh:1"), Sizing(),
+                        {"cpu": Quantity.parse("1001m"), "memory": Quantity.parse("1000Mi")},
+                        {"cpu": Fraction(1), "memory": Fraction(1)}, {}, _NO_CAP)
+    assert {r: q.format() for r, q in size.limits.items()} == {"cpu": "251m", "memory": "63Mi"}
