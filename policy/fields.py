@@ -181,7 +181,11 @@ class Fields:
         return tuple(value)
 
     def timestamp(self, key: str) -> datetime | None:
-        """An RFC 3339 time (YAML may already have read it as one); a time without a zone is UTC."""
+        """An RFC 3339 time (YAML may already have read it as one); a time without a zone is UTC.
+
+        ``datetime.fromisoformat`` reads a trailing ``Z`` as UTC since Python 3.11, the
+        oldest this runs on.
+        """
         value = self.raw(key)
         if value is None:
             return None
@@ -189,7 +193,7 @@ class Fields:
             return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
         if isinstance(value, str):
             try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                parsed = datetime.fromisoformat(value)
             except ValueError:
                 pass
             else:

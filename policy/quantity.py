@@ -16,7 +16,7 @@ comes back from the API.
 from __future__ import annotations
 
 import re
-from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
+from decimal import MAX_PREC, ROUND_CEILING, Decimal, InvalidOperation, localcontext
 from fractions import Fraction
 from functools import lru_cache
 from typing import Final, Literal, final
@@ -99,7 +99,11 @@ class Quantity:
         num = match["num"]
         try:
             with localcontext() as ctx:
-                ctx.prec = 80
+                # Unbounded precision: the regex admits any number of digits, and rounding a long
+                # mantissa to a fixed precision would lose a fraction finer than a nano-unit that
+                # the API server rounds up ("1.<80 zeros>1" is 1000000001n, not 1). Only digits
+                # written cost anything; a huge exponent still overflows (``Emax``) as before.
+                ctx.prec = MAX_PREC
                 value = Decimal(num)
                 fmt: Format
                 if match["bin"]:

@@ -123,7 +123,7 @@ def _slot_template(spec: SidecarSpec, container: str) -> SlotTemplate:
 
 def _named(container: str) -> Slot:
     """A slot that only names its container: all :func:`policy.slots.slot_env` reads."""
-    return Slot(container, "", False, {}, {}, True)
+    return Slot(container, "", {}, {})
 
 
 def slot_resources(slot: Slot) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def size_sidecar(
             continue
         request = size.scale(guaranteed[name]).round_down(granule) if guaranteed[name] != 1 else size
         if name == "cpu" and request < spec.cpu_request_floor:
-            request = spec.cpu_request_floor if spec.cpu_request_floor <= size else size
+            request = min(spec.cpu_request_floor, size)  # never above the limit, when a cap put it under the floor
         limits[name] = size.with_format(family(name))
         requests[name] = request.with_format(family(name))
     return SidecarSize(limits=limits, requests=requests, notes=tuple(notes))

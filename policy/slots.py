@@ -124,29 +124,28 @@ class Slot:
 
     container: str
     image: str
-    #: The slot that runs (or, dormant, will run) the version; the other idles.
-    live: bool
     requests: dict[str, Quantity]
     limits: dict[str, Quantity]
-    #: Whether the sidecar runs in slots (hot or dormant): slot env, annotations, no probes.
-    slotted: bool
 
 
 def layout(spec: SidecarSpec, choice: VersionChoice, size: SidecarSize) -> tuple[Slot, ...]:
-    """The sidecar's slots in placement order, with its fitted size split between them."""
+    """The sidecar's slots in placement order, with its fitted size split between them.
+
+    The first is the live slot (the one that runs, or dormant will run, the version).
+    """
     upgrade = spec.upgrade
     if not upgrade.slotted:
-        return (Slot(spec.name, choice.image, True, dict(size.requests), dict(size.limits), False),)
+        return (Slot(spec.name, choice.image, dict(size.requests), dict(size.limits)),)
     empty = upgrade.empty_image or ""
     live_image = empty if upgrade.dormant else choice.image
     if not upgrade.hot:
-        return (Slot(spec.name, live_image, True, dict(size.requests), dict(size.limits), True),)
+        return (Slot(spec.name, live_image, dict(size.requests), dict(size.limits)),)
     live_req: dict[str, Quantity] = {}
     alt_req: dict[str, Quantity] = {}
     for resource, value in size.requests.items():
         live_req[resource], alt_req[resource] = split_request(value, resource)
-    return (Slot(spec.name, live_image, True, live_req, dict(size.limits), True),
-            Slot(alt_name(spec.name), empty, False, alt_req, dict(size.limits), True))
+    return (Slot(spec.name, live_image, live_req, dict(size.limits)),
+            Slot(alt_name(spec.name), empty, alt_req, dict(size.limits)))
 
 
 def slot_env(slot: Slot, hot: bool) -> list[dict[str, Any]]:
@@ -188,8 +187,7 @@ def status_of(spec: SidecarSpec, choice: VersionChoice) -> SidecarStatus:
         version=choice.version,
         image=choice.image,
         source=choice.source,
-        slots=slot_names(spec),
-        live=spec.name,
+        slots=slot_names(spec),  # the first, the sidecar's own name, is the live slot
         active=not upgrade.dormant,
         empty_image=upgrade.empty_image if upgrade.slotted else None,
     )

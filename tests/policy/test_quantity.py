@@ -8,6 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import reference as ref
+
 from policy.quantity import Quantity, QuantityError, format_ratio, parse_ratio, percent
 
 
@@ -164,3 +166,119 @@ def test_a_ratio_prints_as_a_short_decimal_only_when_exact_and_at_most_eight_cha
 def test_rounding_keeps_the_format() -> None:
     assert Quantity.parse("1000Mi").round_up(2**30 * 10**9).format() == "1Gi"
     assert Quantity.parse("1500m").round_up(10**9).format() == "2"
+
+
+# -- parsing at its edges, with the messages people read -------------------------------------
+
+MAX = "9223372036854775807"  # 2^63 - 1, the int64 Kubernetes keeps a value in
+
+
+@pytest.mark.parametrize(("text", "nanos", "fmt"), [
+    (2, 2 * 10**9, "DecimalSI"),
+    (-3, -3 * 10**9, "DecimalSI"),
+    (2**63 - 1, (2**63 - 1) * 10**9, "DecimalSI"),
+    (-(2**63 - 1), -(2**63 - 1) * 10**9, "DecimalSI"),
+    ("2Ki", 2048 * 10**9, "BinarySI"),
+    ("3Mi", 3 * 2**20 * 10**9, "BinarySI"),
+    ("1e-3", 10**6, "DecimalExponent"),
+    ("2e3", 2000 * 10**9, "DecimalExponent"),
+    ("1k", 1000 * 10**9, "DecimalSI"),
+    ("7", 7 * 10**9, "DecimalSI"),
+    ("0.1n", 1, "DecimalSI"),
+    ("-0.1n", 0, "DecimalSI"),  # rounded up, towards zero
+    (0.25, 250_000_000, "DecimalSI"),
+])
+def test_parsed_value_and_family(text: object, nanos: int, fmt: str) -> None:
+    q = Quantity.parse(text)
+    assert (q.nanos, type(q.nanos), q.fmt) == (nanos, int, fmt)
+
+
+@pytest.mark.parametrize("text", ["1." + "0" * 79 + "1", "1." + "0" * 200 + "1", "1." + "0" * 79 + "1Ki",
+                                  "0." + "3" * 100 + "Mi"])
+def test_a_long_mantissa_keeps_every_digit_before_rounding_up(text: str) -> None:
+    assert Fraction(Quantity.parse(text).nanos, 10**9) == ref.quantity(text)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (True, "quantities must be strings or numbers, got True"),
+    ([1], "quantities must be strings or numbers, got list"),
+    (float("nan"), "invalid quantity nan"),
+    (float("inf"), "invalid quantity inf"),
+    (float("-inf"), "invalid quantity -inf"),
+    ("1 Gi", "invalid quantity '1 Gi'"),
+    (2**63, f"quantity {2**63} is beyond what Kubernetes can hold (at most {MAX})"),
+    (-(2**63), f"quantity {-(2**63)} is beyond what Kubernetes can hold (at most {MAX})"),
+    ("8Ei", f"quantity '8Ei' is beyond what Kubernetes can hold (at most {MAX})"),
+    ("1e1000000", f"quantity '1e1000000' is beyond what Kubernetes can hold (at most {MAX})"),
+])
+def test_what_is_refused_and_the_message_that_says_why(value: object, message: str) -> None:
+    with pytest.raises(QuantityError) as refused:
+        Quantity.parse(value)
+    assert str(refused.value) == message
+
+
+def test_a_quantity_is_decimal_unless_told_and_true_when_not_zero() -> None:
+    assert Quantity(5).fmt == "DecimalSI"
+    assert (bool(Quantity(0)), bool(Quantity(1)), bool(Quantity(-1))) == (False, True, True)
+
+
+@pytest.mark.parametrize(("nanos", "ratio", "granule", "expected"), [
+    (5, Fraction(1, 5), 1, 1),          # exactly 1: no rounding
+    (5, Fraction(1, 2), 1, 3),          # 2.5 up to 3
+    (10**18 + 1, Fraction(1), 1, 10**18 + 1),  # beyond a float's 53 bits: integer arithmetic only
+    (9, Fraction(2, 3), 1, 6),
+    (10, Fraction(2, 3), 1, 7),         # 6.67 up to 7
+    (10, Fraction(2, 3), 4, 8),         # 6.67 up to the next multiple of 4
+    (-10, Fraction(1, 3), 1, -3),       # -3.33 up is -3
+])
+def test_scale_rounds_up_to_the_granule(nanos: int, ratio: Fraction, granule: int, expected: int) -> None:
+    got = Quantity(nanos, "BinarySI").scale(ratio, granule) if granule != 1 else Quantity(nanos, "BinarySI").scale(ratio)
+    assert (got.nanos, type(got.nanos), got.fmt) == (expected, int, "BinarySI")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1/16", Fraction(1, 16)), ("3/4", Fraction(3, 4)), ("10%", Fraction(1, 10)), ("12.5%", Fraction(1, 8)),
+    (" 1/2 ", Fraction(1, 2)), (2, Fraction(2)), (0.5, Fraction(1, 2)),
+    ("1e30", Fraction(10**30)), ("1e-30", Fraction(1, 10**30)), ("0", Fraction(0)),
+    ("0.25" + "0" * 60, Fraction(1, 4)),               # 64 characters: the longest accepted
+    (" " * 10 + "0.25" + "0" * 60 + " ", Fraction(1, 4)),  # the length is counted without the spaces
+])
+def test_ratios_read_exactly(text: object, expected: Fraction) -> None:
+    assert parse_ratio(text) == expected
+
+
+_SUCH = 'expected a ratio such as "1/16" or "0.25", got'
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (True, "expected a ratio, got True"),
+    (float("nan"), "expected a finite ratio, got nan"),
+    (float("inf"), "expected a finite ratio, got inf"),
+    (float("-inf"), "expected a finite ratio, got -inf"),
+    ([1], f"{_SUCH} [1]"),
+    ("0.25" + "0" * 61, f"{_SUCH} a 65-character string"),
+    ("1e31", f"{_SUCH} '1e31'"),
+    ("1e-31", f"{_SUCH} '1e-31'"),
+    ("Infinity", f"{_SUCH} 'Infinity'"),
+    ("1/0", f"{_SUCH} '1/0'"),
+    ("half", f"{_SUCH} 'half'"),
+])
+def test_ratios_refused_with_the_message_that_says_why(value: object, message: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_ratio(value)
+    assert str(refused.value) == message
+
+
+def test_a_ratio_out_of_range_says_which_part_in_its_cause() -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_ratio("1/1e31")
+    assert str(refused.value.__cause__) == "out of range: '1e31'"
+
+
+def test_zero_minus_a_quantity_takes_its_family_and_rounding_keeps_the_family() -> None:
+    assert (Quantity(0) - Quantity.parse("1Gi")).format() == "-1Gi"
+    assert (Quantity.parse("1") - Quantity.parse("1Gi")).fmt == "DecimalSI"
+    mi = 2**20 * 10**9
+    assert Quantity.parse("1.5Gi").round_down(mi).format() == "1536Mi"
+    assert Quantity.parse("1537.5Mi").round_down(mi).format() == "1537Mi"
+    assert Quantity.parse("1537.5Mi").round_up(mi).format() == "1538Mi"

@@ -190,3 +190,13 @@ def test_an_accounting_record_without_its_optional_parts_reads_as_their_defaults
     assert (r.drift, r.overcommit, r.variant, r.exposure) == ({"cpu": Quantity.parse("100m")},
                                                              {"memory": Quantity.parse("1Gi")}, "java", "node")
     assert r.limits == {"cpu": Quantity.parse("2"), "memory": None}
+
+
+def test_an_accounting_records_drift_is_written_only_when_there_is_some() -> None:
+    from policy.record import parse_record
+
+    with_drift = parse_record(text({**_RECORD, "drift": {"cpu": "100m", "memory": "0"}}))
+    assert with_drift.to_dict()["drift"] == {"cpu": "100m", "memory": "0"}
+    assert orjson.loads(with_drift.to_json())["drift"] == {"cpu": "100m", "memory": "0"}
+    assert "drift" not in parse_record(text({**_RECORD, "drift": {"cpu": "0"}})).to_dict()
+    assert "drift" not in parse_record(text(_RECORD)).to_dict()
