@@ -10,7 +10,6 @@ is one too (the fuzz tests below).
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +92,10 @@ def test_a_yaml_alias_bomb_is_refused_quickly() -> None:
         lines.append(f"a{i}: &a{i} [{refs}]")
     text = "\n".join(lines) + "\n"
     assert len(text) < 5000
-    started = time.perf_counter()
-    with pytest.raises(PolicyError, match=f"more than {MAX_NODES} nodes"):
+    # 9**10 nodes once expanded: the refusal comes from counting the node graph, before anything is built
+    with pytest.raises(PolicyError) as info:
         parse_policy_text(text)
-    assert time.perf_counter() - started < 5, "refused before the aliases were expanded"
+    assert str(info.value.errors[0]) == f"expands to more than {MAX_NODES} nodes (YAML aliases?)"
 
 
 def test_size_bound_at_its_edge() -> None:
@@ -116,14 +115,13 @@ def test_an_integer_yaml_cannot_build_is_a_refusal_naming_the_exception() -> Non
         "value has 100000 digits; use sys.set_int_max_str_digits() to increase the limit"]
 
 
-def test_nine_thousand_rules_parse_in_bounded_time() -> None:
+def test_nine_thousand_rules_are_all_read_in_order() -> None:
     doc = copy.deepcopy(SHIPPED)
     doc["versions"]["rules"] = [{"name": f"r{i}", "type": "app", "sidecar": "rpc-mesh", "version": "1.8.1",
                                  "apps": [f"app-{i}"]} for i in range(9000)]
-    text = yaml.safe_dump(doc)
-    started = time.perf_counter()
-    assert len(parse_policy_text(text).versions.rules) == 9000
-    assert time.perf_counter() - started < 30  # generous: the parse runs off the servers' event loops
+    rules = parse_policy_text(yaml.safe_dump(doc)).versions.rules
+    assert len(rules) == 9000
+    assert (rules[0].name, rules[-1].name, rules[-1].apps) == ("r0", "r8999", ("app-8999",))
 
 
 # -- fuzzing: whatever the document, a Policy or a PolicyError -------------------------
