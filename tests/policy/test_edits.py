@@ -180,3 +180,21 @@ def test_insert_twice_into_a_nested_list() -> None:
     assert [e["name"] for e in editor.pod["spec"]["containers"][0]["env"]] == ["A", "X", "B"]
     assert [o["path"] for o in editor.ops] == ["/spec/containers/0/env/0", "/spec/containers/0/env/-"]
     _replays(editor)
+
+
+def test_a_dropped_copy_keeps_its_id_from_being_taken_for_a_new_value() -> None:
+    """The editor keeps every copy it made, so a copy an edit replaces is never freed and its id
+    never given to a new value; a new value with a reused id would be taken as owned and be edited
+    in place, under the caller and the operation that recorded it. CPython gives a freed list's
+    memory to the next list made, so without that the rounds below would show it."""
+    for _ in range(20):
+        editor = PodEditor(_pod())
+        editor.set(("spec", "containers", 1, "name"), "2")   # copies spec, its containers and the second one
+        editor.set(("spec", "containers"), [])                # the copied containers list is dropped
+        handed = [{"name": "x"}]
+        editor.set(("spec", "containers"), handed)
+        editor.set(("spec", "containers", 0, "name"), "y")
+        assert handed == [{"name": "x"}]
+        assert editor.ops[2] == {"op": "replace", "path": "/spec/containers", "value": [{"name": "x"}]}
+        assert editor.get(("spec", "containers")) == [{"name": "y"}]
+        _replays(editor)
