@@ -70,34 +70,36 @@ class PodEditor:
         return node
 
     # -- copy-on-write descent ------------------------------------------------
-    def _parent(self, path: Path) -> tuple[Any, Path]:
-        """The deepest existing container on ``path`` (owned), and the part of path left."""
+    def _own(self, path: Path) -> tuple[Any, int]:
+        """The deepest existing container along ``path`` (owned), and how many keys of it exist."""
         node: Any = self.pod
         copied = self._copied
-        last = len(path) - 1
-        for i in range(last):
-            key = path[i]
+        for i, key in enumerate(path):
             try:
                 child = node[key]
             except (KeyError, IndexError, TypeError):
                 child = None
             if child is None:
-                return node, path[i:]
+                return node, i
             if id(child) not in copied:  # copy on the first write below it, and own the copy
                 child = list(child) if isinstance(child, list) else dict(child)
                 node[key] = child
                 copied[id(child)] = child
             node = child
-        return node, path[last:]
+        return node, len(path)
+
+    def _parent(self, path: Path) -> tuple[Any, Path]:
+        """The deepest existing container above the last key of ``path`` (owned), and the part of path left."""
+        node, depth = self._own(path[:-1])
+        return node, path[depth:]
 
     # -- edits --------------------------------------------------------------
     def set(self, path: Path, value: Any) -> None:
         """Set ``path`` to ``value``, creating missing parents (one ``add`` for the lot)."""
         parent, rest = self._parent(path)
         key = rest[0]
-        if len(rest) > 1:
-            for inner in reversed(rest[1:]):
-                value = {inner: value}
+        for inner in reversed(rest[1:]):  # the missing parents, innermost first
+            value = {inner: value}
         existed = isinstance(parent, list) or key in parent
         parent[key] = value
         done = path[: len(path) - len(rest) + 1]
@@ -109,7 +111,7 @@ class PodEditor:
         if current is None:
             self.set(path, [value])
             return
-        parent, _ = self._parent(path + (0,))
+        parent, _ = self._own(path)
         if index is None or index >= len(parent):
             parent.append(value)
             self.ops.append({"op": "add", "path": pointer(path) + "/-", "value": value})

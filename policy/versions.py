@@ -192,9 +192,11 @@ def _judge(rule: VersionRule, sidecar: str, allowed: Any, namespace: str, app: s
         return verdict("no-match", f"zone {zone or '(no zone label)'} not in {list(rule.zones)}")
     if rule.type == "experiment":
         bucket = experiment_bucket(rule.name, workload)
+        # shown as a decimal: a percent of 12.5 is a Fraction, which would print as "25/2"
+        share = f"{float(rule.percent):g}%"
         if bucket >= rule.percent:
-            return verdict("no-match", f"workload {workload} is at {float(bucket):.2f}, outside the first {rule.percent}%")
-        return verdict("matched", f"workload {workload} is at {float(bucket):.2f}, inside the first {rule.percent}% → {rule.version}")
+            return verdict("no-match", f"workload {workload} is at {float(bucket):.2f}, outside the first {share}")
+        return verdict("matched", f"workload {workload} is at {float(bucket):.2f}, inside the first {share} → {rule.version}")
     why = rule.reason or "matched"
     return verdict("matched", f"{why} → {rule.version}")
 
