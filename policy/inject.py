@@ -431,7 +431,9 @@ def _build(pod: dict[str, Any], plan: Plan) -> _Built | None:
     after = explain_requests(editor.pod)
     if editor.pod["spec"].get("resources"):
         # Validation demands container aggregate <= pod-level request <= pod-level limit,
-        # and every container limit <= the pod-level limit.
+        # and every container limit <= the pod-level limit. A resource with a pod-level
+        # limit always has a pod-level request (pod_level_requests defaults one), so the
+        # two steps also hold the aggregate under the limit.
         new_spec = editor.pod["spec"]
         aggregate = after.aggregate
         requests = after.pod_level
@@ -440,7 +442,7 @@ def _build(pod: dict[str, Any], plan: Plan) -> _Built | None:
         for r in RESOURCES:
             if r in requests and aggregate[r] > requests[r]:
                 return None
-            if r in limits and (aggregate[r] > limits[r] or (r in requests and requests[r] > limits[r])):
+            if r in limits and requests[r] > limits[r]:
                 return None
             if r in limits and any((c[r] or ZERO) > limits[r] for c in each):
                 return None
