@@ -252,7 +252,8 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
     has_pod_level = bool((spec.get("resources") or {}).get("requests") or (spec.get("resources") or {}).get("limits"))
     A = before.effective
     target = {r: before.pod_level.get(r, before.aggregate[r]).nanos for r in RESOURCES}
-    user_pod_level = frozenset(before.pod_level) if has_pod_level else frozenset()
+    # Empty unless the pod sets pod-level fields: pod-level requests are the pod's own or defaulted from its limits.
+    user_pod_level = frozenset(before.pod_level)
     overrides = namespace.policy.sidecars if namespace.policy else {}
     versions: dict[str, VersionChoice] = {}
     for sidecar in decision.sidecars:
@@ -302,7 +303,8 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
     sidecar_records = tuple(_sidecar_record(s, versions[s.name], plan.sizes[s.name]) for s in plan.sidecars)
     sum_limits = {r: sum((s.limits.get(r, ZERO) for s in sidecar_records), ZERO) for r in RESOURCES}
     overcommit = sum_limits if mode == "overcommit" and plan.variant is not Variant.BEST_EFFORT else {}
-    exposure: Exposure = "pod" if plan.variant is Variant.POD_LEVEL else "node" if plan.variant is Variant.SWAP else "none"
+    # Only an overcommitting variant (pod-level or swap) has sidecar limits to expose; the others record "none".
+    exposure: Exposure = "pod" if plan.variant is Variant.POD_LEVEL else "node"
     record = AccountingRecord(
         mode=mode,
         variant=plan.variant.value,

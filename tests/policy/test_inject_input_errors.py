@@ -46,6 +46,7 @@ CASES: list[tuple[str, Any, str]] = [
     ("bad init memory request",
      _spec(containers=[OK], initContainers=[{"name": "i", "resources": {"requests": {"memory": "12 GB"}}}]),
      "spec.initContainers[0].resources.requests.memory: invalid quantity '12 GB'"),
+    ("no containers, init containers a string", _spec(initContainers="x"), "spec.initContainers must be a list"),
     ("no containers", _spec(), "spec.containers must not be empty"),
     ("empty containers", _spec(containers=[]), "spec.containers must not be empty"),
     ("pod resources a list", _spec(containers=[OK], resources=[]), "spec.resources must be an object"),
