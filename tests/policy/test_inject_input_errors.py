@@ -91,3 +91,17 @@ def test_a_quantity_error_past_the_checks_names_the_pod(metadata: dict[str, Any]
     with pytest.raises(InjectionError) as info:
         inject(p, SHOP, default_policy())
     assert str(info.value) == f"pod {where}: {OVERFLOW}"
+
+
+def test_a_quantity_error_while_reading_the_pod_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first reading of the pod (decision, requests, limits) is wrapped like the injection itself.
+    import policy.inject as engine
+    from policy.quantity import QuantityError
+
+    def refuse(_pod: dict[str, Any]) -> None:
+        raise QuantityError("limits out of reach")
+
+    monkeypatch.setattr(engine, "pod_limits", refuse)
+    with pytest.raises(InjectionError) as info:
+        inject(pod([container("a", {"cpu": "1"})], name="web-1"), SHOP, default_policy())
+    assert str(info.value) == "pod shop/web-1: limits out of reach"
