@@ -320,7 +320,7 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
         reduced=dict(fit.reduced),
         leak_reasons={r: leak_reasons[r] for r in leak if r in leak_reasons},
         own_requests=_own_requests(spec),
-        own_pod_level=_own_pod_level(spec) if has_pod_level else {},
+        own_pod_level=_own_pod_level(spec),
     )
     status = PodStatus(policy.revision, tuple(status_of(s, versions[s.name]) for s in plan.sidecars))
     for sidecar in plan.sidecars:
@@ -475,7 +475,7 @@ def _size_all(sidecars: tuple[SidecarSpec, ...], overrides: Mapping[str, Any], A
 
 
 def _own_pod_level(spec: Mapping[str, Any]) -> dict[str, dict[str, Quantity]]:
-    """The owner's ``spec.resources`` for cpu/memory, as written (before apiserver defaulting)."""
+    """The owner's ``spec.resources`` for cpu/memory, as written (before apiserver defaulting); empty without them."""
     res = spec.get("resources") or {}
     return {part: {r: q(res[part][r]) for r in RESOURCES if (res.get(part) or {}).get(r) is not None}
             for part in ("requests", "limits") if res.get(part)}
