@@ -252,7 +252,8 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
     has_pod_level = bool((spec.get("resources") or {}).get("requests") or (spec.get("resources") or {}).get("limits"))
     A = before.effective
     target = {r: before.pod_level.get(r, before.aggregate[r]).nanos for r in RESOURCES}
-    user_pod_level = frozenset(before.pod_level) if has_pod_level else frozenset()
+    # Empty unless the pod sets pod-level fields: pod-level requests are the pod's own or defaulted from its limits.
+    user_pod_level = frozenset(before.pod_level)
     overrides = namespace.policy.sidecars if namespace.policy else {}
     versions: dict[str, VersionChoice] = {}
     for sidecar in decision.sidecars:
@@ -302,7 +303,8 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
     sidecar_records = tuple(_sidecar_record(s, versions[s.name], plan.sizes[s.name]) for s in plan.sidecars)
     sum_limits = {r: sum((s.limits.get(r, ZERO) for s in sidecar_records), ZERO) for r in RESOURCES}
     overcommit = sum_limits if mode == "overcommit" and plan.variant is not Variant.BEST_EFFORT else {}
-    exposure: Exposure = "pod" if plan.variant is Variant.POD_LEVEL else "node" if plan.variant is Variant.SWAP else "none"
+    # Only an overcommitting variant (pod-level or swap) has sidecar limits to expose; the others record "none".
+    exposure: Exposure = "pod" if plan.variant is Variant.POD_LEVEL else "node"
     record = AccountingRecord(
         mode=mode,
         variant=plan.variant.value,
@@ -318,7 +320,7 @@ def _inject(pod: dict[str, Any], namespace: Namespace, policy: Policy, decision:
         reduced=dict(fit.reduced),
         leak_reasons={r: leak_reasons[r] for r in leak if r in leak_reasons},
         own_requests=_own_requests(spec),
-        own_pod_level=_own_pod_level(spec) if has_pod_level else {},
+        own_pod_level=_own_pod_level(spec),
     )
     status = PodStatus(policy.revision, tuple(status_of(s, versions[s.name]) for s in plan.sidecars))
     for sidecar in plan.sidecars:
@@ -431,7 +433,9 @@ def _build(pod: dict[str, Any], plan: Plan) -> _Built | None:
     after = explain_requests(editor.pod)
     if editor.pod["spec"].get("resources"):
         # Validation demands container aggregate <= pod-level request <= pod-level limit,
-        # and every container limit <= the pod-level limit.
+        # and every container limit <= the pod-level limit. A resource with a pod-level
+        # limit always has a pod-level request (pod_level_requests defaults one), so the
+        # two steps also hold the aggregate under the limit.
         new_spec = editor.pod["spec"]
         aggregate = after.aggregate
         requests = after.pod_level
@@ -440,7 +444,7 @@ def _build(pod: dict[str, Any], plan: Plan) -> _Built | None:
         for r in RESOURCES:
             if r in requests and aggregate[r] > requests[r]:
                 return None
-            if r in limits and (aggregate[r] > limits[r] or (r in requests and requests[r] > limits[r])):
+            if r in limits and requests[r] > limits[r]:
                 return None
             if r in limits and any((c[r] or ZERO) > limits[r] for c in each):
                 return None
@@ -471,7 +475,7 @@ def _size_all(sidecars: tuple[SidecarSpec, ...], overrides: Mapping[str, Any], A
 
 
 def _own_pod_level(spec: Mapping[str, Any]) -> dict[str, dict[str, Quantity]]:
-    """The owner's ``spec.resources`` for cpu/memory, as written (before apiserver defaulting)."""
+    """The owner's ``spec.resources`` for cpu/memory, as written (before apiserver defaulting); empty without them."""
     res = spec.get("resources") or {}
     return {part: {r: q(res[part][r]) for r in RESOURCES if (res.get(part) or {}).get(r) is not None}
             for part in ("requests", "limits") if res.get(part)}
