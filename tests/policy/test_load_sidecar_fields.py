@@ -245,3 +245,19 @@ def test_the_pod_level_variant_needs_pod_level_resources(variant: str, pod_level
     else:
         r = parse_policy(doc).resources
         assert (r.variant, r.pod_level_resources) == (variant, pod_level)
+
+
+# -- sizing -----------------------------------------------------------------------
+def test_the_sizing_ratio_is_read_as_written_and_defaults_to_a_quarter_and_a_sixteenth() -> None:
+    assert _sidecar().sizing.ratio == {"cpu": Fraction(1, 4), "memory": Fraction(1, 16)}
+    assert _sidecar(sizing={"ratio": {"cpu": "1/2"}}).sizing.ratio == {"cpu": Fraction(1, 2), "memory": Fraction(1, 16)}
+
+
+def test_a_fixed_sizing_needs_every_resource_fixed() -> None:
+    assert _errors(_doc({"sizing": {"mode": "fixed", "fixed": {"cpu": "100m"}}})) == [
+        ("sidecars[0].sizing.fixed.memory", "is required when mode is fixed"),
+    ]
+    assert _errors(_doc({"sizing": {"mode": "fixed"}})) == [
+        ("sidecars[0].sizing.fixed.cpu", "is required when mode is fixed"),
+        ("sidecars[0].sizing.fixed.memory", "is required when mode is fixed"),
+    ]
