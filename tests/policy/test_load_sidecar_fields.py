@@ -261,3 +261,19 @@ def test_a_fixed_sizing_needs_every_resource_fixed() -> None:
         ("sidecars[0].sizing.fixed.cpu", "is required when mode is fixed"),
         ("sidecars[0].sizing.fixed.memory", "is required when mode is fixed"),
     ]
+
+
+def test_the_kubernetes_fragments_of_a_sidecar_are_copied_as_given() -> None:
+    startup, readiness = {"tcpSocket": {"port": 15001}}, {"httpGet": {"path": "/ready", "port": 15020}}
+    security, lifecycle = {"runAsUser": 1337}, {"preStop": {"exec": {"command": ["/drain"]}}}
+    mounts, volumes = [{"name": "certs", "mountPath": "/etc/certs"}], [{"name": "certs", "secret": {"secretName": "c"}}]
+    env, app_env = [{"name": "MESH", "value": "1"}], [{"name": "HTTP_PROXY", "value": "localhost:15001"}]
+    spec = _sidecar(startupProbe=startup, readinessProbe=readiness, securityContext=security, lifecycle=lifecycle,
+                    volumeMounts=mounts, volumes=volumes, env=env, appEnv=app_env)
+    assert (spec.startup_probe, spec.readiness_probe) == (startup, readiness)
+    assert (spec.security_context, spec.lifecycle) == (security, lifecycle)
+    assert spec.volume_mounts == tuple(mounts) and spec.volumes == tuple(volumes)
+    assert spec.env == tuple(env) and spec.app_env == tuple(app_env)
+    bare = _sidecar()
+    assert (bare.startup_probe, bare.readiness_probe, bare.security_context, bare.lifecycle) == (None, None, None, None)
+    assert (bare.volume_mounts, bare.volumes, bare.app_env) == ((), (), ())
