@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from policy.quantity import Quantity, QuantityError, parse_ratio
 
@@ -138,8 +138,14 @@ class Fields:
             return default
         return value
 
+    @overload
+    def quantity(self, key: str, default: Quantity, *, positive: bool = False) -> Quantity: ...
+
+    @overload
+    def quantity(self, key: str, default: None = None, *, positive: bool = False) -> Quantity | None: ...
+
     def quantity(self, key: str, default: Quantity | None = None, *, positive: bool = False) -> Quantity | None:
-        """A Kubernetes quantity (``500m``, ``1Gi``), positive if asked."""
+        """A Kubernetes quantity (``500m``, ``1Gi``), positive if asked; ``default`` when missing or refused."""
         value = self.raw(key)
         if value is None:
             return default

@@ -280,10 +280,10 @@ def _sidecar(f: Fields) -> SidecarSpec:
     if name and not _DNS_LABEL.match(name):
         f.error("name", f"must be a DNS label (lowercase letters, digits, '-'), got {name!r}")
     image = f.string("image", required=True)
-    if ":" in image.rsplit("/", 1)[-1] or "@" in image:
+    if ":" in image.rpartition("/")[2] or "@" in image:
         f.error("image", f"is the repository only; versions choose the tag, got {image!r}")
     sizing = _sizing(f.mapping("sizing"))
-    floor = f.quantity("cpuRequestFloor", Quantity.parse("50m"), positive=True) or Quantity.parse("50m")
+    floor = f.quantity("cpuRequestFloor", Quantity.parse("50m"), positive=True)
     for i, port in enumerate(f.objects("ports")):
         if not isinstance(port.get("containerPort"), int):
             f.error(f"ports[{i}].containerPort", "is required and must be an integer")
