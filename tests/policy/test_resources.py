@@ -6,7 +6,7 @@ import pytest
 from podshapes import container, pod
 
 from policy.quantity import Quantity
-from policy.resources import explain_requests, format_resources, is_best_effort, pod_limits, pod_requests, requests_nanos
+from policy.resources import explain_requests, family, format_resources, is_best_effort, pod_limits, pod_requests, requests_nanos
 
 
 GIGA = 10**9  # nano-units in one core, or in one byte
@@ -201,3 +201,9 @@ def test_a_tie_keeps_the_units_of_the_phase_met_first() -> None:
 def test_pod_level_requests_or_limits_alone_make_a_pod_not_best_effort(pod_level: dict) -> None:
     assert not is_best_effort(pod([container("a")], **pod_level))
     assert is_best_effort(pod([container("a")]))
+
+
+def test_cpu_is_printed_in_decimal_units_even_at_a_multiple_of_1024_cores() -> None:
+    # 1024 cores would print as 1Ki in binary units; memory of the same count is 1Ki
+    assert Quantity.parse("1024").with_format(family("cpu")).format() == "1024"
+    assert Quantity.parse("1024").with_format(family("memory")).format() == "1Ki"
